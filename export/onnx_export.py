@@ -1,0 +1,60 @@
+"""torch.onnx (the torch.export-based exporter) for one GraphSpec, saved with or without external data."""
+
+import inspect
+import warnings
+from pathlib import Path
+
+import onnx_ir
+import torch
+from torch.export import Dim
+
+from janusweb.export.specs import GraphSpec
+
+OPSET = 18
+EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf's 2 GB limit: larger graphs keep weights in <graph>.onnx_data
+
+
+def _dynamic_shapes(spec: GraphSpec, module: torch.nn.Module):
+    """Per-input {axis: Dim}, grouped as the wrapper's signature groups its arguments (*varargs -> tuple)."""
+    dims = {}
+    per_input = []
+    for t in spec.inputs:
+        per_input.append({axis: dims.setdefault(d, Dim(d)) for axis, d in enumerate(t.dims) if isinstance(d, str)})
+    params = list(inspect.signature(module.forward).parameters.values())
+    grouped = []
+    for i, p in enumerate(params):
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            grouped.append(tuple(per_input[i:]))
+            break
+        grouped.append(per_input[i])
+    return tuple(grouped)
+
+
+def weight_bytes(module: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+@torch.no_grad()
+def export_graph(spec: GraphSpec, module: torch.nn.Module, out_dir: Path) -> list:
+    """Export `module` to out_dir/<name>.onnx (+ <name>.onnx_data when large). Returns the written files."""
+    args = spec.make_inputs(_concrete(spec, spec.export_dims), torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's FutureWarnings about pytree internals
+        program = torch.onnx.export(
+            module, args, None, input_names=[t.name for t in spec.inputs],
+            output_names=[t.name for t in spec.outputs], dynamic_shapes=_dynamic_shapes(spec, module),
+            opset_version=OPSET, dynamo=True, optimize=True, verbose=False,
+        )
+    path = out_dir / f"{spec.name}.onnx"
+    program.model.producer_name = "janusweb"
+    if weight_bytes(module) > EXTERNAL_DATA_THRESHOLD:
+        data = f"{spec.name}.onnx_data"
+        onnx_ir.save(program.model, path, external_data=data)
+        return [path, out_dir / data]
+    onnx_ir.save(program.model, path)
+    return [path]
+
+
+def _concrete(spec: GraphSpec, dims: dict) -> dict:
+    """Fill dims a spec leaves implicit (image height defaults to the model's own size in make_inputs)."""
+    return dict(dims)

@@ -1,0 +1,133 @@
+"""One declarative spec per exported graph: file name, wrapper module, named inputs/outputs with symbolic
+dims, dummy-input builder, tolerance, and the two sets of dims used to export and to validate.
+
+The export driver, the validator and the manifest writer iterate over `graph_specs(model)`; a new graph is a
+new entry here.
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from transformers import JanusForConditionalGeneration
+
+from janusweb.export import wrappers
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dims: tuple  # ints are fixed sizes, strings name a dynamic axis
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    name: str
+    wrapper: Callable[[JanusForConditionalGeneration], torch.nn.Module]
+    inputs: tuple
+    outputs: tuple
+    make_inputs: Callable[[dict, torch.Generator], tuple]  # concrete dims -> input tensors
+    export_dims: dict  # dynamic dims while tracing (>= 2: size 0/1 would be specialised)
+    check_dims: tuple = field(default_factory=tuple)  # other dims used to validate the exported graph
+    tolerance: float = 1e-4  # max abs diff relative to max(1, max |reference|)
+
+
+def _ints(gen, high, *shape):
+    return torch.randint(0, high, shape, generator=gen)
+
+
+def _floats(gen, *shape):
+    return torch.randn(shape, generator=gen)
+
+
+def graph_specs(model: JanusForConditionalGeneration) -> list:
+    cfg = model.config
+    text, vision, vq = cfg.text_config, cfg.vision_config, cfg.vq_config
+    hidden, vocab, codebook = text.hidden_size, text.vocab_size, vq.num_embeddings
+    layers, kv_heads = text.num_hidden_layers, text.num_key_value_heads
+    head_dim = getattr(text, "head_dim", None) or hidden // text.num_attention_heads
+    tokens = vision.num_image_tokens
+    size = vision.image_size
+    image_px = vq.num_patches * 2 ** (len(vq.channel_multiplier) - 1)
+
+    def prepare_inputs(d, gen):
+        b, n, s = d["batch"], d["images"], d["seq"]
+        ids = _ints(gen, vocab, b, s)
+        seq_mask = torch.zeros(b, s, dtype=torch.bool)
+        emb_mask = torch.ones(b, n, tokens, dtype=torch.bool)
+        for row in range(b):  # each row holds its images one after another after a 2-token text prefix
+            seq_mask[row, 2:2 + n * tokens] = True
+        if n and b > 1:
+            emb_mask[-1, -1] = False  # the last row leaves its last image out
+            seq_mask[-1, 2 + (n - 1) * tokens:2 + n * tokens] = False
+        ids[seq_mask] = cfg.image_token_id
+        pixels = torch.rand(b, n, 3, d.get("height", size), d.get("height", size), generator=gen) * 2 - 1
+        return ids, pixels, seq_mask, emb_mask
+
+    def lm_inputs(d, gen):
+        b, s, p = d["batch"], d["seq"], d["past"]
+        mask = torch.ones(b, p + s, dtype=torch.int64)
+        if b > 1:
+            mask[-1, : min(2, p + s - 1)] = 0  # a left-padded row
+        positions = (torch.cumsum(mask, 1) - 1).clamp(min=0)[:, p:]
+        past = [_floats(gen, b, kv_heads, p, head_dim) for _ in range(2 * layers)]
+        return (_floats(gen, b, s, hidden), mask, positions, *past)
+
+    kv_in = [TensorSpec(f"past_key_values.{i}.{k}", ("batch", kv_heads, "past", head_dim))
+             for i in range(layers) for k in ("key", "value")]
+    kv_out = [TensorSpec(f"present.{i}.{k}", ("batch", kv_heads, "total", head_dim))
+              for i in range(layers) for k in ("key", "value")]
+    hidden_in = (TensorSpec("hidden_states", ("batch", "seq", hidden)),)
+
+    return [
+        GraphSpec(
+            "prepare_inputs_embeds", wrappers.PrepareInputsEmbeds,
+            inputs=(TensorSpec("input_ids", ("batch", "seq"), "int64"),
+                    TensorSpec("pixel_values", ("batch", "images", 3, "height", "width")),
+                    TensorSpec("images_seq_mask", ("batch", "seq"), "bool"),
+                    TensorSpec("images_emb_mask", ("batch", "images", tokens), "bool")),
+            outputs=(TensorSpec("inputs_embeds", ("batch", "seq", hidden)),),
+            make_inputs=prepare_inputs,
+            export_dims={"batch": 2, "images": 2, "seq": 2 * tokens + 5},
+            check_dims=({"batch": 1, "images": 1, "seq": tokens + 7}, {"batch": 3, "images": 2, "seq": 2 * tokens + 3},
+                        {"batch": 1, "images": 0, "seq": 6, "height": 384}),
+        ),
+        GraphSpec(
+            "language_model", wrappers.LanguageModel,
+            inputs=(TensorSpec("inputs_embeds", ("batch", "seq", hidden)),
+                    TensorSpec("attention_mask", ("batch", "total"), "int64"),
+                    TensorSpec("position_ids", ("batch", "seq"), "int64"), *kv_in),
+            outputs=(TensorSpec("hidden_states", ("batch", "seq", hidden)), *kv_out),
+            make_inputs=lm_inputs,
+            export_dims={"batch": 2, "seq": 3, "past": 5},
+            check_dims=({"batch": 1, "seq": 9, "past": 0}, {"batch": 3, "seq": 1, "past": 17},
+                        {"batch": 2, "seq": 4, "past": 2}),
+        ),
+        GraphSpec(
+            "lm_head", wrappers.LmHead, inputs=hidden_in,
+            outputs=(TensorSpec("logits", ("batch", "seq", vocab)),),
+            make_inputs=lambda d, gen: (_floats(gen, d["batch"], d["seq"], hidden),),
+            export_dims={"batch": 2, "seq": 3}, check_dims=({"batch": 1, "seq": 1}, {"batch": 3, "seq": 7}),
+        ),
+        GraphSpec(
+            "gen_head", wrappers.GenHead, inputs=hidden_in,
+            outputs=(TensorSpec("logits", ("batch", "seq", codebook)),),
+            make_inputs=lambda d, gen: (_floats(gen, d["batch"], d["seq"], hidden),),
+            export_dims={"batch": 2, "seq": 3}, check_dims=({"batch": 1, "seq": 1}, {"batch": 4, "seq": 2}),
+        ),
+        GraphSpec(
+            "gen_img_embeds", wrappers.GenImgEmbeds,
+            inputs=(TensorSpec("image_ids", ("batch", "seq"), "int64"),),
+            outputs=(TensorSpec("inputs_embeds", ("batch", "seq", hidden)),),
+            make_inputs=lambda d, gen: (_ints(gen, codebook, d["batch"], d["seq"]),),
+            export_dims={"batch": 2, "seq": 3}, check_dims=({"batch": 1, "seq": 1}, {"batch": 4, "seq": 5}),
+        ),
+        GraphSpec(
+            "image_decode", wrappers.ImageDecode,
+            inputs=(TensorSpec("generated_tokens", ("batch", tokens), "int64"),),
+            outputs=(TensorSpec("decoded_image", ("batch", 3, image_px, image_px)),),
+            make_inputs=lambda d, gen: (_ints(gen, codebook, d["batch"], tokens),),
+            export_dims={"batch": 2}, check_dims=({"batch": 1}, {"batch": 3}),
+        ),
+    ]

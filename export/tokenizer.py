@@ -1,0 +1,68 @@
+"""The `tiny` preset's tokenizer: a small byte-level BPE built deterministically, with Janus's special tokens.
+
+Real checkpoints bring their own tokenizer files; this one exists so that the embedded default is a real,
+round-tripping tokenizer that both Python and the page load from the same tokenizer.json.
+"""
+
+import json
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
+IMAGE, BOI, EOI = "<image_placeholder>", "<begin_of_image>", "<end_of_image>"
+USER, ASSISTANT = "<|User|>", "<|Assistant|>"
+SPECIAL_TOKENS = [BOS, EOS, PAD, IMAGE, BOI, EOI, USER, ASSISTANT, "<patch_placeholder>"]
+
+# DeepSeek's "deepseek" SFT format: `<|User|>: text\n\n<|Assistant|>: answer<eos>`, no system prompt.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}<|User|>: {{ message['content'] }}\n\n"
+    "{% else %}<|Assistant|>: {{ message['content'] }}<｜end▁of▁sentence｜>{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|Assistant|>:{% endif %}"
+)
+
+_CORPUS = """
+Janus is a unified model that understands images and generates them from text.
+Describe this image. What is in the picture? A red apple on a wooden table, next to a blue cup.
+A photo of a cat sitting on a windowsill in the morning sun. The quick brown fox jumps over the lazy dog.
+Draw a watercolor painting of mountains at sunset, with a lake reflecting the sky.
+How many people are in the photo? There are three people walking along the beach.
+Numbers 0 1 2 3 4 5 6 7 8 9 10 100 1000, punctuation: . , ; : ! ? ( ) [ ] { } " ' - _ / \\ @ # % & * +
+Unicode text: café, naïve, Zürich, 東京, 北京, こんにちは, 안녕하세요, Привет, emoji 🙂 🚀.
+"""
+
+
+def build_tiny_tokenizer(vocab_size: int) -> Tokenizer:
+    tok = Tokenizer(models.BPE(byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False, min_frequency=1,
+    )
+    tok.train_from_iterator([line for line in _CORPUS.splitlines() if line] * 4, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tok.token_to_id(BOS))],
+    )
+    return tok
+
+
+def write_tiny_tokenizer(out_dir: Path, vocab_size: int) -> Tokenizer:
+    """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json; return the tokenizer."""
+    tok = build_tiny_tokenizer(vocab_size)
+    tok.save(str(out_dir / "tokenizer.json"))
+    special = {"bos_token": BOS, "eos_token": EOS, "pad_token": PAD,
+               "additional_special_tokens": [t for t in SPECIAL_TOKENS if t not in (BOS, EOS, PAD)]}
+    config = {**special, "tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": True, "add_eos_token": False,
+              "model_max_length": 16384, "clean_up_tokenization_spaces": False, "legacy": False,
+              "chat_template": CHAT_TEMPLATE}
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
+    (out_dir / "special_tokens_map.json").write_text(json.dumps(special, indent=2, ensure_ascii=False))
+    return tok
+
+
+def special_token_ids(tok: Tokenizer) -> dict:
+    ids = {"bos": BOS, "eos": EOS, "pad": PAD, "image": IMAGE, "boi": BOI, "eoi": EOI}
+    return {k: tok.token_to_id(v) for k, v in ids.items()}
