@@ -1,6 +1,7 @@
 """torch.onnx (the torch.export-based exporter) for one GraphSpec, saved with or without external data."""
 
 import inspect
+import logging
 import warnings
 from pathlib import Path
 
@@ -11,6 +12,9 @@ from torch.export import Dim
 from janusweb.export.specs import GraphSpec
 
 OPSET = 18
+# The exporter warns once per missing torchvision op; janusweb exports no torchvision op.
+logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3  # protobuf's 2 GB limit: larger graphs keep weights in <graph>.onnx_data
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from janusweb.cli import main
+
+sys.exit(main())

@@ -1,0 +1,61 @@
+"""The `janusweb` command: export (more subcommands join as they are built)."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from janusweb import log as logmod
+from janusweb.errors import UserError
+
+
+def _export(args) -> int:
+    from janusweb.export.driver import MismatchError, export_bundle
+    try:
+        export_bundle(args.source, Path(args.out), seed=args.seed, allow_mismatch=args.allow_mismatch,
+                      text_steps=args.text_steps, image_steps=args.image_steps)
+    except MismatchError as e:
+        sys.stderr.write(f"janusweb: {e}\n")
+        return 1
+    return 0
+
+
+def _env(args) -> int:
+    from janusweb.env import versions
+    for name, version in versions().items():
+        sys.stdout.write(f"{name:<14} {version}\n")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="janusweb", description="Janus-Pro to validated ONNX and a WebGPU page.")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("export", help="export a checkpoint or preset to a validated ONNX bundle")
+    e.add_argument("source", help="a local checkpoint folder (transformers or DeepSeek layout) or a preset: "
+                                  "tiny, janus-pro-1b, janus-pro-7b")
+    e.add_argument("--out", required=True, help="bundle folder to write (replaced atomically)")
+    e.add_argument("--seed", type=int, default=0, help="seed of preset weights and validation inputs")
+    e.add_argument("--allow-mismatch", action="store_true", help="keep the bundle even if validation fails")
+    e.add_argument("--text-steps", type=int, default=32, help="greedy tokens compared end to end (default 32)")
+    e.add_argument("--image-steps", type=int, default=None,
+                   help="image tokens compared end to end (default: all of one image)")
+    e.set_defaults(run=_export)
+
+    v = sub.add_parser("env", help="print versions of the tools janusweb uses")
+    v.set_defaults(run=_env)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    logmod.setup(quiet=args.quiet)
+    try:
+        return args.run(args)
+    except UserError as e:
+        sys.stderr.write(f"janusweb: error: {e}\n")
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

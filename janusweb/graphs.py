@@ -1,0 +1,49 @@
+"""The six Janus graphs behind one small interface, run by onnxruntime (a bundle) or by PyTorch (the
+transformers model through the export wrappers). Inputs and outputs are numpy arrays."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+GRAPH_NAMES = ("prepare_inputs_embeds", "language_model", "lm_head", "gen_head", "gen_img_embeds", "image_decode")
+DTYPE_SUFFIX = {"fp32": "", "int8": "_int8", "q4": "_q4", "fp16": "_fp16"}
+
+
+class OrtGraphs:
+    """onnxruntime sessions over a bundle's graphs; `dtypes` picks a variant per graph (default fp32)."""
+
+    def __init__(self, bundle: Path, dtypes: dict | None = None, providers=("CPUExecutionProvider",)):
+        self.bundle = Path(bundle)
+        self.config = json.loads((self.bundle / "config.json").read_text())["janusweb"]
+        self.dtypes = {name: (dtypes or {}).get(name, "fp32") for name in GRAPH_NAMES}
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.sessions = {
+            name: ort.InferenceSession(str(self.bundle / "onnx" / f"{name}{DTYPE_SUFFIX[d]}.onnx"), opts,
+                                       providers=list(providers))
+            for name, d in self.dtypes.items()
+        }
+
+    def run(self, name: str, feeds: dict) -> list:
+        return self.sessions[name].run(None, feeds)
+
+    def providers(self) -> dict:
+        return {name: s.get_providers()[0] for name, s in self.sessions.items()}
+
+
+class TorchGraphs:
+    """The same interface over the PyTorch wrappers of a transformers model (the export's reference)."""
+
+    def __init__(self, model, specs):
+        self.modules = {s.name: s.wrapper(model).eval() for s in specs}
+        self.input_names = {s.name: [t.name for t in s.inputs] for s in specs}
+
+    @torch.no_grad()
+    def run(self, name: str, feeds: dict) -> list:
+        args = [torch.from_numpy(np.asarray(feeds[n])) for n in self.input_names[name]]
+        out = self.modules[name](*args)
+        out = out if isinstance(out, tuple) else (out,)
+        return [o.numpy() for o in out]

@@ -1,0 +1,60 @@
+"""Prompt token ids in DeepSeek's Janus format, for understanding (image + question) and image generation."""
+
+from dataclasses import dataclass
+
+import numpy as np
+from tokenizers import Tokenizer
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    bos: int
+    eos: int
+    pad: int
+    image: int
+    boi: int
+    eoi: int
+
+    @classmethod
+    def from_tokenizer(cls, tok: Tokenizer) -> "SpecialIds":
+        names = dict(bos="<｜begin▁of▁sentence｜>", eos="<｜end▁of▁sentence｜>", pad="<｜▁pad▁｜>",
+                     image="<image_placeholder>", boi="<begin_of_image>", eoi="<end_of_image>")
+        ids = {k: tok.token_to_id(v) for k, v in names.items()}
+        missing = [names[k] for k, v in ids.items() if v is None]
+        if missing:
+            raise ValueError(f"tokenizer lacks Janus special tokens: {', '.join(missing)}")
+        return cls(**ids)
+
+
+def _encode(tok: Tokenizer, text: str) -> list:
+    return tok.encode(text, add_special_tokens=True).ids  # adds BOS through the post-processor
+
+
+def chat_text(question: str, with_image: bool) -> str:
+    image = "<image_placeholder>\n" if with_image else ""
+    return f"<|User|>: {image}{question.strip()}\n\n<|Assistant|>:"
+
+
+def understanding_inputs(tok: Tokenizer, ids: SpecialIds, question: str, num_image_tokens: int,
+                         with_image: bool = True) -> dict:
+    """input_ids, images_seq_mask [1,S] and images_emb_mask [1,N,T] for one question about 0 or 1 image."""
+    out = []
+    for token in _encode(tok, chat_text(question, with_image)):
+        out += [ids.boi, *[ids.image] * num_image_tokens, ids.eoi] if token == ids.image else [token]
+    input_ids = np.array([out], dtype=np.int64)
+    return {
+        "input_ids": input_ids,
+        "images_seq_mask": input_ids == ids.image,
+        "images_emb_mask": np.ones((1, int(with_image), num_image_tokens), dtype=bool),
+    }
+
+
+def generation_prompt(tok: Tokenizer, ids: SpecialIds, prompt: str) -> np.ndarray:
+    """The text-to-image prompt: chat format, then <begin_of_image>. Shape [S]."""
+    return np.array(_encode(tok, chat_text(prompt, False)) + [ids.boi], dtype=np.int64)
+
+
+def unconditional(prompt_ids: np.ndarray, ids: SpecialIds) -> np.ndarray:
+    """The CFG unconditional row: every token except BOS and <begin_of_image> replaced by the pad token."""
+    keep = (prompt_ids == ids.bos) | (prompt_ids == ids.boi)
+    return np.where(keep, prompt_ids, ids.pad)
