@@ -34,7 +34,7 @@ class KVCache:
 
     @property
     def length(self) -> int:
-        return self.tensors[0].shape[2]
+        return int(self.tensors[0].shape[2])
 
     def feeds(self) -> dict:
         return {f"past_key_values.{i // 2}.{('key', 'value')[i % 2]}": t for i, t in enumerate(self.tensors)}
@@ -67,7 +67,7 @@ def generate_text(graphs, dims: ModelDims, inputs: dict, max_new_tokens: int, pi
     tokens = []
     for _ in range(max_new_tokens):
         hidden = _decode_step(graphs, cache, embeds, mask)
-        logits = graphs.run("lm_head", {"hidden_states": hidden[:, -1:]})[0][0, -1]
+        logits = graphs.to_numpy(graphs.run("lm_head", {"hidden_states": hidden[:, -1:]})[0][0, -1])
         token = int(np.argmax(logits))
         tokens.append(token)
         if on_token:
@@ -90,7 +90,7 @@ def text_logits(graphs, dims: ModelDims, input_ids: np.ndarray) -> np.ndarray:
         "input_ids": input_ids, "pixel_values": _no_pixels(dims), "images_seq_mask": np.zeros((1, S), bool),
         "images_emb_mask": np.zeros((1, 0, dims.num_image_tokens), bool)})[0]
     hidden = _decode_step(graphs, KVCache(dims, 1), embeds, np.ones((1, S), np.int64))
-    return graphs.run("lm_head", {"hidden_states": hidden})[0][0]
+    return graphs.to_numpy(graphs.run("lm_head", {"hidden_states": hidden})[0][0])
 
 
 @dataclass
@@ -115,7 +115,7 @@ def generate_images(graphs, dims: ModelDims, ids: SpecialIds, prompt_ids: np.nda
     for step in range(T):
         mask = np.ones((2 * n, cache.length + embeds.shape[1]), np.int64)
         hidden = _decode_step(graphs, cache, embeds, mask)
-        logits = graphs.run("gen_head", {"hidden_states": hidden[:, -1:]})[0][:, -1]
+        logits = graphs.to_numpy(graphs.run("gen_head", {"hidden_states": hidden[:, -1:]})[0][:, -1])
         chosen = sample(cfg_logits(logits[:n], logits[n:], guidance), draws[:, step], temperature)
         tokens[:, step] = chosen
         if on_step:
@@ -123,5 +123,5 @@ def generate_images(graphs, dims: ModelDims, ids: SpecialIds, prompt_ids: np.nda
         embeds = graphs.run("gen_img_embeds", {"image_ids": np.concatenate([chosen, chosen])[:, None]})[0]
     full = np.zeros((n, dims.num_image_tokens), np.int64)  # a shortened run decodes with zeros after it
     full[:, :T] = tokens
-    images = graphs.run("image_decode", {"generated_tokens": full})[0]
+    images = graphs.to_numpy(graphs.run("image_decode", {"generated_tokens": full})[0])
     return ImageResult(tokens, images)

@@ -30,20 +30,35 @@ class OrtGraphs:
     def run(self, name: str, feeds: dict) -> list:
         return self.sessions[name].run(None, feeds)
 
+    @staticmethod
+    def to_numpy(x) -> np.ndarray:
+        return x
+
     def providers(self) -> dict:
         return {name: s.get_providers()[0] for name, s in self.sessions.items()}
 
 
 class TorchGraphs:
-    """The same interface over the PyTorch wrappers of a transformers model (the export's reference)."""
+    """The same interface over the PyTorch wrappers of a transformers model (the export's reference).
+
+    Outputs stay torch tensors on the model's device (the KV cache never leaves it); the loops read only
+    what they need on the host through `to_numpy`."""
 
     def __init__(self, model, specs):
         self.modules = {s.name: s.wrapper(model).eval() for s in specs}
         self.input_names = {s.name: [t.name for t in s.inputs] for s in specs}
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+
+    def _arg(self, x):
+        x = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+        return x.to(self.device, self.dtype if x.is_floating_point() else None)
 
     @torch.no_grad()
     def run(self, name: str, feeds: dict) -> list:
-        args = [torch.from_numpy(np.asarray(feeds[n])) for n in self.input_names[name]]
-        out = self.modules[name](*args)
-        out = out if isinstance(out, tuple) else (out,)
-        return [o.numpy() for o in out]
+        out = self.modules[name](*[self._arg(feeds[n]) for n in self.input_names[name]])
+        return list(out) if isinstance(out, tuple) else [out]
+
+    @staticmethod
+    def to_numpy(x) -> np.ndarray:
+        return x.float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

@@ -1,0 +1,29 @@
+# Two entry points (see README): `make demo` sets everything up and runs the main job on the embedded
+# default (`tiny`); `make test` sets up the same way and runs the whole test suite.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+OUT    := out
+
+.PHONY: setup demo test chromium
+setup: $(VENV)/.installed node_modules/.installed chromium
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
+	touch $@
+
+chromium:
+	@[ -x /usr/lib/chromium/chromium ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+demo: setup
+	$(VENV)/bin/janusweb export tiny --out $(OUT)/tiny
+
+test: setup
+	$(PY) -m pytest
