@@ -74,6 +74,15 @@ def graph_specs(model: JanusForConditionalGeneration) -> list:
         past = [_floats(gen, b, kv_heads, p, head_dim) for _ in range(2 * layers)]
         return (_floats(gen, b, s, hidden), mask, positions, *past)
 
+    def gen_step_inputs(d, gen):
+        n, s = d["images"], d["seq"]
+        # Logits of the tiny presets are small: scale the hidden states so the draws hit varied tokens.
+        hidden_states = _floats(gen, 2, n, s, hidden) * 4
+        draws = torch.rand(n, tokens, generator=gen)
+        tokens_so_far = _ints(gen, codebook, n, tokens).to(torch.float32)
+        return (hidden_states, draws, torch.tensor([5.0]), torch.tensor([d.get("temperature", 1.0)]),
+                tokens_so_far, torch.tensor([float(d.get("step", 1))]))
+
     kv_in = [TensorSpec(f"past_key_values.{i}.{k}", ("batch", kv_heads, "past", head_dim))
              for i in range(layers) for k in ("key", "value")]
     kv_out = [TensorSpec(f"present.{i}.{k}", ("batch", kv_heads, "total", head_dim))
@@ -129,5 +138,19 @@ def graph_specs(model: JanusForConditionalGeneration) -> list:
             outputs=(TensorSpec("decoded_image", ("batch", 3, image_px, image_px)),),
             make_inputs=lambda d, gen: (_ints(gen, codebook, d["batch"], tokens),),
             export_dims={"batch": 2}, check_dims=({"batch": 1}, {"batch": 3}),
+        ),
+        GraphSpec(
+            "gen_step", wrappers.GenStep,
+            inputs=(TensorSpec("hidden_states", (2, "images", "seq", hidden)), TensorSpec("draws", ("images", tokens)),
+                    TensorSpec("guidance", (1,)), TensorSpec("temperature", (1,)),
+                    TensorSpec("tokens", ("images", tokens)), TensorSpec("step", (1,))),
+            outputs=(TensorSpec("image_ids", ("images", 1), "int64"),
+                     TensorSpec("inputs_embeds", ("rows", 1, hidden)),
+                     TensorSpec("tokens_out", ("images", tokens)),
+                     TensorSpec("image_tokens", ("images", tokens), "int64")),
+            make_inputs=gen_step_inputs,
+            export_dims={"images": 2, "seq": 3},
+            check_dims=({"images": 1, "seq": 1}, {"images": 3, "seq": 5, "step": tokens - 1},
+                        {"images": 2, "seq": 1, "temperature": 0.0}, {"images": 4, "seq": 2, "temperature": 0.5}),
         ),
     ]

@@ -101,3 +101,43 @@ class ImageDecode(nn.Module):
 
     def forward(self, generated_tokens):
         return self.vq.decode(generated_tokens).clamp(-1.0, 1.0)
+
+
+class GenStep(nn.Module):
+    """One image-generation step kept on the device (the page's loop reads nothing back per step).
+
+    hidden_states [2,n,S,H] (the language model's [2n,S,H] output viewed as [conditional, unconditional]; the
+    last position is used), draws [n,T] (all uniform draws of the run), guidance [1], temperature [1],
+    tokens [n,T] (the ids so far, float32), step [1] (float32: the column of draws to use and of tokens to fill)
+    -> image_ids [n,1] int64, inputs_embeds [2n,1,H] (the next step's input, both halves), tokens_out [n,T]
+    (float32, the next step's `tokens`), image_tokens [n,T] int64 (tokens_out for image_decode).
+
+    The rule is janusweb.sampling's: CFG logits uncond + g * (cond - uncond), then the first index whose
+    cumulative probability exceeds u * total (temperature <= 0: the first argmax, as the same count over the
+    indicator of the maximum with u = 0). Ids stay float32 (exact below 2**24) until the final casts, because
+    WebGPU kernels for Concat/Where/compare on int64 are missing and would move those nodes to the CPU.
+    """
+
+    def __init__(self, model: JanusForConditionalGeneration):
+        super().__init__()
+        self.head = model.model.generation_head
+        self.model = model
+
+    def forward(self, hidden_states, draws, guidance, temperature, tokens, step):
+        steps = draws.shape[1]
+        logits = self.head(hidden_states[:, :, -1])
+        cond, uncond = logits[0], logits[1]
+        z = uncond + guidance * (cond - uncond)
+        column = (torch.arange(steps, device=draws.device).to(draws.dtype) == step).to(draws.dtype)  # [T]
+        u = (draws * column).sum(-1, keepdim=True)  # [n,1]
+        greedy = temperature <= 0
+        z = z / torch.where(greedy, torch.ones_like(temperature), temperature)
+        top = z.max(-1, keepdim=True).values
+        p = torch.where(greedy, (z == top).to(z.dtype), torch.exp(z - top))
+        cdf = torch.cumsum(p, -1)
+        threshold = torch.where(greedy, torch.zeros_like(u), u) * cdf[:, -1:]
+        last = torch.full_like(u, z.shape[-1] - 1)
+        index = torch.minimum((cdf <= threshold).to(z.dtype).sum(-1, keepdim=True), last)  # [n,1]
+        embeds = self.model.prepare_embeddings_for_image_generation(torch.cat([index, index]).to(torch.int64))
+        tokens_out = tokens + column * (index - tokens)  # exact: column is 0 or 1
+        return index.to(torch.int64), embeds, tokens_out, tokens_out.to(torch.int64)
