@@ -8,7 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-GRAPH_NAMES = ("prepare_inputs_embeds", "language_model", "lm_head", "gen_head", "gen_img_embeds", "image_decode")
+GRAPH_NAMES = ("prepare_inputs_embeds", "language_model", "lm_head", "gen_head", "gen_img_embeds", "image_decode",
+               "gen_step")
 DTYPE_SUFFIX = {"fp32": "", "int8": "_int8", "q4": "_q4", "fp16": "_fp16"}
 
 
