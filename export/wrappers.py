@@ -86,10 +86,13 @@ class GenImgEmbeds(nn.Module):
 
     def __init__(self, model: JanusForConditionalGeneration):
         super().__init__()
-        self.model = model
+        # the two modules of `prepare_embeddings_for_image_generation`, held alone so that the graph (and
+        # its size check) holds only their weights
+        self.embeddings = model.model.generation_embeddings
+        self.aligner = model.model.generation_aligner
 
     def forward(self, image_ids):
-        return self.model.prepare_embeddings_for_image_generation(image_ids)
+        return self.aligner(self.embeddings(image_ids))
 
 
 class ImageDecode(nn.Module):
