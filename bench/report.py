@@ -1,0 +1,94 @@
+"""The benchmark report: report.json (everything but raw arrays), report.md (tables), steps.png (per-step
+times of one image)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+ARRAYS = ("images", "first_logits")
+
+
+def _clean(x):
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items() if k not in ARRAYS}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def _fmt(v, digits=1):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# janusweb bench — {report['bundle']['name']}", "",
+             f"{report['date']} · host: {report['host'].get('cpu', '?')}"
+             + (f" · GPU: {report['host']['gpu']}" if report["host"].get("gpu") else ""), "",
+             "## Speed", "",
+             "| backend | dtype | device | load s | TTFT ms | decode tok/s | ms/step (1 img) p50 | s/image (1) | "
+             "s/image (4) | VQ decode ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        if "skipped" in row:
+            continue
+        r, g = row["result"], row["result"].get("generation", {})
+        one, four = g.get("1", {}), g.get("4", {})
+        lines.append("| " + " | ".join([
+            row["name"], row["dtype"], row["label"].get("device", "?"), _fmt(row.get("load_s"), 2),
+            _fmt(r.get("understanding", {}).get("ttft_ms")),
+            _fmt(r.get("understanding", {}).get("decode_tokens_per_s")),
+            _fmt(one.get("ms_per_step", {}).get("p50") or one.get("ms_per_step", {}).get("mean"), 2),
+            _fmt(one.get("s_per_image"), 2), _fmt(four.get("s_per_image"), 2), _fmt(one.get("vq_decode_ms"))]) + " |")
+    lines += ["", "## Parity against " + report["reference"], "",
+              "| backend | dtype | text tokens % | first divergence | first-step logits max diff | "
+              "image tokens % (1) | PSNR dB (1) | image tokens % (4) |", "|---|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        p = row.get("parity")
+        if not p:
+            continue
+        lines.append("| " + " | ".join([
+            row["name"], row["dtype"], _fmt(p.get("text_token_agreement_pct")), _fmt(p.get("text_first_divergence")),
+            _fmt(p.get("first_step_logits_max_abs_diff"), 6), _fmt(p.get("image_token_agreement_pct_1")),
+            _fmt(p.get("image_psnr_db_1")), _fmt(p.get("image_token_agreement_pct_4"))]) + " |")
+    skipped = [r for r in report["rows"] if "skipped" in r]
+    if skipped:
+        lines += ["", "## Skipped", ""] + [f"- {r['name']}: {r['skipped']}" for r in skipped]
+    lines += ["", "## What ran", ""]
+    for row in report["rows"]:
+        if "skipped" not in row:
+            lines.append(f"- **{row['name']} {row['dtype']}**: " + ", ".join(f"{k}={v}" for k, v in row["label"].items()))
+    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for row in report["rows"]:
+        steps = row.get("result", {}).get("generation", {}).get("1", {}).get("step_ms")
+        if steps:
+            ax.plot(np.arange(1, len(steps) + 1), steps, label=f"{row['name']} {row['dtype']}", lw=1)
+    ax.set_xlabel("image token step")
+    ax.set_ylabel("ms per step (CFG batch 2)")
+    ax.set_yscale("log")
+    ax.set_title(f"Per-step time, 1 image — {report['bundle']['name']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    clean = _clean(report)
+    (out / "report.json").write_text(json.dumps(clean, indent=1) + "\n")
+    (out / "report.md").write_text(markdown(clean))
+    plot(clean, out / "steps.png")
