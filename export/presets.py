@@ -38,9 +38,6 @@ SHAPES = {
     "janus-pro-7b": Shapes(102400, 4096, 11008, 30, 32, 32, 1024, 24, 16, 384, 16384, 128, 256, 2),
 }
 
-# Token ids of the real Janus-Pro tokenizer; `tiny` takes its ids from its own tokenizer.
-REAL_TOKEN_IDS = {"bos": 100000, "eos": 100001, "pad": 100015, "image": 100581}
-
 
 def janus_config(s: Shapes, token_ids: dict) -> JanusConfig:
     patch = 16
