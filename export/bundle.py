@@ -109,12 +109,18 @@ def file_table(root: Path) -> dict:
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
 
 
+def check_output_dir(final: Path) -> None:
+    """An output folder may be new, empty or an earlier bundle (replaced); anything else is kept safe."""
+    final = Path(final)
+    if final.exists() and (not final.is_dir() or (any(final.iterdir()) and not (final / "manifest.json").exists())):
+        raise UserError(f"{final} exists and is not a janusweb bundle; refusing to overwrite it")
+
+
 @contextmanager
 def atomic_dir(final: Path):
     """Yield a temporary folder beside `final`; on success it replaces `final`, on failure it is removed."""
     final = Path(final).resolve()
-    if final.exists() and any(final.iterdir()) and not (final / "manifest.json").exists():
-        raise UserError(f"{final} exists and is not a janusweb bundle; refusing to overwrite it")
+    check_output_dir(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be served

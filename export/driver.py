@@ -3,6 +3,7 @@ pipeline end to end, and write the bundle atomically."""
 
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import transformers
 from tokenizers import Tokenizer
 
 import janusweb
-from janusweb.export.bundle import (atomic_dir, config_json, file_table, generation_config_json,
+from janusweb.export.bundle import (atomic_dir, check_output_dir, config_json, file_table, generation_config_json,
                                     preprocessor_config_json, processor_config_json, write_json)
 from janusweb.export.checkpoint import load_source
 from janusweb.export.onnx_export import OPSET, export_graph
@@ -68,8 +69,11 @@ def end_to_end(model, specs, bundle: Path, tok: Tokenizer, ids: SpecialIds, seed
 
 def export_bundle(source: str, out: Path, seed: int = 0, allow_mismatch: bool = False, text_steps: int = 32,
                   image_steps: int | None = None) -> Path:
-    with step(f"load {source}"):
-        src = load_source(source, seed)
+    out = Path(out)
+    check_output_dir(out)
+    t0 = time.perf_counter()
+    src = load_source(source, seed)
+    log.info("✓ loaded %s (%.1f s)", source, time.perf_counter() - t0)
     try:
         return _export(src, Path(out), seed, allow_mismatch, text_steps, image_steps)
     finally:
@@ -92,6 +96,10 @@ def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps) -> Pa
                 written[spec.name] = export_graph(spec, module, tmp / "onnx")
             with step(f"[{k}/{len(specs)}] validate {spec.name} against PyTorch"):
                 check_graph(spec, module, written[spec.name][0], report)
+            if not report.ok and not allow_mismatch:
+                sys.stdout.write(report.table() + "\n")
+                raise MismatchError(f"{spec.name} differs from PyTorch beyond tolerance (see the table); nothing "
+                                    "was written (--allow-mismatch keeps the bundle anyway)")
         for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
             if (src.tokenizer_dir / name).exists():
                 shutil.copyfile(src.tokenizer_dir / name, tmp / name)
