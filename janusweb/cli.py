@@ -19,6 +19,19 @@ def _export(args) -> int:
     return 0
 
 
+def _build_web(args) -> int:
+    from janusweb.site import build_site
+    out = build_site(Path(args.bundle), Path(args.out))
+    sys.stdout.write(f"site written to {out}\n")
+    return 0
+
+
+def _serve(args) -> int:
+    from janusweb.site import serve
+    serve(Path(args.path), args.host, args.port)
+    return 0
+
+
 def _env(args) -> int:
     from janusweb.env import versions
     for name, version in versions().items():
@@ -41,6 +54,17 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--image-steps", type=int, default=None,
                    help="image tokens compared end to end (default: all of one image)")
     e.set_defaults(run=_export)
+
+    w = sub.add_parser("build-web", help="write a static site: the page, the bundle under model/, _headers")
+    w.add_argument("bundle", help="a bundle folder written by `janusweb export`")
+    w.add_argument("--out", required=True, help="site folder to write (replaced atomically)")
+    w.set_defaults(run=_build_web)
+
+    s = sub.add_parser("serve", help="serve a bundle (or a built site) with the page, on WebGPU or WASM")
+    s.add_argument("path", help="a bundle folder, or a site written by `janusweb build-web`")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    s.set_defaults(run=_serve)
 
     v = sub.add_parser("env", help="print versions of the tools janusweb uses")
     v.set_defaults(run=_env)
