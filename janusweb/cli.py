@@ -19,6 +19,12 @@ def _export(args) -> int:
     return 0
 
 
+def _quantize(args) -> int:
+    from janusweb.quantize.driver import quantize_bundle
+    quantize_bundle(Path(args.bundle), args.dtype, block_size=args.block_size, accuracy_level=args.accuracy_level)
+    return 0
+
+
 def _build_web(args) -> int:
     from janusweb.site import build_site
     out = build_site(Path(args.bundle), Path(args.out))
@@ -54,6 +60,15 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--image-steps", type=int, default=None,
                    help="image tokens compared end to end (default: all of one image)")
     e.set_defaults(run=_export)
+
+    q = sub.add_parser("quantize", help="write int8 / int4 / fp16 variants of a bundle's graphs, with a report")
+    q.add_argument("bundle", help="a bundle folder written by `janusweb export`")
+    q.add_argument("--dtype", required=True, help="int8 (MatMulNBits bits=8), int4 (_q4) or fp16")
+    q.add_argument("--block-size", type=int, default=None, help="weights per scale, a power of two >= 16 "
+                                                                 "(default 32)")
+    q.add_argument("--accuracy-level", type=int, default=None,
+                   help="MatMulNBits accuracy_level (4 = int8 activations; default: float activations)")
+    q.set_defaults(run=_quantize)
 
     w = sub.add_parser("build-web", help="write a static site: the page, the bundle under model/, _headers")
     w.add_argument("bundle", help="a bundle folder written by `janusweb export`")
