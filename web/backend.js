@@ -1,0 +1,120 @@
+// Backend choice at start-up and the session options of each execution provider.
+//
+// WebGPU when an adapter exists and its limits fit the bundle (largest buffer vs maxBufferSize and
+// maxStorageBufferBindingSize; shader-f16 when a graph is fp16), else WASM (threads when the page is
+// cross-origin isolated), else a clear message. One execution provider per session.
+
+/**
+ * @typedef {object} Backend
+ * @property {'webgpu'|'wasm'} ep
+ * @property {string} adapter what runs the graphs, in words
+ * @property {number} threads WASM threads (also used by WebGPU sessions for their CPU-side work)
+ * @property {string[]} notes why this backend, in words (WebGPU unavailable, no threads...)
+ */
+
+/**
+ * @typedef {object} Needs
+ * @property {number} largestBuffer bytes of the largest GPU buffer the bundle needs (estimate)
+ * @property {boolean} f16 whether a graph is fp16 (needs the shader-f16 feature)
+ */
+
+const BYTES = { fp32: 4, fp16: 2, int8: 1, q4: 0.5 };
+
+/**
+ * The largest buffer: the token embedding / LM head matrix at its dtype, or one layer's KV cache for 4 images
+ * with CFG (8 rows) at 1024 prompt tokens plus the image tokens, whichever is larger.
+ * @param {any} config config.json
+ * @param {Record<string, string>} dtypes graph -> dtype
+ * @returns {Needs}
+ */
+export function bundleNeeds(config, dtypes) {
+  const j = config.janusweb;
+  const embedBytes = BYTES[dtypes.lm_head] ?? 4;
+  const embedding = j.vocab_size * j.hidden_size * embedBytes;
+  const kv = 8 * j.num_key_value_heads * (1024 + j.num_image_tokens) * j.head_dim * 4;
+  return { largestBuffer: Math.max(embedding, kv), f16: Object.values(dtypes).includes('fp16') };
+}
+
+/** @param {GPUAdapter} adapter */
+function describe(adapter) {
+  const i = adapter.info || {};
+  const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' ') || 'unknown adapter';
+  return i.isFallbackAdapter ? `${name} (software fallback adapter)` : name;
+}
+
+/**
+ * Why WebGPU cannot run the bundle, or null with the adapter's name when it can.
+ * @param {Needs} needs
+ * @returns {Promise<{adapter: string|null, reason: string|null}>}
+ */
+export async function probeWebGPU(needs) {
+  if (!('gpu' in navigator)) return { adapter: null, reason: 'this browser has no WebGPU (navigator.gpu)' };
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) return { adapter: null, reason: 'WebGPU is present but no adapter is available' };
+  const name = describe(adapter);
+  const { maxBufferSize, maxStorageBufferBindingSize } = adapter.limits;
+  const limit = Math.min(maxBufferSize, maxStorageBufferBindingSize);
+  if (needs.largestBuffer > limit) {
+    return { adapter: name, reason: `${name}: largest buffer ${mib(needs.largestBuffer)} exceeds the adapter's ` +
+      `limit ${mib(limit)} (maxBufferSize ${mib(maxBufferSize)}, maxStorageBufferBindingSize ${mib(maxStorageBufferBindingSize)})` };
+  }
+  if (needs.f16 && !adapter.features.has('shader-f16')) {
+    return { adapter: name, reason: `${name} lacks shader-f16, which the fp16 graphs need` };
+  }
+  return { adapter: name, reason: null };
+}
+
+/** @param {number} n */
+function mib(n) {
+  return `${(n / 2 ** 20).toFixed(0)} MiB`;
+}
+
+/** WASM threads: all cores (at most 8) when cross-origin isolated, else 1. */
+export function wasmThreads() {
+  return self.crossOriginIsolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 8)) : 1;
+}
+
+/** A WASM backend, with why WebGPU is not used. @param {string[]} notes */
+export function wasmBackend(notes) {
+  if (typeof WebAssembly !== 'object') {
+    throw new Error('this browser runs neither WebGPU nor WebAssembly; the model cannot run here');
+  }
+  const threads = wasmThreads();
+  const extra = self.crossOriginIsolated ? [] : ['page not cross-origin isolated (COOP/COEP): WASM runs on 1 thread'];
+  return { ep: /** @type {const} */ ('wasm'), adapter: `CPU (WebAssembly, ${threads} thread${threads > 1 ? 's' : ''})`,
+    threads, notes: [...notes, ...extra] };
+}
+
+/**
+ * @param {'auto'|'webgpu'|'wasm'} requested
+ * @param {Needs} needs
+ * @returns {Promise<Backend>}
+ */
+export async function chooseBackend(requested, needs) {
+  if (requested === 'wasm') return wasmBackend(['WASM requested']);
+  const probe = await probeWebGPU(needs);
+  if (probe.reason === null) {
+    return { ep: 'webgpu', adapter: /** @type {string} */ (probe.adapter), threads: wasmThreads(), notes: [] };
+  }
+  return wasmBackend([`WebGPU not used: ${probe.reason}`]);
+}
+
+/**
+ * Session options for one graph, on one execution provider. On WebGPU: the outputs named in `onGpu` stay in
+ * GPU buffers; `forceCpu` names nodes to run on the CPU EP; `strict` forbids any other CPU fallback
+ * (session.disable_cpu_ep_fallback).
+ * @param {Backend} backend
+ * @param {{onGpu: string[], forceCpu: string[], strict: boolean, externalData: {path: string, data: Uint8Array}[]}} opts
+ * @returns {import('onnxruntime-web').InferenceSession.SessionOptions}
+ */
+export function sessionOptions(backend, { onGpu, forceCpu, strict, externalData }) {
+  const base = { graphOptimizationLevel: /** @type {const} */ ('all'), logSeverityLevel: /** @type {const} */ (3),
+    ...(externalData.length ? { externalData } : {}) };
+  if (backend.ep === 'wasm') return { ...base, executionProviders: ['wasm'] };
+  return {
+    ...base,
+    executionProviders: [forceCpu.length ? { name: 'webgpu', forceCpuNodeNames: forceCpu } : 'webgpu'],
+    preferredOutputLocation: Object.fromEntries(onGpu.map((name) => [name, /** @type {const} */ ('gpu-buffer')])),
+    ...(strict ? { extra: { session: { disable_cpu_ep_fallback: '1' } } } : {}),
+  };
+}

@@ -1,0 +1,240 @@
+// The generation loops over the Janus graphs, the same code on WebGPU and on WASM (janusweb/generate.py is the
+// reference). On WebGPU, embeddings, hidden states, the KV cache and the image token buffer stay in GPU buffers
+// between sessions; the text loop reads one row of logits per token, the image loop reads nothing until the end.
+
+import * as ort from 'onnxruntime-web/webgpu';
+
+/**
+ * @typedef {object} Dims
+ * @property {number} num_layers
+ * @property {number} num_key_value_heads
+ * @property {number} head_dim
+ * @property {number} hidden_size
+ * @property {number} image_size
+ * @property {number} num_image_tokens
+ * @property {number} decoded_image_size
+ */
+
+export class Cancelled extends Error {
+  constructor() {
+    super('cancelled');
+    this.name = 'Cancelled';
+  }
+}
+
+/**
+ * The sessions of a bundle and where their tensors live.
+ * @typedef {object} Graphs
+ * @property {Record<string, ort.InferenceSession>} sessions by graph name
+ * @property {GPUDevice|null} device set on WebGPU: constants are uploaded once, rows copied on the GPU
+ */
+
+/** @param {number[]|BigInt64Array} values @param {number[]} dims */
+const int64 = (values, dims) => new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
+
+/** @param {ort.Tensor|undefined} t */
+function dispose(t) {
+  if (t && t.location === 'gpu-buffer') t.dispose();
+}
+
+/**
+ * The same data with other dims (no copy). ORT refuses to reshape the GPU tensors it owns, so on the GPU this
+ * is a view of the buffer, valid while `t` is.
+ * @param {ort.Tensor} t
+ * @param {number[]} dims
+ */
+function view(t, dims) {
+  if (t.location !== 'gpu-buffer') return t.reshape(dims);
+  return ort.Tensor.fromGpuBuffer(t.gpuBuffer, { dataType: /** @type {any} */ (t.type), dims });
+}
+
+/**
+ * A tensor that stays where the session runs: on WebGPU a GPU buffer written once (no per-step upload).
+ * @param {Graphs} g
+ * @param {Float32Array} data
+ * @param {number[]} dims
+ */
+function constant(g, data, dims) {
+  if (!g.device) return new ort.Tensor('float32', data, dims);
+  const buffer = g.device.createBuffer({ size: Math.max(16, data.byteLength),
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  g.device.queue.writeBuffer(buffer, 0, data);
+  return ort.Tensor.fromGpuBuffer(buffer, { dataType: 'float32', dims, dispose: () => buffer.destroy() });
+}
+
+/**
+ * hidden [B,S,H] -> its last position [B,1,H]; on the GPU a buffer-to-buffer copy, never a read.
+ * @param {Graphs} g
+ * @param {ort.Tensor} hidden
+ */
+function lastPosition(g, hidden) {
+  const [B, S, H] = hidden.dims;
+  if (S === 1) return hidden;
+  if (hidden.location !== 'gpu-buffer') {
+    const data = /** @type {Float32Array} */ (hidden.data);
+    const out = new Float32Array(B * H);
+    for (let b = 0; b < B; b++) out.set(data.subarray((b * S + S - 1) * H, (b * S + S) * H), b * H);
+    return new ort.Tensor('float32', out, [B, 1, H]);
+  }
+  const device = /** @type {GPUDevice} */ (g.device);
+  const buffer = device.createBuffer({ size: B * H * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  const encoder = device.createCommandEncoder();
+  for (let b = 0; b < B; b++) encoder.copyBufferToBuffer(hidden.gpuBuffer, (b * S + S - 1) * H * 4, buffer, b * H * 4, H * 4);
+  device.queue.submit([encoder.finish()]);
+  return ort.Tensor.fromGpuBuffer(buffer, { dataType: 'float32', dims: [B, 1, H], dispose: () => buffer.destroy() });
+}
+
+/** An empty KV cache for `rows` sequences. @param {Dims} d @param {number} rows */
+function emptyCache(d, rows) {
+  /** @type {Record<string, ort.Tensor>} */
+  const past = {};
+  for (let i = 0; i < d.num_layers; i++) {
+    for (const k of ['key', 'value']) {
+      past[`past_key_values.${i}.${k}`] = new ort.Tensor('float32', new Float32Array(0), [rows, d.num_key_value_heads, 0, d.head_dim]);
+    }
+  }
+  return past;
+}
+
+/**
+ * One language_model call on embeds [B,S,H] after `pastLength` cached positions (all rows unpadded).
+ * Returns hidden states and the new cache; the old cache is released.
+ * @param {Graphs} g
+ * @param {Dims} d
+ * @param {ort.Tensor} embeds
+ * @param {Record<string, ort.Tensor>} past
+ * @param {number} pastLength
+ */
+async function decodeStep(g, d, embeds, past, pastLength) {
+  const [B, S] = embeds.dims;
+  const total = pastLength + S;
+  const positions = [];
+  for (let b = 0; b < B; b++) for (let s = 0; s < S; s++) positions.push(pastLength + s);
+  const out = await g.sessions.language_model.run({
+    inputs_embeds: embeds, attention_mask: int64(new Array(B * total).fill(1), [B, total]),
+    position_ids: int64(positions, [B, S]), ...past,
+  });
+  Object.values(past).forEach(dispose);
+  /** @type {Record<string, ort.Tensor>} */
+  const next = {};
+  for (let i = 0; i < d.num_layers; i++) {
+    for (const k of ['key', 'value']) next[`past_key_values.${i}.${k}`] = out[`present.${i}.${k}`];
+  }
+  return { hidden: out.hidden_states, past: next };
+}
+
+/**
+ * prepare_inputs_embeds for token rows [B,S] (all rows the same length) and optional pixels [B,N,3,H,W].
+ * @param {Graphs} g
+ * @param {Dims} d
+ * @param {number[][]} rows
+ * @param {{pixels: Float32Array, imageMask: boolean[]}|null} image one image for a single row
+ */
+async function embed(g, d, rows, image) {
+  const B = rows.length, S = rows[0].length, N = image ? 1 : 0, size = d.image_size;
+  const out = await g.sessions.prepare_inputs_embeds.run({
+    input_ids: int64(rows.flat(), [B, S]),
+    pixel_values: new ort.Tensor('float32', image ? image.pixels : new Float32Array(0), [B, N, 3, size, size]),
+    images_seq_mask: new ort.Tensor('bool', Uint8Array.from(image ? image.imageMask : new Array(B * S).fill(false), Number), [B, S]),
+    images_emb_mask: new ort.Tensor('bool', new Uint8Array(B * N * d.num_image_tokens).fill(1), [B, N, d.num_image_tokens]),
+  });
+  return out.inputs_embeds;
+}
+
+/** Index of the first maximum, as numpy's argmax. @param {Float32Array} x */
+function argmax(x) {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+  return best;
+}
+
+/**
+ * Greedy decoding after a prompt (janusweb.generate.generate_text). Stops after maxNewTokens or at eosId.
+ * @param {Graphs} g
+ * @param {Dims} d
+ * @param {{inputIds: number[], imageMask: boolean[], pixels: Float32Array|null}} prompt
+ * @param {{maxNewTokens: number, eosId: number, onToken: (token: number) => void, cancelled: () => Promise<boolean>}} opts
+ *   `cancelled` is awaited between steps (it lets the worker see a cancel message)
+ * @returns {Promise<number[]>}
+ */
+export async function generateText(g, d, prompt, opts) {
+  const image = prompt.pixels ? { pixels: prompt.pixels, imageMask: prompt.imageMask } : null;
+  let embeds = await embed(g, d, [prompt.inputIds], image);
+  let past = emptyCache(d, 1);
+  let length = 0;
+  const tokens = [];
+  try {
+    for (let i = 0; i < opts.maxNewTokens; i++) {
+      const step = await decodeStep(g, d, embeds, past, length);
+      past = step.past;
+      length += embeds.dims[1];
+      dispose(embeds);
+      const last = lastPosition(g, step.hidden);
+      const { logits } = await g.sessions.lm_head.run({ hidden_states: last });
+      if (last !== step.hidden) dispose(last);
+      dispose(step.hidden);
+      const token = argmax(/** @type {Float32Array} */ (await logits.getData()));
+      tokens.push(token);
+      opts.onToken(token);
+      if (token === opts.eosId) break;
+      if (await opts.cancelled()) throw new Cancelled();
+      embeds = await embed(g, d, [[token]], null);
+    }
+  } finally {
+    Object.values(past).forEach(dispose);
+  }
+  return tokens;
+}
+
+/**
+ * Text-to-image with classifier-free guidance for n images (janusweb.generate.generate_images): rows [0,n) the
+ * prompt, [n,2n) the unconditional prompt. `draws` [n*T] are the uniform numbers (row-major [n,T]). Each step is
+ * language_model then gen_step (CFG, temperature, inverse-CDF sampling, next embeddings, token buffer), all on
+ * the device; the image tokens are read once, at the end.
+ * @param {Graphs} g
+ * @param {Dims} d
+ * @param {{promptIds: number[], uncondIds: number[], draws: Float32Array, n: number, guidance: number, temperature: number}} run
+ * @param {{onStep: (step: number, total: number) => void, cancelled: () => Promise<boolean>}} opts
+ * @returns {Promise<{tokens: BigInt64Array, images: Float32Array}>} tokens [n,T], images [n,3,H,W] in [-1,1]
+ */
+export async function generateImages(g, d, run, opts) {
+  const { n } = run;
+  const T = d.num_image_tokens, H = d.hidden_size;
+  const rows = [...Array(n).fill(run.promptIds), ...Array(n).fill(run.uncondIds)];
+  const consts = {
+    draws: constant(g, run.draws, [n, T]),
+    guidance: constant(g, Float32Array.of(run.guidance), [1]),
+    temperature: constant(g, Float32Array.of(run.temperature), [1]),
+  };
+  let embeds = await embed(g, d, rows, null);
+  let past = emptyCache(d, 2 * n);
+  let length = 0;
+  let tokens = new ort.Tensor('float32', new Float32Array(n * T), [n, T]);
+  /** @type {ort.Tensor|undefined} */
+  let imageTokens;
+  try {
+    for (let step = 0; step < T; step++) {
+      const s = await decodeStep(g, d, embeds, past, length);
+      past = s.past;
+      length += embeds.dims[1];
+      dispose(embeds);
+      const S = s.hidden.dims[1];
+      const last = step === T - 1;
+      const out = await g.sessions.gen_step.run({
+        hidden_states: view(s.hidden, [2, n, S, H]), ...consts, tokens, step: new ort.Tensor('float32', Float32Array.of(step), [1]),
+      }, last ? ['inputs_embeds', 'tokens_out', 'image_tokens'] : ['inputs_embeds', 'tokens_out']);
+      dispose(s.hidden);
+      dispose(tokens);
+      embeds = out.inputs_embeds;
+      tokens = out.tokens_out;
+      imageTokens = out.image_tokens;
+      opts.onStep(step + 1, T);
+      if (await opts.cancelled()) throw new Cancelled();
+    }
+    const ids = /** @type {BigInt64Array} */ (await /** @type {ort.Tensor} */ (imageTokens).getData());
+    const { decoded_image } = await g.sessions.image_decode.run({ generated_tokens: /** @type {ort.Tensor} */ (imageTokens) });
+    return { tokens: ids, images: /** @type {Float32Array} */ (await decoded_image.getData()) };
+  } finally {
+    [embeds, tokens, imageTokens, ...Object.values(past), ...Object.values(consts)].forEach(dispose);
+  }
+}

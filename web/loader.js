@@ -1,0 +1,147 @@
+// Bundle files: fetched with per-file progress, kept in the Cache API when it is available, and verified
+// against the manifest's sha256 before use. A mismatch is an error (ChecksumError); a cached copy that fails
+// verification is dropped and fetched once more from the network, never in a loop.
+
+const CACHE_NAME = 'janusweb-bundle-v1';
+const SUFFIX = { fp32: '', int8: '_int8', q4: '_q4', fp16: '_fp16' };
+
+/** @typedef {{bytes: number, sha256: string, sri?: string}} FileEntry */
+/** @typedef {{files: Record<string, FileEntry>, graphs: Record<string, any>}} Manifest */
+
+export class ChecksumError extends Error {
+  /** @param {string} file @param {string} expected @param {string} actual */
+  constructor(file, expected, actual) {
+    super(`checksum mismatch for ${file}: manifest sha256 ${expected}, downloaded file ${actual}`);
+    this.name = 'ChecksumError';
+  }
+}
+
+/** @param {ArrayBuffer|Uint8Array} data */
+async function sha256Hex(data) {
+  if (!crypto.subtle) throw new Error('crypto.subtle is unavailable (not a secure context): cannot verify files');
+  const digest = await crypto.subtle.digest('SHA-256', data);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** The Cache API, or null where it is unavailable (insecure context, disabled storage). */
+async function openCache() {
+  if (typeof caches === 'undefined') return null;
+  try {
+    return await caches.open(CACHE_NAME);
+  } catch {
+    return null; // storage disabled (e.g. private mode): downloads still work, uncached
+  }
+}
+
+/**
+ * @param {string} url
+ * @param {number} expected bytes
+ * @param {(loaded: number) => void} onProgress
+ */
+async function download(url, expected, onProgress) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  const out = new Uint8Array(expected);
+  let loaded = 0;
+  const reader = /** @type {ReadableStream<Uint8Array>} */ (response.body).getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (loaded + value.length > expected) throw new Error(`${url}: larger than the manifest's ${expected} bytes`);
+    out.set(value, loaded);
+    loaded += value.length;
+    onProgress(loaded);
+  }
+  if (loaded !== expected) throw new Error(`${url}: ${loaded} bytes, the manifest says ${expected}`);
+  return out;
+}
+
+export class BundleLoader {
+  /**
+   * @param {string} base URL of the bundle folder, ending with '/'
+   * @param {(file: string, loaded: number, total: number, cached: boolean) => void} onProgress
+   */
+  constructor(base, onProgress) {
+    this.base = base;
+    this.onProgress = onProgress;
+    /** @type {Manifest|null} */
+    this.manifest = null;
+    this.cachePromise = openCache();
+  }
+
+  /** manifest.json, the root of trust: fetched fresh every time. */
+  async loadManifest() {
+    const response = await fetch(this.base + 'manifest.json', { cache: 'no-store' });
+    if (!response.ok) throw new Error(`${this.base}manifest.json: HTTP ${response.status} (is this a janusweb bundle?)`);
+    this.manifest = await response.json();
+    return /** @type {Manifest} */ (this.manifest);
+  }
+
+  /**
+   * One file of the manifest, verified.
+   * @param {string} rel path relative to the bundle
+   * @returns {Promise<Uint8Array>}
+   */
+  async file(rel) {
+    const entry = this.manifest?.files[rel];
+    if (!entry) throw new Error(`${rel} is not in the bundle's manifest`);
+    const cache = await this.cachePromise;
+    const key = `${this.base}${rel}?sha256=${entry.sha256}`;
+    const cached = cache ? await cache.match(key) : undefined;
+    if (cached) {
+      const data = new Uint8Array(await cached.arrayBuffer());
+      if ((await sha256Hex(data)) === entry.sha256) {
+        this.onProgress(rel, entry.bytes, entry.bytes, true);
+        return data;
+      }
+      await /** @type {Cache} */ (cache).delete(key); // a corrupted cache entry: fetch it once from the network
+    }
+    const data = await download(this.base + rel, entry.bytes, (n) => this.onProgress(rel, n, entry.bytes, false));
+    const actual = await sha256Hex(data);
+    if (actual !== entry.sha256) throw new ChecksumError(rel, entry.sha256, actual);
+    if (cache) {
+      await cache.put(key, new Response(data)).catch(() => undefined); // quota exceeded: keep going uncached
+    }
+    return data;
+  }
+
+  /** @param {string} rel */
+  async json(rel) {
+    return JSON.parse(new TextDecoder().decode(await this.file(rel)));
+  }
+
+  /**
+   * The files of one graph at one dtype: the .onnx and its external data files.
+   * @param {string} graph
+   * @param {string} dtype fp32, int8, q4 or fp16
+   * @returns {Promise<{model: Uint8Array, externalData: {path: string, data: Uint8Array}[]}>}
+   */
+  async graph(graph, dtype) {
+    const entry = this.manifest?.graphs[graph];
+    if (!entry) throw new Error(`the bundle has no graph ${graph}`);
+    const files = dtype === 'fp32' ? entry.files : entry.variants?.[dtype]?.files;
+    if (!files) throw new Error(`the bundle has no ${dtype} variant of ${graph} (run janusweb quantize)`);
+    const main = `onnx/${graph}${SUFFIX[/** @type {keyof SUFFIX} */ (dtype)] ?? ''}.onnx`;
+    if (!(main in files)) throw new Error(`the manifest's ${dtype} files of ${graph} lack ${main}`);
+    const model = await this.file(main);
+    const externalData = [];
+    for (const rel of Object.keys(files).filter((f) => f !== main)) {
+      externalData.push({ path: rel.split('/').pop() ?? rel, data: await this.file(rel) });
+    }
+    return { model, externalData };
+  }
+}
+
+/**
+ * The dtype of each graph: the URL/UI choice when given, else config.json's transformers.js_config.dtype (a
+ * string or a per-graph map), else fp32.
+ * @param {any} config
+ * @param {string[]} graphs
+ * @param {string|null} requested
+ * @returns {Record<string, string>}
+ */
+export function graphDtypes(config, graphs, requested) {
+  const configured = config['transformers.js_config']?.dtype ?? 'fp32';
+  return Object.fromEntries(graphs.map((g) => [g, requested
+    ?? (typeof configured === 'string' ? configured : configured[g] ?? 'fp32')]));
+}
