@@ -5,7 +5,8 @@ below (real activations, not noise); max abs diff and cosine similarity over its
 End to end (every graph quantized): greedy text after an image prompt (token agreement, first divergence);
 teacher-forced next-token logits over a fixed text (top-1 agreement, mean KL(fp32 || quantized)); CFG image
 tokens from the same uniform draws (agreement, first divergence); and the quantized image_decode alone on the
-fp32 image tokens (PSNR against the fp32 decode).
+fp32 image tokens (PSNR against the fp32 decode). To weigh shipping 8-bit convolution weights, also the fp32
+image_decode with its convolution weights rounded to 8 bits per output channel (PSNR; not shipped).
 
 The fp32 pass runs first and its sessions are dropped before the quantized ones load, so a 1B bundle needs the
 memory of one set of graphs at a time.
@@ -17,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
 from tokenizers import Tokenizer
 
 from janusweb.generate import ModelDims, generate_images, generate_text, text_logits
@@ -172,6 +176,31 @@ def _compare(calls: list, names: list, session_run) -> dict:
     return result
 
 
+def round_conv_weights(model: onnx.ModelProto, bits: int = 8) -> int:
+    """Round every Conv weight to `bits` bits per output channel (symmetric), kept in float: what shipping
+    quantized convolution weights would cost in accuracy. Returns the number of convolutions rounded."""
+    inits = {t.name: t for t in model.graph.initializer}
+    levels = 2 ** (bits - 1) - 1
+    done = 0
+    for node in model.graph.node:
+        if node.op_type == "Conv" and node.input[1] in inits:
+            t = inits[node.input[1]]
+            w = numpy_helper.to_array(t)
+            scale = np.abs(w).reshape(w.shape[0], -1).max(1).reshape(-1, *[1] * (w.ndim - 1)) / levels
+            scale = np.where(scale > 0, scale, 1).astype(np.float32)
+            t.CopyFrom(numpy_helper.from_array((np.round(w / scale) * scale).astype(np.float32), t.name))
+            done += 1
+    return done
+
+
+def conv_rounding_psnr(decoder: Path, tokens: np.ndarray, reference: np.ndarray) -> dict:
+    """PSNR of image_decode with 8-bit rounded convolution weights against the fp32 decode."""
+    model = onnx.load(str(decoder))
+    count = round_conv_weights(model)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return {"convolutions": count, "psnr_db": psnr(reference, session.run(None, {"generated_tokens": tokens})[0])}
+
+
 def measure(bundle: Path, staged: Path, dtype: str, settings: Settings | None = None) -> dict:
     """Compare the `dtype` graphs under staged/onnx with the fp32 graphs of `bundle`."""
     s = settings or Settings()
@@ -199,6 +228,9 @@ def measure(bundle: Path, staged: Path, dtype: str, settings: Settings | None = 
     full = np.zeros((1, dims.num_image_tokens), np.int64)
     full[:, :ref.image_tokens.shape[1]] = ref.image_tokens
     decoded = quant_graphs.run("image_decode", {"generated_tokens": full})[0]
+    del quant_graphs
+    with step("image_decode with 8-bit convolution weights (simulated, not shipped)"):
+        conv = conv_rounding_psnr(bundle / "onnx" / "image_decode.onnx", full, ref.image)
     return {
         "graphs": graphs,
         "end_to_end": {
@@ -206,6 +238,7 @@ def measure(bundle: Path, staged: Path, dtype: str, settings: Settings | None = 
             "teacher_forced": _teacher(ref.logits, quant.logits),
             "image": _agreement(ref.image_tokens, quant.image_tokens),
             "image_decode_psnr_db": psnr(ref.image, decoded),
+            "conv_int8_simulated": conv,
         },
         "settings": s.__dict__,
     }
@@ -236,4 +269,8 @@ def table(report: dict) -> str:
             f"CFG image tokens: {i['agreement']:.1%} of {i['steps']} agree, first divergence {i['first_divergence']}",
             f"image_decode alone, PSNR vs fp32 decode: {'identical' if p is None else f'{p:.1f} dB'}",
         ]
+        c = e.get("conv_int8_simulated")
+        if c:
+            lines.append(f"(not shipped) VQ decoder's {c['convolutions']} convolutions with 8-bit per-channel weights: "
+                         f"PSNR {c['psnr_db']:.1f} dB vs fp32")
     return "\n".join(lines)

@@ -100,6 +100,7 @@ def test_int8_report(int8, capsys):
     assert 0 <= e["teacher_forced"]["mean_kl"] < 2e-3
     assert e["image"]["steps"] == 16  # tiny: 16 image tokens (576 for Janus-Pro)
     assert e["image_decode_psnr_db"] is None  # image_decode int8 is the fp32 graph: identical decode
+    assert e["conv_int8_simulated"]["convolutions"] > 0 and 20 < e["conv_int8_simulated"]["psnr_db"] < 80
     assert report["bytes"] < report["fp32_bytes"]
 
 
