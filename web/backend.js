@@ -101,8 +101,9 @@ export async function chooseBackend(requested, needs) {
 
 /**
  * Session options for one graph, on one execution provider. On WebGPU: the outputs named in `onGpu` stay in
- * GPU buffers; `forceCpu` names nodes to run on the CPU EP; `strict` forbids any other CPU fallback
- * (session.disable_cpu_ep_fallback).
+ * GPU buffers; `forceCpu` names nodes to run on the CPU EP (with the NCHW layout, so that no layout transposes
+ * are added between them and placed on the GPU, which would copy their data back and forth); `strict` forbids
+ * any other CPU fallback (session.disable_cpu_ep_fallback).
  * @param {Backend} backend
  * @param {{onGpu: string[], forceCpu: string[], strict: boolean, externalData: {path: string, data: Uint8Array}[]}} opts
  * @returns {import('onnxruntime-web').InferenceSession.SessionOptions}
@@ -113,7 +114,7 @@ export function sessionOptions(backend, { onGpu, forceCpu, strict, externalData 
   if (backend.ep === 'wasm') return { ...base, executionProviders: ['wasm'] };
   return {
     ...base,
-    executionProviders: [forceCpu.length ? { name: 'webgpu', forceCpuNodeNames: forceCpu } : 'webgpu'],
+    executionProviders: [forceCpu.length ? { name: 'webgpu', preferredLayout: 'NCHW', forceCpuNodeNames: forceCpu } : 'webgpu'],
     preferredOutputLocation: Object.fromEntries(onGpu.map((name) => [name, /** @type {const} */ ('gpu-buffer')])),
     ...(strict ? { extra: { session: { disable_cpu_ep_fallback: '1' } } } : {}),
   };

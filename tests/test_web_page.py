@@ -1,0 +1,277 @@
+"""The page in a real browser (Debian's Chromium through Playwright) on the tiny bundle, fp32 and int8:
+on WebGPU (SwiftShader where there is no GPU) and on WASM (the same browser without WebGPU: no adapter).
+
+Parity is against the Python reference loops on onnxruntime (janusweb.generate), graph by graph at the dtypes
+the page reports it runs: greedy token ids after an image prompt, seeded image tokens, decoded pixels within
+1e-3. Also: the WASM fallback is shown, a corrupted graph shows the checksum error, generation can be cancelled
+while the page stays responsive, images show on the page."""
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tokenizers import Tokenizer
+
+from janusweb.cli import main
+from janusweb.env import chromium_path
+from janusweb.generate import ModelDims, generate_images, generate_text
+from janusweb.graphs import OrtGraphs
+from janusweb.image import preprocess
+from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
+from janusweb.sampling import uniforms
+from janusweb.site import build_site, serve_in_thread
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="Python Playwright is not installed (pip install -e .[test])")
+CHROMIUM = chromium_path()
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium); browser tests not run"),
+    pytest.mark.skipif(shutil.which("node") is None or not (REPO / "node_modules" / "esbuild").is_dir(),
+                       reason="building the page needs node and the npm packages (npm ci)"),
+]
+
+BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run"]
+WEBGPU_ARGS = ["--enable-unsafe-webgpu"]  # on machines without a GPU, Chromium's WebGPU adapter is SwiftShader
+QUESTION = "Describe this image."
+PROMPT = "A watercolor painting of mountains at sunset."
+TEXT_TOKENS = 8
+LOAD_TIMEOUT_MS = 120_000
+RUN_TIMEOUT_MS = 240_000
+METRICS: dict = {}
+
+
+def quantize_available() -> bool:
+    done = subprocess.run([sys.executable, "-m", "janusweb", "quantize", "--help"], capture_output=True, timeout=60)
+    return done.returncode == 0
+
+
+INT8_AVAILABLE = quantize_available()
+DTYPES = ["fp32", pytest.param("int8", marks=pytest.mark.skipif(
+    not INT8_AVAILABLE, reason="`janusweb quantize` is not in this CLI: no int8 variant to test"))]
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle, tmp_path_factory) -> Path:
+    """The tiny bundle, plus its int8 variant when `janusweb quantize` exists."""
+    out = tmp_path_factory.mktemp("web") / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    if INT8_AVAILABLE:
+        assert main(["--quiet", "quantize", str(out), "--dtype", "int8"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def site_url(bundle, tmp_path_factory):
+    site = build_site(bundle, tmp_path_factory.mktemp("web") / "site")
+    server, url = serve_in_thread(site)
+    yield url
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    with sync_api.sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browsers(playwright, site_url):
+    """'webgpu': Chromium with WebGPU enabled; 'wasm': the same Chromium without it (no adapter)."""
+    out = {name: playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS + extra)
+           for name, extra in (("webgpu", WEBGPU_ARGS), ("wasm", []))}
+    page = out["webgpu"].new_page()
+    page.goto(site_url + "style.css")  # a secure-context origin; navigator.gpu needs one
+    adapter = page.evaluate("async () => !!(navigator.gpu && await navigator.gpu.requestAdapter())")
+    page.close()
+    out["webgpu_ok"] = adapter
+    yield out
+    for b in (out["webgpu"], out["wasm"]):
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def test_png(tmp_path_factory) -> Path:
+    """A non-square RGB image (PNG: the browser and PIL decode it to the same bytes)."""
+    h, w = 48, 80
+    yy, xx = np.mgrid[0:h, 0:w]
+    rgb = np.stack([127 + 120 * np.sin(xx / 6.0), 127 + 120 * np.cos(yy / 5.0), (xx * 3 + yy * 2) % 256], -1)
+    path = tmp_path_factory.mktemp("img") / "input.png"
+    Image.fromarray(rgb.astype(np.uint8)).save(path)
+    return path
+
+
+def open_page(browser, url: str, query: str = ""):
+    page = browser.new_context().new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{url}?{query}")
+    page.wait_for_function("window.janusweb && (window.janusweb.ready || window.janusweb.error)",
+                           timeout=LOAD_TIMEOUT_MS)
+    assert not errors, errors
+    return page
+
+
+@lru_cache(maxsize=8)
+def _graphs(bundle: Path, dtypes: tuple) -> OrtGraphs:
+    return OrtGraphs(bundle, dtypes=dict(dtypes))
+
+
+def reference(bundle: Path, dtypes: dict):
+    """Python's graphs at the page's dtypes. The page's gen_step holds the weights of gen_head and
+    gen_img_embeds, which the Python loop runs instead: those take gen_step's dtype."""
+    dtypes = {"gen_head": dtypes["gen_step"], "gen_img_embeds": dtypes["gen_step"], **dtypes}
+    graphs = _graphs(bundle, tuple(sorted(dtypes.items())))
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    return graphs, ModelDims.from_bundle_config(graphs.config), tok, SpecialIds.from_tokenizer(tok)
+
+
+def chat(page, question: str, image: Path | None, max_tokens: int) -> dict:
+    if image:
+        page.set_input_files("#image-input", str(image))
+    page.fill("#question", question)
+    page.fill("#max-tokens", str(max_tokens))
+    page.click("#ask")
+    page.wait_for_function("window.janusweb.chat.done || window.janusweb.error", timeout=RUN_TIMEOUT_MS)
+    assert page.evaluate("window.janusweb.error") is None
+    return page.evaluate("window.janusweb.chat")
+
+
+def generate(page, count: int, guidance: float, temperature: float, seed: int) -> dict:
+    for field, value in (("#prompt", PROMPT), ("#count", count), ("#guidance", guidance),
+                         ("#temperature", temperature), ("#seed", seed)):
+        page.fill(field, str(value))
+    page.click("#generate")
+    page.wait_for_function("window.janusweb.images.done || window.janusweb.error", timeout=RUN_TIMEOUT_MS)
+    assert page.evaluate("window.janusweb.error") is None
+    return page.evaluate("window.janusweb.images")
+
+
+def check_images(bundle, dtypes, result, count, guidance, temperature, seed) -> None:
+    graphs, dims, tok, ids = reference(bundle, dtypes)
+    T = dims.num_image_tokens
+    draws = uniforms(seed, count * T).reshape(count, T)
+    ref = generate_images(graphs, dims, ids, generation_prompt(tok, ids, PROMPT), draws, guidance, temperature)
+    assert result["tokens"] == ref.tokens.tolist()
+    decoded = np.array(result["decoded"], np.float32).reshape(ref.images.shape)
+    assert np.abs(decoded - ref.images).max() <= 1e-3
+
+
+def shown_images_are_not_blank(page, count: int) -> None:
+    canvases = page.locator("#gallery canvas")
+    assert canvases.count() == count
+    for i in range(count):
+        shot = np.asarray(Image.open(io.BytesIO(canvases.nth(i).screenshot())).convert("RGB"), np.float32)
+        assert shot.std() > 10 and len(np.unique(shot.reshape(-1, 3), axis=0)) > 50, f"image {i} looks blank"
+    assert page.locator("#gallery a[download]").count() == count
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", ["webgpu", "wasm"])
+def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png, backend, dtype):
+    if backend == "webgpu" and not browsers["webgpu_ok"]:
+        pytest.skip("this Chromium offers no WebGPU adapter (not even SwiftShader)")
+    t0 = time.perf_counter()
+    page = open_page(browsers[backend], site_url, f"dtype={dtype}")
+    load_s = time.perf_counter() - t0
+    info = page.evaluate("window.janusweb.backend")
+    assert info["ep"] == backend
+    assert page.inner_text("#ep").startswith("WebGPU" if backend == "webgpu" else "WASM")
+    assert page.inner_text("#adapter") == info["adapter"] and info["adapter"]
+    assert page.inner_text("#dtype").startswith(dtype)
+    assert info["dtypes"]["language_model"] == dtype  # the requested dtype really runs
+    for graph, used in info["dtypes"].items():
+        if used != dtype:  # a graph this backend has no kernel for at this dtype: said on the page
+            assert graph in page.inner_text("#notes")
+    graphs, dims, tok, ids = reference(bundle, info["dtypes"])
+
+    answer = chat(page, QUESTION, test_png, TEXT_TOKENS)
+    pixels = preprocess(Image.open(test_png), dims.image_size)[None, None]
+    expected = generate_text(graphs, dims, understanding_inputs(tok, ids, QUESTION, dims.num_image_tokens),
+                             TEXT_TOKENS, pixel_values=pixels, eos_id=ids.eos)
+    assert answer["tokens"] == expected
+    assert answer["text"] == page.inner_text("#answer") and "tokens/s" in page.inner_text("#speed")
+
+    images = generate(page, 2, 5.0, 1.0, 7)
+    check_images(bundle, info["dtypes"], images, 2, 5.0, 1.0, 7)
+    assert page.inner_text("#image-progress").startswith(f"{dims.num_image_tokens}/{dims.num_image_tokens}")
+    shown_images_are_not_blank(page, 2)
+    if backend == "webgpu":  # state stays on the GPU: reads do not grow with the steps
+        assert images["gpuReads"] <= 3, images["gpuReads"]
+        assert answer["gpuReads"] <= len(answer["tokens"]) + 1, answer["gpuReads"]
+    METRICS[f"{backend}-{dtype}"] = {"load_s": round(load_s, 2), "tokens_per_s": round(answer["tokensPerSecond"], 2),
+                                     "image_s_2x16_tokens": round(images["seconds"], 2),
+                                     "gpu_reads_image": images.get("gpuReads"), "dtypes": info["dtypes"]}
+    print(f"\n[web metrics] {backend}-{dtype}: {json.dumps(METRICS[f'{backend}-{dtype}'])}")
+    page.context.close()
+
+
+def test_other_sampling_settings_match_on_wasm(browsers, site_url, bundle):
+    """Guidance, temperature (greedy included), 3 and 4 images, and another seed: same tokens as Python."""
+    page = open_page(browsers["wasm"], site_url, "dtype=fp32")
+    info = page.evaluate("window.janusweb.backend")
+    for count, guidance, temperature, seed in ((3, 2.5, 0.7, 123), (4, 5.0, 0.0, 1), (1, 1.0, 1.3, 2**31 + 9)):
+        images = generate(page, count, guidance, temperature, seed)
+        check_images(bundle, info["dtypes"], images, count, guidance, temperature, seed)
+    answer = chat(page, "Hello there", None, TEXT_TOKENS)  # text-only chat
+    graphs, dims, tok, ids = reference(bundle, info["dtypes"])
+    expected = generate_text(graphs, dims, understanding_inputs(tok, ids, "Hello there", dims.num_image_tokens,
+                                                                with_image=False), TEXT_TOKENS, eos_id=ids.eos)
+    assert answer["tokens"] == expected
+    page.context.close()
+
+
+def test_without_webgpu_the_page_runs_on_wasm_and_says_so(browsers, site_url):
+    page = open_page(browsers["wasm"], site_url)
+    assert page.inner_text("#status") == "Ready on WASM"
+    assert "WebGPU not used" in page.inner_text("#notes") and "no adapter" in page.inner_text("#notes")
+    assert page.evaluate("crossOriginIsolated")  # COOP/COEP: WASM gets threads
+    page.context.close()
+
+
+def test_corrupted_graph_shows_the_checksum_error(browsers, bundle, tmp_path):
+    site = build_site(bundle, tmp_path / "site")
+    target = site / "model" / "onnx" / "lm_head.onnx"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only the checksum can tell
+    tmp = target.with_suffix(".tmp")
+    tmp.write_bytes(bytes(data))
+    tmp.replace(target)  # a new file: the bundle's copy (maybe a hard link) is untouched
+    server, url = serve_in_thread(site)
+    try:
+        page = open_page(browsers["wasm"], url, "dtype=fp32")
+        error = page.evaluate("window.janusweb.error")
+        assert error["kind"] == "checksum"
+        status = page.inner_text("#status")
+        assert status.startswith("Checksum error") and "onnx/lm_head.onnx" in status
+        assert not page.evaluate("window.janusweb.ready")
+        page.context.close()
+    finally:
+        server.shutdown()
+
+
+def test_generation_can_be_cancelled_and_the_page_stays_responsive(browsers, site_url):
+    if not browsers["webgpu_ok"]:
+        pytest.skip("needs WebGPU: on WASM the tiny model finishes before a cancel can land")
+    page = open_page(browsers["webgpu"], site_url, "dtype=fp32")
+    page.fill("#count", "4")
+    page.click("#generate")
+    page.wait_for_function("/^[1-9]\\d*\\//.test(document.getElementById('image-progress').textContent)",
+                           timeout=RUN_TIMEOUT_MS, polling=20)
+    t0 = time.perf_counter()
+    assert page.evaluate("1 + 1") == 2
+    assert time.perf_counter() - t0 < 1.0  # the main thread is free while the worker generates
+    page.click("#image-cancel")
+    page.wait_for_function("window.janusweb.images.done", timeout=RUN_TIMEOUT_MS)
+    assert "cancelled" in page.inner_text("#image-progress")
+    assert page.evaluate("window.janusweb.images.tokens") == []
+    assert page.is_enabled("#generate") and not page.is_enabled("#image-cancel")
+    page.context.close()
