@@ -29,7 +29,7 @@ from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
 from janusweb.sampling import uniforms
 from janusweb.site import build_site, serve_in_thread
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="Python Playwright is not installed (pip install -e .[test])")
+sync_api = pytest.importorskip("playwright.sync_api", reason="Python Playwright is missing: pip install -e '.[test]'")
 CHROMIUM = chromium_path()
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [
@@ -152,7 +152,7 @@ def generate(page, count: int, guidance: float, temperature: float, seed: int) -
     page.click("#generate")
     page.wait_for_function("window.janusweb.images.done || window.janusweb.error", timeout=RUN_TIMEOUT_MS)
     assert page.evaluate("window.janusweb.error") is None
-    return page.evaluate("window.janusweb.images")
+    return page.evaluate("({...janusweb.images, decoded: janusweb.images.decoded.map((d) => Array.from(d))})")
 
 
 def check_images(bundle, dtypes, result, count, guidance, temperature, seed) -> None:
@@ -234,6 +234,11 @@ def test_without_webgpu_the_page_runs_on_wasm_and_says_so(browsers, site_url):
     assert page.inner_text("#status") == "Ready on WASM"
     assert "WebGPU not used" in page.inner_text("#notes") and "no adapter" in page.inner_text("#notes")
     assert page.evaluate("crossOriginIsolated")  # COOP/COEP: WASM gets threads
+    assert "(cache)" not in page.inner_text("#downloads")
+    page.reload()
+    page.wait_for_function("window.janusweb && window.janusweb.ready", timeout=LOAD_TIMEOUT_MS)
+    assert "onnx/language_model" in page.inner_text("#downloads")
+    assert "(cache)" in page.inner_text("#downloads")  # the second visit reads verified files from the Cache API
     page.context.close()
 
 

@@ -56,7 +56,8 @@ export async function probeWebGPU(needs) {
   const limit = Math.min(maxBufferSize, maxStorageBufferBindingSize);
   if (needs.largestBuffer > limit) {
     return { adapter: name, reason: `${name}: largest buffer ${mib(needs.largestBuffer)} exceeds the adapter's ` +
-      `limit ${mib(limit)} (maxBufferSize ${mib(maxBufferSize)}, maxStorageBufferBindingSize ${mib(maxStorageBufferBindingSize)})` };
+      `limit ${mib(limit)} (maxBufferSize ${mib(maxBufferSize)}, ` +
+      `maxStorageBufferBindingSize ${mib(maxStorageBufferBindingSize)})` };
   }
   if (needs.f16 && !adapter.features.has('shader-f16')) {
     return { adapter: name, reason: `${name} lacks shader-f16, which the fp16 graphs need` };
@@ -114,7 +115,8 @@ export function sessionOptions(backend, { onGpu, forceCpu, strict, externalData 
   if (backend.ep === 'wasm') return { ...base, executionProviders: ['wasm'] };
   return {
     ...base,
-    executionProviders: [forceCpu.length ? { name: 'webgpu', preferredLayout: 'NCHW', forceCpuNodeNames: forceCpu } : 'webgpu'],
+    executionProviders: [
+      forceCpu.length ? { name: 'webgpu', preferredLayout: 'NCHW', forceCpuNodeNames: forceCpu } : 'webgpu'],
     preferredOutputLocation: Object.fromEntries(onGpu.map((name) => [name, /** @type {const} */ ('gpu-buffer')])),
     ...(strict ? { extra: { session: { disable_cpu_ep_fallback: '1' } } } : {}),
   };

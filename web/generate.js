@@ -32,6 +32,10 @@ export class Cancelled extends Error {
 /** @param {number[]|BigInt64Array} values @param {number[]} dims */
 const int64 = (values, dims) => new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
 
+// What ONNX Runtime's own tensor buffers allow: bind as storage, copy in and out.
+const BUFFER_USAGE = typeof GPUBufferUsage === 'undefined' ? 0
+  : GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
 /** @param {ort.Tensor|undefined} t */
 function dispose(t) {
   if (t && t.location === 'gpu-buffer') t.dispose();
@@ -56,8 +60,7 @@ function view(t, dims) {
  */
 function constant(g, data, dims) {
   if (!g.device) return new ort.Tensor('float32', data, dims);
-  const buffer = g.device.createBuffer({ size: Math.max(16, data.byteLength),
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  const buffer = g.device.createBuffer({ size: Math.max(16, data.byteLength), usage: BUFFER_USAGE });
   g.device.queue.writeBuffer(buffer, 0, data);
   return ort.Tensor.fromGpuBuffer(buffer, { dataType: 'float32', dims, dispose: () => buffer.destroy() });
 }
@@ -77,9 +80,11 @@ function lastPosition(g, hidden) {
     return new ort.Tensor('float32', out, [B, 1, H]);
   }
   const device = /** @type {GPUDevice} */ (g.device);
-  const buffer = device.createBuffer({ size: B * H * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  const buffer = device.createBuffer({ size: B * H * 4, usage: BUFFER_USAGE });
   const encoder = device.createCommandEncoder();
-  for (let b = 0; b < B; b++) encoder.copyBufferToBuffer(hidden.gpuBuffer, (b * S + S - 1) * H * 4, buffer, b * H * 4, H * 4);
+  for (let b = 0; b < B; b++) {
+    encoder.copyBufferToBuffer(hidden.gpuBuffer, (b * S + S - 1) * H * 4, buffer, b * H * 4, H * 4);
+  }
   device.queue.submit([encoder.finish()]);
   return ort.Tensor.fromGpuBuffer(buffer, { dataType: 'float32', dims: [B, 1, H], dispose: () => buffer.destroy() });
 }
@@ -90,7 +95,8 @@ function emptyCache(d, rows) {
   const past = {};
   for (let i = 0; i < d.num_layers; i++) {
     for (const k of ['key', 'value']) {
-      past[`past_key_values.${i}.${k}`] = new ort.Tensor('float32', new Float32Array(0), [rows, d.num_key_value_heads, 0, d.head_dim]);
+      const dims = [rows, d.num_key_value_heads, 0, d.head_dim];
+      past[`past_key_values.${i}.${k}`] = new ort.Tensor('float32', new Float32Array(0), dims);
     }
   }
   return past;
@@ -131,12 +137,13 @@ async function decodeStep(g, d, embeds, past, pastLength) {
  * @param {{pixels: Float32Array, imageMask: boolean[]}|null} image one image for a single row
  */
 async function embed(g, d, rows, image) {
-  const B = rows.length, S = rows[0].length, N = image ? 1 : 0, size = d.image_size;
+  const B = rows.length, S = rows[0].length, N = image ? 1 : 0, size = d.image_size, T = d.num_image_tokens;
+  const seqMask = Uint8Array.from(image ? image.imageMask : new Array(B * S).fill(false), Number);
   const out = await g.sessions.prepare_inputs_embeds.run({
     input_ids: int64(rows.flat(), [B, S]),
     pixel_values: new ort.Tensor('float32', image ? image.pixels : new Float32Array(0), [B, N, 3, size, size]),
-    images_seq_mask: new ort.Tensor('bool', Uint8Array.from(image ? image.imageMask : new Array(B * S).fill(false), Number), [B, S]),
-    images_emb_mask: new ort.Tensor('bool', new Uint8Array(B * N * d.num_image_tokens).fill(1), [B, N, d.num_image_tokens]),
+    images_seq_mask: new ort.Tensor('bool', seqMask, [B, S]),
+    images_emb_mask: new ort.Tensor('bool', new Uint8Array(B * N * T).fill(1), [B, N, T]),
   });
   return out.inputs_embeds;
 }
@@ -193,7 +200,8 @@ export async function generateText(g, d, prompt, opts) {
  * the device; the image tokens are read once, at the end.
  * @param {Graphs} g
  * @param {Dims} d
- * @param {{promptIds: number[], uncondIds: number[], draws: Float32Array, n: number, guidance: number, temperature: number}} run
+ * @param {{promptIds: number[], uncondIds: number[], draws: Float32Array, n: number, guidance: number,
+ *   temperature: number}} run
  * @param {{onStep: (step: number, total: number) => void, cancelled: () => Promise<boolean>}} opts
  * @returns {Promise<{tokens: BigInt64Array, images: Float32Array}>} tokens [n,T], images [n,3,H,W] in [-1,1]
  */
@@ -220,9 +228,9 @@ export async function generateImages(g, d, run, opts) {
       dispose(embeds);
       const S = s.hidden.dims[1];
       const last = step === T - 1;
-      const out = await g.sessions.gen_step.run({
-        hidden_states: view(s.hidden, [2, n, S, H]), ...consts, tokens, step: new ort.Tensor('float32', Float32Array.of(step), [1]),
-      }, last ? ['inputs_embeds', 'tokens_out', 'image_tokens'] : ['inputs_embeds', 'tokens_out']);
+      const feeds = { hidden_states: view(s.hidden, [2, n, S, H]), ...consts, tokens,
+        step: new ort.Tensor('float32', Float32Array.of(step), [1]) };
+      const out = await g.sessions.gen_step.run(feeds, ['inputs_embeds', 'tokens_out', ...(last ? ['image_tokens'] : [])]);
       dispose(s.hidden);
       dispose(tokens);
       embeds = out.inputs_embeds;
@@ -231,8 +239,9 @@ export async function generateImages(g, d, run, opts) {
       opts.onStep(step + 1, T);
       if (await opts.cancelled()) throw new Cancelled();
     }
-    const ids = /** @type {BigInt64Array} */ (await /** @type {ort.Tensor} */ (imageTokens).getData());
-    const { decoded_image } = await g.sessions.image_decode.run({ generated_tokens: /** @type {ort.Tensor} */ (imageTokens) });
+    const generated = /** @type {ort.Tensor} */ (imageTokens);
+    const ids = /** @type {BigInt64Array} */ (await generated.getData());
+    const { decoded_image } = await g.sessions.image_decode.run({ generated_tokens: generated });
     return { tokens: ids, images: /** @type {Float32Array} */ (await decoded_image.getData()) };
   } finally {
     [embeds, tokens, imageTokens, ...Object.values(past), ...Object.values(consts)].forEach(dispose);

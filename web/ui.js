@@ -14,7 +14,7 @@ const state = {
   /** @type {{kind: string, message: string}|null} */ error: null,
   /** @type {{tokens: number[], text: string, done: boolean, tokensPerSecond: number, gpuReads?: number}} */
   chat: { tokens: [], text: '', done: false, tokensPerSecond: 0 },
-  /** @type {{tokens: number[][], decoded: number[][], done: boolean, seconds: number, gpuReads?: number}} */
+  /** @type {{tokens: number[][], decoded: Float32Array[], done: boolean, seconds: number, gpuReads?: number}} */
   images: { tokens: [], decoded: [], done: false, seconds: 0 },
 };
 Object.assign(window, { janusweb: state });
@@ -55,6 +55,12 @@ function fail(err) {
 
 // ---- loading ----------------------------------------------------------------------------------------------
 
+/** @param {number} n bytes */
+function size(n) {
+  const [unit, scale] = n >= 2 ** 30 ? ['GiB', 2 ** 30] : n >= 2 ** 20 ? ['MiB', 2 ** 20] : ['KiB', 2 ** 10];
+  return `${(n / scale).toFixed(1)} ${unit}`;
+}
+
 /** @type {Map<string, HTMLElement>} */
 const bars = new Map();
 /** @param {import('./protocol.js').ProgressMessage} p */
@@ -68,7 +74,7 @@ function showDownload(p) {
   }
   /** @type {HTMLProgressElement} */ (row.querySelector('progress')).value = p.done / p.total;
   /** @type {HTMLElement} */ (row.querySelector('span')).textContent =
-    `${p.name} ${(p.done / 2 ** 20).toFixed(1)} / ${(p.total / 2 ** 20).toFixed(1)} MiB${p.cached ? ' (cache)' : ''}`;
+    `${p.name} ${size(p.done)} / ${size(p.total)}${p.cached ? ' (cache)' : ''}`;
 }
 
 /** @param {BackendInfo} b */
@@ -172,8 +178,10 @@ function showImage(msg, seed) {
   const canvas = document.createElement('canvas');
   canvas.width = msg.width;
   canvas.height = msg.height;
-  /** @type {CanvasRenderingContext2D} */ (canvas.getContext('2d')).putImageData(new ImageData(msg.rgba, msg.width, msg.height), 0, 0);
-  const link = Object.assign(document.createElement('a'), { textContent: 'Download PNG', download: `janus-seed${seed}-${msg.index + 1}.png` });
+  const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext('2d'));
+  ctx.putImageData(new ImageData(msg.rgba, msg.width, msg.height), 0, 0);
+  const link = Object.assign(document.createElement('a'),
+    { textContent: 'Download PNG', download: `janus-seed${seed}-${msg.index + 1}.png` });
   canvas.toBlob((blob) => { if (blob) link.href = URL.createObjectURL(blob); }, 'image/png');
   const figure = document.createElement('figure');
   figure.append(canvas, document.createElement('br'), link);
@@ -195,7 +203,7 @@ $('image-form').onsubmit = (/** @type {Event} */ e) => {
       $('image-progress').textContent = `${msg.done}/${msg.total}`;
     } else if (msg.type === 'image') {
       state.images.tokens[msg.index] = msg.tokens;
-      state.images.decoded[msg.index] = Array.from(msg.decoded);
+      state.images.decoded[msg.index] = msg.decoded;
       showImage(msg, seed);
     } else if (msg.type === 'done') {
       Object.assign(state.images, { done: true, seconds: msg.seconds, gpuReads: msg.gpuReads });

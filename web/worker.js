@@ -36,7 +36,15 @@ if (typeof GPUBuffer !== 'undefined') {
   };
 }
 
-/** @type {{loader: BundleLoader, tokenizer: JanusTokenizer, dims: any, pre: any, graphs: import('./generate.js').Graphs}|null} */
+/**
+ * @typedef {object} Model
+ * @property {BundleLoader} loader
+ * @property {JanusTokenizer} tokenizer
+ * @property {any} dims config.json's janusweb block
+ * @property {any} pre preprocessor_config.json
+ * @property {import('./generate.js').Graphs} graphs
+ */
+/** @type {Model|null} */
 let model = null;
 let busy = false;
 const cancelled = new Set();
@@ -170,7 +178,7 @@ async function pixelValues(blob) {
 
 /** @param {import('./protocol.js').ChatRequest} req */
 async function chat(req) {
-  const m = /** @type {NonNullable<typeof model>} */ (model);
+  const m = /** @type {Model} */ (model);
   const pixels = req.image ? await pixelValues(req.image) : null;
   const prompt = { ...m.tokenizer.understandingInputs(req.question, m.dims.num_image_tokens, !!pixels), pixels };
   const reads = gpuReads;
@@ -213,7 +221,7 @@ function toRgba(x, size) {
 
 /** @param {import('./protocol.js').ImageRequest} req */
 async function image(req) {
-  const m = /** @type {NonNullable<typeof model>} */ (model);
+  const m = /** @type {Model} */ (model);
   const n = req.count, T = m.dims.num_image_tokens, size = m.dims.decoded_image_size;
   if (!(Number.isInteger(n) && n >= 1 && n <= 4)) throw Object.assign(new Error('count must be 1 to 4'), { kind: 'input' });
   if (!Number.isInteger(req.seed)) throw Object.assign(new Error('the seed must be an integer'), { kind: 'input' });
@@ -241,7 +249,8 @@ async function image(req) {
     const decoded = result.images.slice(i * pixels, (i + 1) * pixels);
     const rgba = toRgba(decoded, size);
     const tokens = Array.from(result.tokens.subarray(i * T, (i + 1) * T), Number);
-    reply({ type: 'image', id: req.id, index: i, width: size, height: size, rgba, decoded, tokens }, [rgba.buffer, decoded.buffer]);
+    reply({ type: 'image', id: req.id, index: i, width: size, height: size, rgba, decoded, tokens },
+      [rgba.buffer, decoded.buffer]);
   }
   reply({ type: 'done', id: req.id, cancelled: false, seconds, gpuReads: readsDuring });
 }
