@@ -144,3 +144,41 @@ def test_gen_step_follows_the_sampling_rule(tiny_model, temperature, n):
         expected = tokens.clone()
         expected[:, step] = ids[:, 0].float()
         assert torch.equal(out, expected) and torch.equal(out64, expected.long())
+
+
+@needs_node
+def test_backend_choice_checks_the_adapter_against_the_bundle(tmp_path):
+    """WebGPU only when an adapter exists, its buffer limits hold the largest buffer, and it has shader-f16 when
+    a graph is fp16; otherwise WASM, with the reason."""
+    config = {"janusweb": {"vocab_size": 102400, "hidden_size": 2048, "num_key_value_heads": 16, "head_dim": 128,
+                           "num_image_tokens": 576}}
+    got = run_node("""
+import fs from 'fs';
+const { config } = JSON.parse(fs.readFileSync(process.argv[2]));
+const adapter = (maxBufferSize, f16) => ({ info: { vendor: 'v', architecture: 'a' },
+  features: new Set(f16 ? ['shader-f16'] : []), limits: { maxBufferSize, maxStorageBufferBindingSize: maxBufferSize } });
+globalThis.self = { crossOriginIsolated: true };
+const set = (a) => Object.defineProperty(globalThis, 'navigator', { configurable: true,
+  value: { hardwareConcurrency: 4, ...(a === undefined ? {} : { gpu: { requestAdapter: async () => a } }) } });
+const { bundleNeeds, chooseBackend } = await import('@WEB@/backend.js');
+const fp32 = bundleNeeds(config, { lm_head: 'fp32', language_model: 'fp32' });
+const fp16 = bundleNeeds(config, { lm_head: 'fp16', language_model: 'fp16' });
+const out = {};
+for (const [name, a, needs] of [['fits', adapter(2 ** 31, false), fp32], ['small', adapter(2 ** 28, false), fp32],
+  ['nof16', adapter(2 ** 31, false), fp16], ['f16', adapter(2 ** 31, true), fp16], ['none', null, fp32],
+  ['nogpu', undefined, fp32]]) {
+  set(a);
+  out[name] = await chooseBackend('auto', needs);
+}
+set(adapter(2 ** 31, false));
+out.forced = await chooseBackend('wasm', fp32);
+out.largest = fp32.largestBuffer;
+console.log(JSON.stringify(out));""", tmp_path, {"config": config})
+    assert got["largest"] == 102400 * 2048 * 4  # the embedding table at fp32
+    assert got["fits"]["ep"] == "webgpu" and got["fits"]["adapter"] == "v a"
+    assert got["small"]["ep"] == "wasm" and "maxBufferSize" in got["small"]["notes"][0]
+    assert got["nof16"]["ep"] == "wasm" and "shader-f16" in got["nof16"]["notes"][0]
+    assert got["f16"]["ep"] == "webgpu"
+    assert got["none"]["ep"] == "wasm" and "no adapter" in got["none"]["notes"][0]
+    assert got["nogpu"]["ep"] == "wasm" and "no WebGPU" in got["nogpu"]["notes"][0]
+    assert got["forced"]["ep"] == "wasm" and got["forced"]["threads"] == 4
