@@ -140,10 +140,13 @@ async function load(req) {
   const pre = await loader.json('preprocessor_config.json');
   const tokenizer = new JanusTokenizer(await loader.json('tokenizer.json'), await loader.json('tokenizer_config.json'));
   const wanted = graphDtypes(config, GRAPHS, req.dtype);
-  const dtypes = Object.fromEntries(GRAPHS.map((g) => [g,
-    wanted[g] === 'fp32' || manifest.graphs[g]?.variants?.[wanted[g]] ? wanted[g] : 'fp32']));
+  const absent = GRAPHS.filter((g) => wanted[g] !== 'fp32' && !manifest.graphs[g]?.variants?.[wanted[g]]);
+  const dtypes = Object.fromEntries(GRAPHS.map((g) => [g, absent.includes(g) ? 'fp32' : wanted[g]]));
   let backend = await chooseBackend(req.backend, bundleNeeds(config, dtypes));
-  if (req.backend === 'webgpu' && backend.ep !== 'webgpu') throw new Error(backend.notes.join('; '));
+  if (req.backend === 'webgpu' && backend.ep !== 'webgpu') {
+    throw Object.assign(new Error(backend.notes.join('; ')), { kind: 'backend' });
+  }
+  const missing = absent.map((g) => `${g} runs at fp32: the bundle has no ${wanted[g]} variant of it`);
   ort.env.wasm.numThreads = backend.threads;
   ort.env.wasm.wasmPaths = new URL('./ort/', import.meta.url).href;
   ort.env.logLevel = 'error';
@@ -162,7 +165,8 @@ async function load(req) {
   const odd = GRAPHS.filter((g) => used[g] !== main).map((g) => `${g}: ${used[g]}`);
   /** @type {BackendInfo} */
   const info = { ep: backend.ep, adapter: backend.adapter, dtype: odd.length ? `${main} (${odd.join(', ')})` : main,
-    dtypes: used, threads: backend.threads, cpuNodes: created.cpuNodes, notes: [...backend.notes, ...created.notes] };
+    dtypes: used, threads: backend.threads, cpuNodes: created.cpuNodes,
+    notes: [...backend.notes, ...missing, ...created.notes] };
   reply({ type: 'done', id: req.id, cancelled: false, backend: info });
 }
 
