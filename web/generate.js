@@ -160,8 +160,8 @@ function argmax(x) {
  * @param {Graphs} g
  * @param {Dims} d
  * @param {{inputIds: number[], imageMask: boolean[], pixels: Float32Array|null}} prompt
- * @param {{maxNewTokens: number, eosId: number, onToken: (token: number) => void, cancelled: () => Promise<boolean>}} opts
- *   `cancelled` is awaited between steps (it lets the worker see a cancel message)
+ * @param {{maxNewTokens: number, eosId: number, onToken: (token: number) => void,
+ *   cancelled: () => Promise<boolean>}} opts `cancelled` is awaited between steps (so the worker sees a cancel)
  * @returns {Promise<number[]>}
  */
 export async function generateText(g, d, prompt, opts) {
@@ -183,7 +183,7 @@ export async function generateText(g, d, prompt, opts) {
       const token = argmax(/** @type {Float32Array} */ (await logits.getData()));
       tokens.push(token);
       opts.onToken(token);
-      if (token === opts.eosId) break;
+      if (token === opts.eosId || i + 1 === opts.maxNewTokens) break;
       if (await opts.cancelled()) throw new Cancelled();
       embeds = await embed(g, d, [[token]], null);
     }
