@@ -47,10 +47,14 @@ def _check_bundle(bundle: Path) -> tuple:
         raise UserError(f"{bundle} has no manifest.json: not a janusweb bundle (write one with `janusweb export`)")
     manifest = _read_json(bundle / "manifest.json", "the manifest")
     config = _read_json(bundle / "config.json", "config.json")
-    missing = [name for name in GRAPH_NAMES if name not in manifest.get("graphs", {})]
-    if missing or "janusweb" not in config:
-        raise UserError(f"{bundle}: manifest.json or config.json is not a janusweb bundle's "
-                        f"(missing: {', '.join(missing) or 'config.json janusweb block'})")
+    if "janusweb" not in config or "graphs" not in manifest:
+        raise UserError(f"{bundle}: config.json or manifest.json is not a janusweb bundle's")
+    missing = [name for name in GRAPH_NAMES if name not in manifest["graphs"]]
+    if missing:
+        raise UserError(f"{bundle}: manifest.json lacks graphs {', '.join(missing)} (exported by an older "
+                        "janusweb? export it again)")
+    if not (bundle / "tokenizer.json").is_file():
+        raise UserError(f"{bundle} has no tokenizer.json (the accuracy report needs it)")
     sources = {}
     for name in GRAPH_NAMES:
         entry = manifest["graphs"][name]
