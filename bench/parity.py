@@ -20,9 +20,10 @@ def agreement(a, b) -> float:
 def parity(run: dict, ref: dict) -> dict:
     ua, ub = run["understanding"], ref["understanding"]
     out = {"text_token_agreement_pct": agreement(ua["tokens"], ub["tokens"]),
-           "text_first_divergence": first_divergence(list(ua["tokens"]), list(ub["tokens"])),
-           "first_step_logits_max_abs_diff": float(np.abs(np.asarray(ua["first_logits"], np.float32)
-                                                          - np.asarray(ub["first_logits"], np.float32)).max())}
+           "text_first_divergence": first_divergence(list(ua["tokens"]), list(ub["tokens"]))}
+    if ua.get("first_logits") is not None:  # the page does not return logits
+        out["first_step_logits_max_abs_diff"] = float(np.abs(np.asarray(ua["first_logits"], np.float32)
+                                                              - np.asarray(ub["first_logits"], np.float32)).max())
     for n, g in run.get("generation", {}).items():
         r = ref["generation"].get(n)
         if r is None or "tokens" not in g:

@@ -1,13 +1,16 @@
 """The fixed benchmark workload: the same prompts, image, seeds and uniform draws for every backend."""
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tokenizers import Tokenizer
 
 from janusweb.generate import ModelDims
+from janusweb.image import preprocess
 from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
 from janusweb.sampling import uniforms
 
@@ -32,7 +35,8 @@ class Inputs:
     dims: ModelDims
     ids: SpecialIds
     understanding: dict  # input_ids, images_seq_mask, images_emb_mask
-    pixel_values: np.ndarray  # [1, 1, 3, S, S]
+    pixel_values: np.ndarray  # [1, 1, 3, S, S], janusweb.image.preprocess of image_png
+    image_png: bytes  # the same image as the page receives it
     prompt_ids: np.ndarray  # [S]
     draws: dict  # image count -> [n, steps] uniform draws
 
@@ -47,8 +51,12 @@ def build_inputs(bundle: Path, w: Workload) -> Inputs:
     tok = Tokenizer.from_file(str(Path(bundle) / "tokenizer.json"))
     ids = SpecialIds.from_tokenizer(tok)
     size = dims.image_size
-    pixels = np.random.default_rng(w.image_seed).uniform(-1, 1, (1, 1, 3, size, size)).astype(np.float32)
+    rgb = np.random.default_rng(w.image_seed).integers(0, 256, (size * 3 // 4, size, 3), dtype=np.uint8)
+    image = Image.fromarray(rgb)
+    png = io.BytesIO()
+    image.save(png, format="PNG")
+    pixels = preprocess(image, size)[None, None]
     steps = min(w.image_steps or dims.num_image_tokens, dims.num_image_tokens)
     draws = {n: uniforms(w.draw_seed, n * steps).reshape(n, steps) for n in w.image_counts}
     return Inputs(dims, ids, understanding_inputs(tok, ids, w.question, dims.num_image_tokens), pixels,
-                  generation_prompt(tok, ids, w.prompt), draws)
+                  png.getvalue(), generation_prompt(tok, ids, w.prompt), draws)

@@ -25,6 +25,16 @@ def _quantize(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from janusweb.bench.driver import run_bench
+    from janusweb.bench.workload import Workload
+    w = Workload(text_tokens=args.text_tokens, image_steps=args.image_steps, repeats=args.repeats,
+                 image_counts=tuple(int(n) for n in args.images.split(",")))
+    run_bench(Path(args.bundle), args.backends.split(","), Path(args.out), w, browser=args.browser,
+              headed=args.headed)
+    return 0
+
+
 def _build_web(args) -> int:
     from janusweb.site import build_site
     out = build_site(Path(args.bundle), Path(args.out))
@@ -69,6 +79,19 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--accuracy-level", type=int, default=None,
                    help="MatMulNBits accuracy_level (4 = int8 activations; default: float activations)")
     q.set_defaults(run=_quantize)
+
+    b = sub.add_parser("bench", help="run one workload on several backends; write report.json/.md and plots")
+    b.add_argument("bundle", help="a bundle folder written by `janusweb export`")
+    b.add_argument("--backends", default="webgpu,wasm,native-cuda,native-cpu,ort-cpu",
+                   help="comma-separated: webgpu, wasm, native-cuda, native-cpu, ort-cpu, ort-cuda")
+    b.add_argument("--out", required=True, help="report folder")
+    b.add_argument("--text-tokens", type=int, default=128, help="greedy tokens after the image prompt")
+    b.add_argument("--image-steps", type=int, default=None, help="image tokens per image (default: all)")
+    b.add_argument("--images", default="1,4", help="image counts to generate (default 1,4)")
+    b.add_argument("--repeats", type=int, default=3, help="timed runs after warm-up; medians are reported")
+    b.add_argument("--browser", default=None, help="Chromium/Chrome executable (default: Debian's chromium)")
+    b.add_argument("--headed", action="store_true", help="show the browser window")
+    b.set_defaults(run=_bench)
 
     w = sub.add_parser("build-web", help="write a static site: the page, the bundle under model/, _headers")
     w.add_argument("bundle", help="a bundle folder written by `janusweb export`")

@@ -17,6 +17,7 @@
  * @property {string} question
  * @property {Blob|null} image null: text-only chat
  * @property {number} maxNewTokens
+ * @property {boolean} [stopAtEos] false: run all maxNewTokens (benchmarks); default true
  */
 
 /**

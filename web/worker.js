@@ -194,7 +194,7 @@ async function chat(req) {
   let wasCancelled = false;
   try {
     await generateText(m.graphs, m.dims, prompt, {
-      maxNewTokens: req.maxNewTokens, eosId: m.tokenizer.ids.eos, cancelled: () => cancelCheck(req.id),
+      maxNewTokens: req.maxNewTokens, eosId: req.stopAtEos === false ? -1 : m.tokenizer.ids.eos, cancelled: () => cancelCheck(req.id),
       onToken: (token) => {
         if (!tokens.length) first = performance.now();
         tokens.push(token);
