@@ -57,7 +57,7 @@ def _aggregate(raw: dict, inp: Inputs, dims: dict) -> dict:
 
 
 def rows(bundle: Path, backend: str, dtypes: list, inp: Inputs, w: Workload, executable: str | None = None,
-         headed: bool = False) -> list:
+         headed: bool = False, page: Path | None = None) -> list:
     """One row per dtype for `backend` ('webgpu' or 'wasm'); skipped rows say why."""
     try:
         from playwright.sync_api import sync_playwright
@@ -75,7 +75,7 @@ def rows(bundle: Path, backend: str, dtypes: list, inp: Inputs, w: Workload, exe
               "guidance": w.guidance, "temperature": w.temperature, "seed": w.draw_seed, "repeats": w.repeats}
     out = []
     with tempfile.TemporaryDirectory(prefix="janusweb-bench-") as tmp, sync_playwright() as p:
-        site = build_site(bundle, Path(tmp) / "site")
+        site = build_site(bundle, Path(tmp) / "site", page=page)
         server, url = serve_in_thread(site)
         try:
             browser = p.chromium.launch(executable_path=executable, headless=not headed, args=_browser_args(backend))

@@ -77,7 +77,7 @@ def _native_rows(model, inp, w, device: str) -> list:
 
 
 def run_bench(bundle: Path, backends: list, out: Path, w: Workload, browser: str | None = None,
-              headed: bool = False) -> dict:
+              headed: bool = False, dtypes: list | None = None, page: Path | None = None) -> dict:
     bundle = Path(bundle)
     if not (bundle / "manifest.json").is_file():
         raise UserError(f"{bundle} is not a janusweb bundle (no manifest.json)")
@@ -86,12 +86,16 @@ def run_bench(bundle: Path, backends: list, out: Path, w: Workload, browser: str
         raise UserError(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
     manifest = json.loads((bundle / "manifest.json").read_text())
     inp = build_inputs(bundle, w)
-    dtypes = bundle_dtypes(bundle)
+    available = bundle_dtypes(bundle)
+    missing = [d for d in dtypes or [] if d not in available]
+    if missing:
+        raise UserError(f"the bundle has no {', '.join(missing)} variant; it has {', '.join(available)}")
+    dtypes = dtypes or available
     source = manifest["source"]
     with step("load the PyTorch model (native backends and the parity reference)"):
         src = load_source(source.get("name") or source["path"], source.get("seed", 0))
     try:
-        rows, reference = _run_backends(bundle, backends, src.model, inp, w, dtypes, browser, headed)
+        rows, reference = _run_backends(bundle, backends, src.model, inp, w, dtypes, browser, headed, page, Path(out))
     finally:
         if src.description["kind"] == "preset":
             shutil.rmtree(src.tokenizer_dir, ignore_errors=True)
@@ -104,10 +108,11 @@ def run_bench(bundle: Path, backends: list, out: Path, w: Workload, browser: str
     return rep
 
 
-def _run_backends(bundle, backends, model, inp, w, dtypes, browser, headed):
+def _run_backends(bundle, backends, model, inp, w, dtypes, browser, headed, page, out: Path):
     rows = []
     cuda = torch.cuda.is_available()
     for b in backends:
+        report.write_partial(rows, out)  # what ran so far survives an interrupted run
         if b == "native-cpu":
             rows += _native_rows(model, inp, w, "cpu")
         elif b == "native-cuda":
@@ -123,7 +128,7 @@ def _run_backends(bundle, backends, model, inp, w, dtypes, browser, headed):
                     rows.append({"name": b, "dtype": dtype, **_ort_row(bundle, inp, w, dtype, provider, b[4:])})
         else:
             from janusweb.bench import browser as browser_mod
-            rows += browser_mod.rows(bundle, b, dtypes, inp, w, executable=browser, headed=headed)
+            rows += browser_mod.rows(bundle, b, dtypes, inp, w, executable=browser, headed=headed, page=page)
     reference = _reference(rows, model, inp, w)
     for row in rows:
         if "result" in row and "tokens" in row["result"].get("understanding", {}):
@@ -138,9 +143,11 @@ def _reference(rows, model, inp, w) -> dict:
     """Native fp32 (CUDA if it ran, else CPU); computed on the CPU when no native backend was asked for."""
     for name in ("native-cuda", "native-cpu"):
         for r in rows:
-            if r["name"] == name and r["dtype"] == "fp32" and "result" in r:
+            if r["name"] == name and r["dtype"] == "fp32" and r.get("label", {}).get("runner") == "reference loop":
                 return {"name": f"{name} fp32 (reference loop on transformers)", "result": r["result"]}
-    with step("reference: native-cpu fp32"):
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with step(f"reference: native-{device} fp32"):
         one = Workload(**{**w.__dict__, "repeats": 1})
-        return {"name": "native-cpu fp32 (reference loop on transformers)",
-                "result": native.reference_loop(model, inp, one, "cpu", torch.float32)}
+        result = native.reference_loop(model, inp, one, device, torch.float32)
+        model.to("cpu")
+        return {"name": f"native-{device} fp32 (reference loop on transformers)", "result": result}

@@ -54,7 +54,9 @@ def transformers_generate(model, inp: Inputs, w: Workload, compiled: bool) -> di
             cfg = _image_config(inp, n, inp.dims.num_image_tokens, compiled)
             kwargs = dict(inputs=ids, attention_mask=torch.ones_like(ids), generation_mode="image",
                           generation_config=copy.deepcopy(cfg))
-            model.generate(**kwargs)  # warm-up (compiles)
+            warm = copy.deepcopy(cfg)
+            warm.max_new_tokens = 8  # same static cache size: compiles prefill and decode
+            model.generate(**{**kwargs, "generation_config": warm})
             times = []
             for _ in range(w.repeats):
                 torch.cuda.synchronize()

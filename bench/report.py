@@ -86,9 +86,15 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def write_partial(rows: list, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rows.partial.json").write_text(json.dumps(_clean(rows), indent=1) + "\n")
+
+
 def write(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     clean = _clean(report)
     (out / "report.json").write_text(json.dumps(clean, indent=1) + "\n")
     (out / "report.md").write_text(markdown(clean))
     plot(clean, out / "steps.png")
+    (out / "rows.partial.json").unlink(missing_ok=True)

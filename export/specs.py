@@ -137,7 +137,7 @@ def graph_specs(model: JanusForConditionalGeneration) -> list:
             inputs=(TensorSpec("generated_tokens", ("batch", tokens), "int64"),),
             outputs=(TensorSpec("decoded_image", ("batch", 3, image_px, image_px)),),
             make_inputs=lambda d, gen: (_ints(gen, codebook, d["batch"], tokens),),
-            export_dims={"batch": 2}, check_dims=({"batch": 1}, {"batch": 3}),
+            export_dims={"batch": 2}, check_dims=({"batch": 1},),  # the VQ decoder is the slowest check
         ),
         GraphSpec(
             "gen_step", wrappers.GenStep,

@@ -31,7 +31,8 @@ def _bench(args) -> int:
     w = Workload(text_tokens=args.text_tokens, image_steps=args.image_steps, repeats=args.repeats,
                  image_counts=tuple(int(n) for n in args.images.split(",")))
     run_bench(Path(args.bundle), args.backends.split(","), Path(args.out), w, browser=args.browser,
-              headed=args.headed)
+              headed=args.headed, dtypes=args.dtypes.split(",") if args.dtypes else None,
+              page=Path(args.page) if args.page else None)
     return 0
 
 
@@ -91,6 +92,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=3, help="timed runs after warm-up; medians are reported")
     b.add_argument("--browser", default=None, help="Chromium/Chrome executable (default: Debian's chromium)")
     b.add_argument("--headed", action="store_true", help="show the browser window")
+    b.add_argument("--dtypes", default=None, help="bundle variants to run, e.g. int8 (default: all it has)")
+    b.add_argument("--page", default=None, help="an already built page (web/build.mjs --outdir DIR), for hosts "
+                                                "without node")
     b.set_defaults(run=_bench)
 
     w = sub.add_parser("build-web", help="write a static site: the page, the bundle under model/, _headers")

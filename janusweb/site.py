@@ -99,8 +99,9 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def build_site(bundle: Path, out: Path) -> Path:
-    """Write the page + the bundle (its manifest's files) to `out`, atomically (temp folder + rename)."""
+def build_site(bundle: Path, out: Path, page: Path | None = None) -> Path:
+    """Write the page + the bundle (its manifest's files) to `out`, atomically (temp folder + rename).
+    `page`: an already built page (web/build.mjs output) to copy instead of building one (hosts without node)."""
     manifest = check_bundle(bundle)
     out = Path(out).resolve()
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "index.html").is_file())):
@@ -108,7 +109,10 @@ def build_site(bundle: Path, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        build_page(tmp)
+        if page:
+            shutil.copytree(page, tmp, dirs_exist_ok=True)
+        else:
+            build_page(tmp)
         for rel in [*manifest["files"], "manifest.json"]:
             _link_or_copy(Path(bundle) / rel, tmp / "model" / rel)
         (tmp / "_headers").write_text(HEADERS_FILE)
