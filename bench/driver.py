@@ -68,10 +68,15 @@ def _native_rows(model, inp, w, device: str) -> list:
     if device == "cuda":
         for compiled in (False, True):
             runner = "transformers generate, static cache + torch.compile" if compiled else "transformers generate"
+            name = "native-cuda-tuned" if compiled else "native-cuda-eager"
             with step(f"native-cuda bf16: {runner}"):
-                rows.append({"name": "native-cuda-tuned" if compiled else "native-cuda-eager", "dtype": "bf16",
-                             "label": {**label, "runner": runner},
-                             "result": native.transformers_generate(model, inp, w, compiled)})
+                try:
+                    result = native.transformers_generate(model, inp, w, compiled)
+                except (TypeError, RuntimeError) as e:  # e.g. a transformers release whose Janus generate breaks
+                    log.warning("%s failed: %s", name, e)
+                    rows.append({"name": name, "dtype": "bf16", "skipped": f"{type(e).__name__}: {e}"})
+                    continue
+                rows.append({"name": name, "dtype": "bf16", "label": {**label, "runner": runner}, "result": result})
     model.to(device="cpu", dtype=torch.float32)
     return rows
 

@@ -98,7 +98,8 @@ def graph_specs(model: JanusForConditionalGeneration) -> list:
                     TensorSpec("images_emb_mask", ("batch", "images", tokens), "bool")),
             outputs=(TensorSpec("inputs_embeds", ("batch", "seq", hidden)),),
             make_inputs=prepare_inputs,
-            export_dims={"batch": 2, "images": 2, "seq": 2 * tokens + 5},
+            # traced with images larger than the model's, so that no exporter specialises height to image_size
+            export_dims={"batch": 2, "images": 2, "seq": 2 * tokens + 5, "height": size + 16},
             check_dims=({"batch": 1, "images": 1, "seq": tokens + 7}, {"batch": 3, "images": 2, "seq": 2 * tokens + 3},
                         {"batch": 1, "images": 0, "seq": 6, "height": 384}),
         ),

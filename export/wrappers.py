@@ -27,6 +27,10 @@ class PrepareInputsEmbeds(nn.Module):
         hidden = embeds.shape[-1]
         size = self.image_size
         # A crop that is a no-op for real images; it lets an empty [0,0,3,384,384] pass whatever the image size.
+        # The checks tell torch.export that the crop has exactly `size` rows and columns (older torch cannot
+        # prove it and fails on the convolution that follows).
+        torch._check(pixel_values.shape[-1] >= size)
+        torch._check(pixel_values.shape[-2] >= size)
         pixels = pixel_values[:, :, :, :size, :size].flatten(0, 1)
         features = self.model.aligner(self.model.vision_model(pixels).last_hidden_state)
         features = features.reshape(-1, hidden)
