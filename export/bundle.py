@@ -7,10 +7,6 @@ every number the page and the Python runtime need; nothing else is needed to run
 import base64
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import JanusConfig
@@ -114,25 +110,3 @@ def check_output_dir(final: Path) -> None:
     final = Path(final)
     if final.exists() and (not final.is_dir() or (any(final.iterdir()) and not (final / "manifest.json").exists())):
         raise UserError(f"{final} exists and is not a janusweb bundle; refusing to overwrite it")
-
-
-@contextmanager
-def atomic_dir(final: Path):
-    """Yield a temporary folder beside `final`; on success it replaces `final`, on failure it is removed."""
-    final = Path(final).resolve()
-    check_output_dir(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be served
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        final.rename(old)
-    tmp.rename(final)
-    if old:
-        shutil.rmtree(old)

@@ -15,7 +15,8 @@ import transformers
 from tokenizers import Tokenizer
 
 import janusweb
-from janusweb.export.bundle import (atomic_dir, check_output_dir, config_json, file_table, generation_config_json,
+from janusweb.atomic import atomic_dir
+from janusweb.export.bundle import (check_output_dir, config_json, file_table, generation_config_json,
                                     preprocessor_config_json, processor_config_json, write_json)
 from janusweb.export.checkpoint import load_source
 from janusweb.export.onnx_export import OPSET, export_graph

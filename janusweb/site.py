@@ -20,6 +20,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from janusweb.atomic import atomic_dir
 from janusweb.errors import UserError
 from janusweb.log import log
 
@@ -106,9 +107,7 @@ def build_site(bundle: Path, out: Path, page: Path | None = None) -> Path:
     out = Path(out).resolve()
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "index.html").is_file())):
         raise UserError(f"{out} exists and is not a janusweb site; refusing to overwrite it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         if page:
             shutil.copytree(page, tmp, dirs_exist_ok=True)
         else:
@@ -116,17 +115,6 @@ def build_site(bundle: Path, out: Path, page: Path | None = None) -> Path:
         for rel in [*manifest["files"], "manifest.json"]:
             _link_or_copy(Path(bundle) / rel, tmp / "model" / rel)
         (tmp / "_headers").write_text(HEADERS_FILE)
-        tmp.chmod(0o755)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-    tmp.rename(out)
-    if old:
-        shutil.rmtree(old)
     return out
 
 
