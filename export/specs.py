@@ -52,10 +52,10 @@ def graph_specs(model: JanusForConditionalGeneration) -> list:
     image_px = vq.num_patches * 2 ** (len(vq.channel_multiplier) - 1)
 
     def prepare_inputs(d, gen):
-        b, n, s = d["batch"], d["images"], d["seq"]
+        b, n, s = d["batch_size"], d["images"], d["seq"]
         ids = _ints(gen, vocab, b, s)
         seq_mask = torch.zeros(b, s, dtype=torch.bool)
-        emb_mask = torch.ones(b, n, tokens, dtype=torch.bool)
+        emb_mask = torch.ones(b, d.get("mask_images", n), d.get("image_tokens", tokens), dtype=torch.bool)
         for row in range(b):  # each row holds its images one after another after a 2-token text prefix
             seq_mask[row, 2:2 + n * tokens] = True
         if n and b > 1:
@@ -66,7 +66,7 @@ def graph_specs(model: JanusForConditionalGeneration) -> list:
         return ids, pixels, seq_mask, emb_mask
 
     def lm_inputs(d, gen):
-        b, s, p = d["batch"], d["seq"], d["past"]
+        b, s, p = d["batch_size"], d["seq"], d["past"]
         mask = torch.ones(b, p + s, dtype=torch.int64)
         if b > 1:
             mask[-1, : min(2, p + s - 1)] = 0  # a left-padded row
@@ -83,62 +83,64 @@ def graph_specs(model: JanusForConditionalGeneration) -> list:
         return (hidden_states, draws, torch.tensor([5.0]), torch.tensor([d.get("temperature", 1.0)]),
                 tokens_so_far, torch.tensor([float(d.get("step", 1))]))
 
-    kv_in = [TensorSpec(f"past_key_values.{i}.{k}", ("batch", kv_heads, "past", head_dim))
+    kv_in = [TensorSpec(f"past_key_values.{i}.{k}", ("batch_size", kv_heads, "past", head_dim))
              for i in range(layers) for k in ("key", "value")]
-    kv_out = [TensorSpec(f"present.{i}.{k}", ("batch", kv_heads, "total", head_dim))
+    kv_out = [TensorSpec(f"present.{i}.{k}", ("batch_size", kv_heads, "total", head_dim))
               for i in range(layers) for k in ("key", "value")]
-    hidden_in = (TensorSpec("hidden_states", ("batch", "seq", hidden)),)
+    hidden_in = (TensorSpec("hidden_states", ("batch_size", "seq", hidden)),)
 
     return [
         GraphSpec(
             "prepare_inputs_embeds", wrappers.PrepareInputsEmbeds,
-            inputs=(TensorSpec("input_ids", ("batch", "seq"), "int64"),
-                    TensorSpec("pixel_values", ("batch", "images", 3, "height", "width")),
-                    TensorSpec("images_seq_mask", ("batch", "seq"), "bool"),
-                    TensorSpec("images_emb_mask", ("batch", "images", tokens), "bool")),
-            outputs=(TensorSpec("inputs_embeds", ("batch", "seq", hidden)),),
+            inputs=(TensorSpec("input_ids", ("batch_size", "seq"), "int64"),
+                    TensorSpec("pixel_values", ("batch_size", "images", 3, "height", "width")),
+                    TensorSpec("images_seq_mask", ("batch_size", "seq"), "bool"),
+                    TensorSpec("images_emb_mask", ("batch_size", "mask_images", "image_tokens"), "bool")),
+            outputs=(TensorSpec("inputs_embeds", ("batch_size", "seq", hidden)),),
             make_inputs=prepare_inputs,
             # traced with images larger than the model's, so that no exporter specialises height to image_size
-            export_dims={"batch": 2, "images": 2, "seq": 2 * tokens + 5, "height": size + 16},
-            check_dims=({"batch": 1, "images": 1, "seq": tokens + 7}, {"batch": 3, "images": 2, "seq": 2 * tokens + 3},
-                        {"batch": 1, "images": 0, "seq": 6, "height": 384}),
+            export_dims={"batch_size": 2, "images": 2, "seq": 2 * tokens + 5, "height": size + 16},
+            check_dims=({"batch_size": 1, "images": 1, "seq": tokens + 7}, {"batch_size": 3, "images": 2, "seq": 2 * tokens + 3},
+                        {"batch_size": 1, "images": 0, "seq": 6, "height": 384},
+                        # transformers.js's text steps: no pixels, images_emb_mask [1, 1, 0]
+                        {"batch_size": 1, "images": 0, "seq": 1, "height": 384, "mask_images": 1, "image_tokens": 0}),
         ),
         GraphSpec(
             "language_model", wrappers.LanguageModel,
-            inputs=(TensorSpec("inputs_embeds", ("batch", "seq", hidden)),
-                    TensorSpec("attention_mask", ("batch", "total"), "int64"),
-                    TensorSpec("position_ids", ("batch", "seq"), "int64"), *kv_in),
-            outputs=(TensorSpec("hidden_states", ("batch", "seq", hidden)), *kv_out),
+            inputs=(TensorSpec("inputs_embeds", ("batch_size", "seq", hidden)),
+                    TensorSpec("attention_mask", ("batch_size", "total"), "int64"),
+                    TensorSpec("position_ids", ("batch_size", "seq"), "int64"), *kv_in),
+            outputs=(TensorSpec("hidden_states", ("batch_size", "seq", hidden)), *kv_out),
             make_inputs=lm_inputs,
-            export_dims={"batch": 2, "seq": 3, "past": 5},
-            check_dims=({"batch": 1, "seq": 9, "past": 0}, {"batch": 3, "seq": 1, "past": 17},
-                        {"batch": 2, "seq": 4, "past": 2}),
+            export_dims={"batch_size": 2, "seq": 3, "past": 5},
+            check_dims=({"batch_size": 1, "seq": 9, "past": 0}, {"batch_size": 3, "seq": 1, "past": 17},
+                        {"batch_size": 2, "seq": 4, "past": 2}),
         ),
         GraphSpec(
             "lm_head", wrappers.LmHead, inputs=hidden_in,
-            outputs=(TensorSpec("logits", ("batch", "seq", vocab)),),
-            make_inputs=lambda d, gen: (_floats(gen, d["batch"], d["seq"], hidden),),
-            export_dims={"batch": 2, "seq": 3}, check_dims=({"batch": 1, "seq": 1}, {"batch": 3, "seq": 7}),
+            outputs=(TensorSpec("logits", ("batch_size", "seq", vocab)),),
+            make_inputs=lambda d, gen: (_floats(gen, d["batch_size"], d["seq"], hidden),),
+            export_dims={"batch_size": 2, "seq": 3}, check_dims=({"batch_size": 1, "seq": 1}, {"batch_size": 3, "seq": 7}),
         ),
         GraphSpec(
             "gen_head", wrappers.GenHead, inputs=hidden_in,
-            outputs=(TensorSpec("logits", ("batch", "seq", codebook)),),
-            make_inputs=lambda d, gen: (_floats(gen, d["batch"], d["seq"], hidden),),
-            export_dims={"batch": 2, "seq": 3}, check_dims=({"batch": 1, "seq": 1}, {"batch": 4, "seq": 2}),
+            outputs=(TensorSpec("logits", ("batch_size", "seq", codebook)),),
+            make_inputs=lambda d, gen: (_floats(gen, d["batch_size"], d["seq"], hidden),),
+            export_dims={"batch_size": 2, "seq": 3}, check_dims=({"batch_size": 1, "seq": 1}, {"batch_size": 4, "seq": 2}),
         ),
         GraphSpec(
             "gen_img_embeds", wrappers.GenImgEmbeds,
-            inputs=(TensorSpec("image_ids", ("batch", "seq"), "int64"),),
-            outputs=(TensorSpec("inputs_embeds", ("batch", "seq", hidden)),),
-            make_inputs=lambda d, gen: (_ints(gen, codebook, d["batch"], d["seq"]),),
-            export_dims={"batch": 2, "seq": 3}, check_dims=({"batch": 1, "seq": 1}, {"batch": 4, "seq": 5}),
+            inputs=(TensorSpec("image_ids", ("batch_size", "seq"), "int64"),),
+            outputs=(TensorSpec("inputs_embeds", ("batch_size", "seq", hidden)),),
+            make_inputs=lambda d, gen: (_ints(gen, codebook, d["batch_size"], d["seq"]),),
+            export_dims={"batch_size": 2, "seq": 3}, check_dims=({"batch_size": 1, "seq": 1}, {"batch_size": 4, "seq": 5}),
         ),
         GraphSpec(
             "image_decode", wrappers.ImageDecode,
-            inputs=(TensorSpec("generated_tokens", ("batch", tokens), "int64"),),
-            outputs=(TensorSpec("decoded_image", ("batch", 3, image_px, image_px)),),
-            make_inputs=lambda d, gen: (_ints(gen, codebook, d["batch"], tokens),),
-            export_dims={"batch": 2}, check_dims=({"batch": 1},),  # the VQ decoder is the slowest check
+            inputs=(TensorSpec("generated_tokens", ("batch_size", tokens), "int64"),),
+            outputs=(TensorSpec("decoded_image", ("batch_size", 3, image_px, image_px)),),
+            make_inputs=lambda d, gen: (_ints(gen, codebook, d["batch_size"], tokens),),
+            export_dims={"batch_size": 2}, check_dims=({"batch_size": 1},),  # the VQ decoder is the slowest check
         ),
         GraphSpec(
             "gen_step", wrappers.GenStep,

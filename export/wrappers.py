@@ -36,7 +36,10 @@ class PrepareInputsEmbeds(nn.Module):
         features = features.reshape(-1, hidden)
         # The k-th selected feature row goes to the k-th marked position. A one-hot matching matrix does the
         # scatter with static shapes (exact in float: each output row sums one feature row and zeros).
-        emb_mask = images_emb_mask.reshape(-1)
+        # images_emb_mask has one flag per feature row; transformers.js sends [1, 1, 0] on text steps with no
+        # image, so its token axis is dynamic and the flags are fitted to the rows present (padded or cut).
+        rows = features.shape[0]
+        emb_mask = torch.cat([images_emb_mask.reshape(-1), images_emb_mask.new_zeros(rows)])[:rows]
         seq_mask = images_seq_mask.reshape(-1)
         emb_rank = torch.cumsum(emb_mask.to(torch.int64), 0)
         seq_rank = torch.cumsum(seq_mask.to(torch.int64), 0)
