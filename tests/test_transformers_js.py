@@ -46,9 +46,9 @@ def _prompt(bundle: Path, with_image: bool):
     return ids, dims, inputs, (sample_image(dims.image_size) if with_image else None)
 
 
-def _node(bundle: Path, dtype, inputs: dict, pixels, shim: bool) -> list:
+def _node(bundle: Path, dtype, inputs: dict, pixels) -> list:
     mask = inputs["images_emb_mask"]
-    request = {"bundle": str(bundle), "dtype": dtype, "max_new_tokens": STEPS, "shim_text_steps": shim,
+    request = {"bundle": str(bundle), "dtype": dtype, "max_new_tokens": STEPS,
                "input_ids": inputs["input_ids"].tolist(), "images_seq_mask": inputs["images_seq_mask"].tolist(),
                "images_emb_mask": {"dims": list(mask.shape), "data": mask.ravel().tolist()},
                "pixel_values": None if pixels is None else {"dims": list(pixels.shape),
@@ -70,7 +70,7 @@ def test_parity_with_onnxruntime(bundle, dtype, with_image):
     ids, dims, inputs, pixels = _prompt(bundle, with_image)
     expected = _python(bundle, dtype, ids, dims, inputs, pixels)
     per_graph = {name: dtype for name in GRAPH_NAMES if name != "gen_step"}  # transformers.js has no gen_step
-    assert _node(bundle, per_graph, inputs, pixels, shim=False) == expected
+    assert _node(bundle, per_graph, inputs, pixels) == expected
     assert len(expected) == STEPS or expected[-1] == ids.eos
 
 
@@ -82,7 +82,7 @@ def test_config_default_dtype_is_int8(bundle):
 
 
 def test_unmodified_bundle(bundle):
-    """transformers.js as a user runs it: dtype by name, its own text-step shapes (no shim)."""
+    """transformers.js as a user runs it: one dtype name for every session, its own text-step shapes."""
     ids, dims, inputs, pixels = _prompt(bundle, True)
     for dtype in ("fp32", "int8"):
-        assert _node(bundle, dtype, inputs, pixels, shim=False) == _python(bundle, dtype, ids, dims, inputs, pixels)
+        assert _node(bundle, dtype, inputs, pixels) == _python(bundle, dtype, ids, dims, inputs, pixels)

@@ -5,11 +5,6 @@
 // request: {bundle, dtype (a string or {graph: dtype}), max_new_tokens, input_ids [[...]],
 //           images_seq_mask [[...]] (bools), images_emb_mask {dims, data}, pixel_values {dims, data} | null}
 //
-// request.shim_text_steps: on the steps after the first, transformers.js 4.3.1 feeds prepare_inputs_embeds
-// pixel_values [0, 0, 3, 384, 384] and images_emb_mask [1, 1, 0] (modeling_multi_modality.js,
-// prepare_inputs_for_generation); with the shim it feeds [1, 0, 3, S, S] and [1, 0, T] instead (no image either
-// way), for bundles whose prepare_inputs_embeds does not take transformers.js's shapes yet.
-//
 // guidance_scale is passed as null: the bundle's generation_config.json carries Janus's guidance_scale 5 for
 // image generation, and transformers.js applies it to any generate() (it doubles the batch with a pad-token
 // unconditional row and mixes the logits), which is not greedy text decoding.
@@ -25,19 +20,6 @@ env.allowLocalModels = true;
 env.localModelPath = path.dirname(bundle) + path.sep;
 
 const model = await MultiModalityCausalLM.from_pretrained(path.basename(bundle), { dtype: request.dtype });
-
-if (request.shim_text_steps) {
-  const original = model.prepare_inputs_for_generation.bind(model);
-  const { image_size: size, num_image_tokens: tokens } = model.config.janusweb;
-  model.prepare_inputs_for_generation = (input_ids, model_inputs, generation_config) => {
-    const out = original(input_ids, model_inputs, generation_config);
-    if (model_inputs.past_key_values) {
-      out.pixel_values = new Tensor('float32', new Float32Array(0), [1, 0, 3, size, size]);
-      out.images_emb_mask = new Tensor('bool', new Uint8Array(0), [1, 0, tokens]);
-    }
-    return out;
-  };
-}
 
 const ids = request.input_ids;
 const seq = ids[0].length;
