@@ -11,7 +11,8 @@ import onnxruntime as ort
 import torch
 
 from janusweb.bench import native, report
-from janusweb.bench.loops import measure, timed
+from janusweb.bench.loops import measure
+from janusweb.bench.timing import timed
 from janusweb.bench.parity import parity
 from janusweb.bench.workload import Workload, build_inputs
 from janusweb.env import versions
@@ -116,7 +117,9 @@ def run_bench(bundle: Path, backends: list, out: Path, w: Workload, browser: str
 def _run_backends(bundle, backends, model, inp, w, dtypes, browser, headed, page, out: Path):
     rows = []
     cuda = torch.cuda.is_available()
-    for b in backends:
+    # native-cuda casts the model to bf16 in place after its fp32 run: everything that needs fp32 weights
+    # (native-cpu, the fallback reference) runs before it
+    for b in sorted(backends, key=lambda b: b == "native-cuda"):
         report.write_partial(rows, out)  # what ran so far survives an interrupted run
         if b == "native-cpu":
             rows += _native_rows(model, inp, w, "cpu")

@@ -1,8 +1,6 @@
 """Measure the workload on any backend that runs the reference loops (onnxruntime sessions, or PyTorch
 through TorchGraphs): the loops are janusweb.generate's, this module only times them."""
 
-import time
-
 import numpy as np
 
 from janusweb.bench.timing import Clock, median, stats
@@ -56,9 +54,3 @@ def measure(graphs, inp: Inputs, w: Workload, sync=None) -> dict:
         out["generation"][str(n)] = {**best, "s_per_image": median([r["s_per_image"] for r in g]),
                                      "vq_decode_ms": median([r["vq_decode_ms"] for r in g])}
     return out
-
-
-def timed(fn):
-    t0 = time.perf_counter()
-    value = fn()
-    return value, (time.perf_counter() - t0) * 1000.0

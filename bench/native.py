@@ -5,7 +5,6 @@ the bar the browser is measured against."""
 import copy
 import time
 
-import numpy as np
 import torch
 from transformers import GenerationConfig
 
@@ -79,7 +78,3 @@ def cuda_label() -> dict:
         return {}
     p = torch.cuda.get_device_properties(0)
     return {"gpu": p.name, "gpu_memory_bytes": p.total_memory, "cuda": torch.version.cuda}
-
-
-def first_logits_numpy(x) -> np.ndarray:
-    return np.asarray(x, np.float32)

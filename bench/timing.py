@@ -35,3 +35,10 @@ def stats(ms) -> dict:
 
 def median(values) -> float:
     return float(np.median(np.asarray(values, dtype=np.float64)))
+
+
+def timed(fn):
+    """(fn(), milliseconds it took)."""
+    t0 = time.perf_counter()
+    value = fn()
+    return value, (time.perf_counter() - t0) * 1000.0

@@ -101,7 +101,7 @@ def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps) -> Pa
                 sys.stdout.write(report.table() + "\n")
                 raise MismatchError(f"{spec.name} differs from PyTorch beyond tolerance (see the table); nothing "
                                     "was written (--allow-mismatch keeps the bundle anyway)")
-        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        for name in TOKENIZER_FILES:
             if (src.tokenizer_dir / name).exists():
                 shutil.copyfile(src.tokenizer_dir / name, tmp / name)
         external = {s.name: len(written[s.name]) > 1 for s in specs}

@@ -41,7 +41,7 @@ def weight_bytes(module: torch.nn.Module) -> int:
 @torch.no_grad()
 def export_graph(spec: GraphSpec, module: torch.nn.Module, out_dir: Path) -> list:
     """Export `module` to out_dir/<name>.onnx (+ <name>.onnx_data when large). Returns the written files."""
-    args = spec.make_inputs(_concrete(spec, spec.export_dims), torch.Generator().manual_seed(0))
+    args = spec.make_inputs(spec.export_dims, torch.Generator().manual_seed(0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's FutureWarnings about pytree internals
         program = torch.onnx.export(
@@ -57,8 +57,3 @@ def export_graph(spec: GraphSpec, module: torch.nn.Module, out_dir: Path) -> lis
         return [path, out_dir / data]
     onnx_ir.save(program.model, path)
     return [path]
-
-
-def _concrete(spec: GraphSpec, dims: dict) -> dict:
-    """Fill dims a spec leaves implicit (image height defaults to the model's own size in make_inputs)."""
-    return dict(dims)
