@@ -21,7 +21,7 @@ from janusweb.export.bundle import (check_output_dir, config_json, file_table, g
 from janusweb.export.checkpoint import load_source
 from janusweb.export.onnx_export import OPSET, export_graph
 from janusweb.export.specs import graph_specs
-from janusweb.export.validate import (EndToEnd, Report, check_graph, first_divergence, log_report,
+from janusweb.export.validate import (EndToEnd, Report, check_graph, first_divergence,
                                       transformers_greedy)
 from janusweb.generate import ModelDims, generate_images, generate_text
 from janusweb.graphs import OrtGraphs, TorchGraphs
@@ -110,9 +110,7 @@ def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps) -> Pa
         write_json(tmp / "generation_config.json", generation_config_json(ids, tokens))
         write_json(tmp / "preprocessor_config.json", preprocessor_config_json(model.config.vision_config.image_size))
         write_json(tmp / "processor_config.json", processor_config_json(tokens))
-        log_report(report)
         e2e = end_to_end(model, specs, tmp, tok, ids, seed, text_steps, image_steps)
-        log.info(e2e.summary())
         sys.stdout.write(report.table() + "\n" + e2e.summary() + "\n")
         if not (report.ok and e2e.ok) and not allow_mismatch:
             raise MismatchError("the exported graphs differ from PyTorch beyond tolerance (see the table); "

@@ -9,7 +9,6 @@ import onnxruntime as ort
 import torch
 import transformers
 
-from janusweb.log import log
 
 
 @dataclass
@@ -120,8 +119,3 @@ def first_divergence(a: list, b: list) -> int | None:
         if x != y:
             return i
     return None if len(a) == len(b) else min(len(a), len(b))
-
-
-def log_report(report: Report) -> None:
-    for line in report.table().splitlines():
-        log.info(line)
