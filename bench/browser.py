@@ -22,7 +22,7 @@ BASE_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-compo
 TIMEOUT_MS = 3_600_000
 
 
-def _browser_args(backend: str) -> list:
+def browser_args(backend: str) -> list:
     extra = shlex.split(os.environ.get("CHROMIUM_GPU_FLAGS", ""))  # set on a GPU host (Vulkan WebGPU)
     args = BASE_ARGS + extra
     if backend == "webgpu" and "--enable-unsafe-webgpu" not in args:
@@ -57,8 +57,9 @@ def _aggregate(raw: dict, inp: Inputs, dims: dict) -> dict:
 
 
 def rows(bundle: Path, backend: str, dtypes: list, inp: Inputs, w: Workload, executable: str | None = None,
-         headed: bool = False, page: Path | None = None) -> list:
-    """One row per dtype for `backend` ('webgpu' or 'wasm'); skipped rows say why."""
+         headed: bool = False, page: Path | None = None, kv_cache: str = "auto") -> list:
+    """One row per dtype for `backend` ('webgpu' or 'wasm'); skipped rows say why. kv_cache: the page's
+    choice of language model graph ('auto': the fused language_model_gqa where it runs, 'grow': language_model)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -72,13 +73,14 @@ def rows(bundle: Path, backend: str, dtypes: list, inp: Inputs, w: Workload, exe
     dims = json.loads((Path(bundle) / "config.json").read_text())["janusweb"]
     config = {"question": w.question, "imagePng": base64.b64encode(inp.image_png).decode(),
               "textTokens": w.text_tokens, "prompt": w.prompt, "counts": list(w.image_counts),
-              "guidance": w.guidance, "temperature": w.temperature, "seed": w.draw_seed, "repeats": w.repeats}
+              "guidance": w.guidance, "temperature": w.temperature, "seed": w.draw_seed, "repeats": w.repeats,
+              "kvCache": kv_cache}
     out = []
     with tempfile.TemporaryDirectory(prefix="janusweb-bench-") as tmp, sync_playwright() as p:
         site = build_site(bundle, Path(tmp) / "site", page=page)
         server, url = serve_in_thread(site)
         try:
-            browser = p.chromium.launch(executable_path=executable, headless=not headed, args=_browser_args(backend))
+            browser = p.chromium.launch(executable_path=executable, headless=not headed, args=browser_args(backend))
             try:
                 for dtype in dtypes:
                     with step(f"{backend} {dtype} in {browser.version}"):
@@ -107,7 +109,7 @@ def _one(browser, url, backend, dtype, config, inp, dims) -> dict:
     software = backend == "webgpu" and any(k in adapter.lower() for k in ("swiftshader", "fallback", "cpu"))
     label = {"device": ("software WebGPU (SwiftShader)" if software else "GPU") if backend == "webgpu" else "cpu",
              "ep": info["ep"], "adapter": adapter, "threads": info.get("threads"), "dtypes": info.get("dtypes"),
-             "cpu_nodes": info.get("cpuNodes"), "browser": browser.version, "user_agent": raw["userAgent"],
+             "cpu_nodes": info.get("cpuNodes"), "kv_cache": info.get("kvCache"), "browser": browser.version, "user_agent": raw["userAgent"],
              "notes": info.get("notes")}
     return {"name": backend, "dtype": dtype, "label": label, "load_s": raw["load_ms"] / 1000,
             "load_sessions": raw["sessions"], "result": _aggregate(raw, inp, dims)}

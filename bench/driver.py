@@ -83,7 +83,8 @@ def _native_rows(model, inp, w, device: str) -> list:
 
 
 def run_bench(bundle: Path, backends: list, out: Path, w: Workload, browser: str | None = None,
-              headed: bool = False, dtypes: list | None = None, page: Path | None = None) -> dict:
+              headed: bool = False, dtypes: list | None = None, page: Path | None = None,
+              kv_cache: str = "auto") -> dict:
     bundle = Path(bundle)
     if not (bundle / "manifest.json").is_file():
         raise UserError(f"{bundle} is not a janusweb bundle (no manifest.json)")
@@ -101,7 +102,8 @@ def run_bench(bundle: Path, backends: list, out: Path, w: Workload, browser: str
     with step("load the PyTorch model (native backends and the parity reference)"):
         src = load_source(source.get("name") or source["path"], source.get("seed", 0))
     try:
-        rows, reference = _run_backends(bundle, backends, src.model, inp, w, dtypes, browser, headed, page, Path(out))
+        rows, reference = _run_backends(bundle, backends, src.model, inp, w, dtypes, browser, headed, page, kv_cache,
+                                        Path(out))
     finally:
         if src.description["kind"] == "preset":
             shutil.rmtree(src.tokenizer_dir, ignore_errors=True)
@@ -114,7 +116,7 @@ def run_bench(bundle: Path, backends: list, out: Path, w: Workload, browser: str
     return rep
 
 
-def _run_backends(bundle, backends, model, inp, w, dtypes, browser, headed, page, out: Path):
+def _run_backends(bundle, backends, model, inp, w, dtypes, browser, headed, page, kv_cache, out: Path):
     rows = []
     cuda = torch.cuda.is_available()
     # native-cuda casts the model to bf16 in place after its fp32 run: everything that needs fp32 weights
@@ -136,7 +138,8 @@ def _run_backends(bundle, backends, model, inp, w, dtypes, browser, headed, page
                     rows.append({"name": b, "dtype": dtype, **_ort_row(bundle, inp, w, dtype, provider, b[4:])})
         else:
             from janusweb.bench import browser as browser_mod
-            rows += browser_mod.rows(bundle, b, dtypes, inp, w, executable=browser, headed=headed, page=page)
+            rows += browser_mod.rows(bundle, b, dtypes, inp, w, executable=browser, headed=headed, page=page,
+                                     kv_cache=kv_cache)
     reference = _reference(rows, model, inp, w)
     for row in rows:
         if "result" in row and "tokens" in row["result"].get("understanding", {}):

@@ -19,10 +19,12 @@ from janusweb.atomic import atomic_dir
 from janusweb.export.bundle import (check_output_dir, config_json, file_table, generation_config_json,
                                     preprocessor_config_json, processor_config_json, write_json)
 from janusweb.export.checkpoint import load_source
+from janusweb.export.fused import export_fused_language_model
 from janusweb.export.onnx_export import OPSET, export_graph
 from janusweb.export.specs import graph_specs
-from janusweb.export.validate import (EndToEnd, Report, check_graph, first_divergence,
+from janusweb.export.validate import (Check, EndToEnd, Report, check_graph, first_divergence,
                                       transformers_greedy)
+from janusweb.fused import STEM as FUSED
 from janusweb.generate import ModelDims, generate_images, generate_text
 from janusweb.graphs import OrtGraphs, TorchGraphs
 from janusweb.log import log, step
@@ -69,20 +71,31 @@ def end_to_end(model, specs, bundle: Path, tok: Tokenizer, ids: SpecialIds, seed
 
 
 def export_bundle(source: str, out: Path, seed: int = 0, allow_mismatch: bool = False, text_steps: int = 32,
-                  image_steps: int | None = None) -> Path:
+                  image_steps: int | None = None, fused: bool = True) -> Path:
+    """fused: also write the WebGPU decoder language_model_gqa (GroupQueryAttention, KV cache bound in place)."""
     out = Path(out)
     check_output_dir(out)
     t0 = time.perf_counter()
     src = load_source(source, seed)
     log.info("✓ loaded %s (%.1f s)", source, time.perf_counter() - t0)
     try:
-        return _export(src, Path(out), seed, allow_mismatch, text_steps, image_steps)
+        return _export(src, Path(out), seed, allow_mismatch, text_steps, image_steps, fused)
     finally:
         if src.description["kind"] == "preset":
             shutil.rmtree(src.tokenizer_dir, ignore_errors=True)
 
 
-def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps) -> Path:
+def fused_graph(model, bundle: Path, tolerance: float, report: Report) -> dict:
+    """Write language_model_gqa into the bundle folder; its hidden states against language_model.onnx join the
+    report (limit relative to the reference's magnitude, as for the other graphs)."""
+    entry = export_fused_language_model(model, bundle)
+    for case, c in entry["check_vs_language_model"].items():
+        report.checks.append(Check(FUSED, "hidden_states", f"{case},prefill+4 steps", c["max_abs_diff"],
+                                   tolerance * max(1.0, c["reference_abs_max"])))
+    return entry
+
+
+def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps, fused) -> Path:
     model = src.model
     tok = Tokenizer.from_file(str(src.tokenizer_dir / "tokenizer.json"))
     ids = SpecialIds.from_tokenizer(tok)
@@ -110,6 +123,8 @@ def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps) -> Pa
         write_json(tmp / "generation_config.json", generation_config_json(ids, tokens))
         write_json(tmp / "preprocessor_config.json", preprocessor_config_json(model.config.vision_config.image_size))
         write_json(tmp / "processor_config.json", processor_config_json(tokens))
+        lm_tolerance = next(spec.tolerance for spec in specs if spec.name == "language_model")
+        extra = {FUSED: fused_graph(model, tmp, lm_tolerance, report)} if fused else {}
         e2e = end_to_end(model, specs, tmp, tok, ids, seed, text_steps, image_steps)
         sys.stdout.write(report.table() + "\n" + e2e.summary() + "\n")
         if not (report.ok and e2e.ok) and not allow_mismatch:
@@ -125,6 +140,7 @@ def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps) -> Pa
                 "inputs": _tensor_meta(spec.inputs), "outputs": _tensor_meta(spec.outputs),
                 "max_abs_diff_vs_pytorch": report.graph_max_diff(spec.name), "tolerance": spec.tolerance,
             }
+        graphs.update(extra)
         write_json(tmp / "manifest.json", {
             "format": "janusweb-bundle/1", "source": src.description, "tools": tool_versions(),
             "graphs": graphs, "files": files,

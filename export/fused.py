@@ -7,7 +7,8 @@ and, for int8/int4, MatMulNBits. Janus's language model is a transformers `Llama
 embeddings and lm_head left out, so the graph maps inputs_embeds to the final-norm hidden states like
 `language_model.onnx`, but with other inputs (see `janusweb.fused`).
 
-Writes onnx/language_model_gqa{,_int8,_q4}.onnx + .onnx_data into a bundle; the manifest is left to the caller.
+Writes onnx/language_model_gqa.onnx + .onnx_data (fp32) into a bundle being exported and returns its manifest
+entry; `janusweb quantize` makes its int8/q4 variants with the same MatMulNBits quantizer as the other graphs.
 """
 
 import contextlib
@@ -26,13 +27,13 @@ from transformers import JanusForConditionalGeneration, LlamaConfig, LlamaForCau
 
 from janusweb.errors import UserError
 from janusweb.export.bundle import file_digest
-from janusweb.fused import ATTENTION_MASK_KEY, fused_file, hidden_state_diff
+from janusweb.fused import ATTENTION_MASK_KEY, STEM, hidden_state_diff
+from janusweb.generate import ModelDims
 from janusweb.log import log, step
 
 # The builder's quantization pass logs every node at INFO through its own handler.
 logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
 
-PRECISIONS = ("fp32", "int8", "int4")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 FUSED_OPS = ("GroupQueryAttention", "SkipSimplifiedLayerNormalization", "SimplifiedLayerNormalization",
              "RotaryEmbedding", "MatMulNBits")
@@ -62,15 +63,12 @@ def write_llama_folder(model: JanusForConditionalGeneration, tokenizer_dir: Path
     return folder
 
 
-def builder_options(stem: str, precision: str, block_size: int, graph_capture: bool) -> list:
-    options = [f"filename={stem}.onnx", "exclude_embeds=true", "exclude_lm_head=true", "use_webgpu_fp32=true",
-               f"enable_webgpu_graph={str(graph_capture).lower()}", "hf_token=false"]
-    if precision != "fp32":
-        options += [f"block_size={block_size}", "is_symmetric=true", "accuracy_level=0"]
-    return options
+def builder_options(graph_capture: bool) -> list:
+    return [f"filename={STEM}.onnx", "exclude_embeds=true", "exclude_lm_head=true", "use_webgpu_fp32=true",
+            f"enable_webgpu_graph={str(graph_capture).lower()}", "hf_token=false"]
 
 
-def run_builder(llama: LlamaForCausalLM, folder: Path, out: Path, precision: str, options: list) -> None:
+def run_builder(llama: LlamaForCausalLM, folder: Path, out: Path, options: list) -> None:
     """onnxruntime-genai's `create_model` for webgpu, with the weights taken from `llama` instead of a reload."""
     from onnxruntime_genai.models import builder  # puts the builder's own folder on sys.path: import it late
 
@@ -84,22 +82,37 @@ def run_builder(llama: LlamaForCausalLM, folder: Path, out: Path, precision: str
     try:
         with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
             cache = out / "cache"
-            extra = builder.parse_extra_options(None, str(folder), str(out), precision, "webgpu", str(cache), options)
-            builder.create_model(None, str(folder), str(out), precision, "webgpu", str(cache), **extra)
+            extra = builder.parse_extra_options(None, str(folder), str(out), "fp32", "webgpu", str(cache), options)
+            builder.create_model(None, str(folder), str(out), "fp32", "webgpu", str(cache), **extra)
     finally:
         builder.LlamaModel = original
         log.debug("onnxruntime-genai builder output:\n%s", captured.getvalue())
 
 
-def _rename_external_data(path: Path, old: str, new: str) -> None:
-    """Point the graph's external tensors at `new` (the bundle's <stem>.onnx_data name) and rename the file."""
+def finish_graph(path: Path, old_data: str, new_data: str) -> None:
+    """Two edits to the builder's graph, saved in place:
+    - its external tensors point at `new_data` (the bundle's <stem>.onnx_data name), and the file is renamed;
+    - attention_mask becomes int32, dropping the graph's int64 -> int32 Cast. onnxruntime-web's WebGPU EP has no
+      int64 Cast outside graph-capture sessions, so that Cast would fall back to the CPU EP implicitly; without
+      it the mask arithmetic (ReduceSum, Sub, ReduceMax) is the page's to place on the CPU by name, and the
+      session can forbid any other CPU fallback."""
     model = onnx.load(str(path), load_external_data=False)
     for tensor in model.graph.initializer:
         for entry in tensor.external_data:
-            if entry.key == "location" and entry.value == old:
-                entry.value = new
+            if entry.key == "location" and entry.value == old_data:
+                entry.value = new_data
+    mask = next(i for i in model.graph.input if i.name == "attention_mask")
+    casts = [n for n in model.graph.node if n.op_type == "Cast" and list(n.input) == ["attention_mask"]]
+    if len(casts) != 1 or onnx.helper.get_attribute_value(casts[0].attribute[0]) != onnx.TensorProto.INT32:
+        raise RuntimeError("the builder's attention-mask subgraph changed: expected one Cast of attention_mask "
+                           "to int32")
+    cast = casts[0]
+    for node in model.graph.node:
+        node.input[:] = ["attention_mask" if i == cast.output[0] else i for i in node.input]
+    model.graph.node.remove(cast)
+    mask.type.tensor_type.elem_type = onnx.TensorProto.INT32
     onnx.save_model(model, str(path))
-    os.replace(path.parent / old, path.parent / new)
+    os.replace(path.parent / old_data, path.parent / new_data)
 
 
 def _io_meta(values) -> list:
@@ -116,48 +129,47 @@ def graph_summary(path: Path) -> dict:
             "ops": dict(sorted(ops.items())), "fused_ops": [op for op in FUSED_OPS if op in ops]}
 
 
-def export_fused_language_model(model: JanusForConditionalGeneration, bundle_dir: Path, precision: str = "fp32",
-                                block_size: int = 32, graph_capture: bool = True) -> dict:
-    """Write onnx/language_model_gqa{suffix}.onnx (+ .onnx_data) into the bundle; return its manifest entry.
+def export_fused_language_model(model: JanusForConditionalGeneration, bundle_dir: Path,
+                                graph_capture: bool = True) -> dict:
+    """Write onnx/language_model_gqa.onnx (+ .onnx_data) into the bundle folder, check its hidden states against
+    the folder's language_model.onnx, and return its manifest entry.
 
-    precision: fp32, int8 or int4 (MatMulNBits, symmetric, `block_size` along K; float32 inputs and outputs in
-    every case). graph_capture: the attention-mask subgraph the builder emits for WebGPU graph capture (no Shape
-    op: the total length is the largest row sum of the mask, so the mask may span the whole KV capacity).
+    graph_capture: the attention-mask subgraph the builder emits for WebGPU graph capture (no Shape op: the total
+    length is the largest row sum of the mask, so the mask may span the whole KV capacity).
     """
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    if block_size < 16 or block_size & (block_size - 1):
-        raise UserError(f"block_size must be a power of two >= 16 (MatMulNBits), got {block_size}")
     bundle = Path(bundle_dir)
-    if not (bundle / "onnx").is_dir() or not (bundle / "tokenizer.json").is_file():
-        raise UserError(f"{bundle} is not a janusweb bundle (no onnx/ or tokenizer.json)")
-    stem = Path(fused_file(precision)).stem
-    options = builder_options(stem, precision, block_size, graph_capture)
+    for needed in ("onnx/language_model.onnx", "tokenizer.json", "config.json"):
+        if not (bundle / needed).is_file():
+            raise UserError(f"{bundle} is not a janusweb bundle (no {needed})")
+    options = builder_options(graph_capture)
     staging = Path(tempfile.mkdtemp(prefix=".fused-", dir=bundle))
     try:
         folder = write_llama_folder(model, bundle, staging / "llama")
-        with step(f"onnxruntime-genai builder: {stem} ({precision}, webgpu)"):
-            run_builder(llama_view(model), folder, staging / "out", precision, options)
+        with step(f"onnxruntime-genai builder: {STEM} (fp32, webgpu)"):
+            run_builder(llama_view(model), folder, staging / "out", options)
         out = staging / "out"
-        _rename_external_data(out / f"{stem}.onnx", f"{stem}.onnx.data", f"{stem}.onnx_data")
+        finish_graph(out / f"{STEM}.onnx", f"{STEM}.onnx.data", f"{STEM}.onnx_data")
         genai = json.loads((out / "genai_config.json").read_text())
-        summary = graph_summary(out / f"{stem}.onnx")
-        for name in (f"{stem}.onnx_data", f"{stem}.onnx"):  # data first: the .onnx lands complete
+        summary = graph_summary(out / f"{STEM}.onnx")
+        for name in (f"{STEM}.onnx_data", f"{STEM}.onnx"):  # data first: the .onnx lands complete
             os.replace(out / name, bundle / "onnx" / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    files = {f"onnx/{name}": file_digest(bundle / "onnx" / name) for name in (f"{stem}.onnx", f"{stem}.onnx_data")}
+    config = json.loads((bundle / "config.json").read_text())["janusweb"]
+    with step(f"check {STEM} against language_model.onnx (prefill + 4 steps, batch 1 and 2)"):
+        check = hidden_state_diff(bundle / "onnx" / f"{STEM}.onnx", bundle / "onnx" / "language_model.onnx",
+                                  ModelDims.from_bundle_config(config), config["hidden_size"])
+    files = {f"onnx/{name}": file_digest(bundle / "onnx" / name) for name in (f"{STEM}.onnx", f"{STEM}.onnx_data")}
     decoder = genai["model"]["decoder"]
     return {
-        "graph": "language_model", "variant": "gqa", "dtype": "q4" if precision == "int4" else precision,
-        "files": files, "bytes": sum(f["bytes"] for f in files.values()), **summary,
+        "graph": STEM, "dtype": "fp32", "replaces": "language_model", "files": files,
+        "bytes": sum(f["bytes"] for f in files.values()), **summary,
         "attention_mask": ATTENTION_MASK_KEY[graph_capture],
         "kv_cache": "past_key_values.i.* and present.i.* are one buffer [batch, kv_heads, capacity, head_dim] "
                     "bound in place (GroupQueryAttention past_present_share_buffer)",
         "position_ids": "none: GroupQueryAttention rotates by position seqlens_k - sequence_length + 1 + s",
-        "max_length": genai["search"]["max_length"],
-        "max_abs_diff_vs_fp32": hidden_state_diff(bundle, precision),
+        "check_vs_language_model": check,
         "provider_options": decoder["session_options"]["provider_options"],
         "builder": {"package": "onnxruntime-genai", "version": onnxruntime_genai.__version__,
-                    "execution_provider": "webgpu", "precision": precision, "extra_options": options},
+                    "execution_provider": "webgpu", "precision": "fp32", "extra_options": options},
     }

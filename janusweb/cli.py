@@ -12,7 +12,7 @@ def _export(args) -> int:
     from janusweb.export.driver import MismatchError, export_bundle
     try:
         export_bundle(args.source, Path(args.out), seed=args.seed, allow_mismatch=args.allow_mismatch,
-                      text_steps=args.text_steps, image_steps=args.image_steps)
+                      text_steps=args.text_steps, image_steps=args.image_steps, fused=not args.no_fused)
     except MismatchError as e:
         sys.stderr.write(f"janusweb: {e}\n")
         return 1
@@ -32,7 +32,16 @@ def _bench(args) -> int:
                  image_counts=tuple(int(n) for n in args.images.split(",")))
     run_bench(Path(args.bundle), args.backends.split(","), Path(args.out), w, browser=args.browser,
               headed=args.headed, dtypes=args.dtypes.split(",") if args.dtypes else None,
-              page=Path(args.page) if args.page else None)
+              page=Path(args.page) if args.page else None, kv_cache=args.kv_cache)
+    return 0
+
+
+def _bench_kernels(args) -> int:
+    from janusweb.bench.kernels import report_md, run_kernels
+    m, k, n = (int(v) for v in args.shape.split("x"))
+    rep = run_kernels(Path(args.out), args.backends.split(","), m, k, n, repeats=args.repeats,
+                      executable=args.browser)
+    sys.stdout.write(report_md(rep))
     return 0
 
 
@@ -68,6 +77,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="seed of preset weights and validation inputs")
     e.add_argument("--allow-mismatch", action="store_true", help="keep the bundle even if validation fails")
     e.add_argument("--text-steps", type=int, default=32, help="greedy tokens compared end to end (default 32)")
+    e.add_argument("--no-fused", action="store_true",
+                   help="skip the WebGPU decoder language_model_gqa (the page then runs language_model everywhere)")
     e.add_argument("--image-steps", type=int, default=None,
                    help="image tokens compared end to end (default: all of one image)")
     e.set_defaults(run=_export)
@@ -95,7 +106,18 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--dtypes", default=None, help="bundle variants to run, e.g. int8 (default: all it has)")
     b.add_argument("--page", default=None, help="an already built page (web/build.mjs --outdir DIR), for hosts "
                                                 "without node")
+    b.add_argument("--kv-cache", choices=("auto", "grow"), default="auto",
+                   help="WebGPU: auto runs the fused language_model_gqa (KV cache bound in place) when the bundle "
+                        "has it; grow runs language_model (for before/after comparisons)")
     b.set_defaults(run=_bench)
+
+    k = sub.add_parser("bench-kernels", help="time one 1B-sized MatMul in every weight format, per backend")
+    k.add_argument("--out", required=True, help="report folder (replaced atomically)")
+    k.add_argument("--backends", default="ort-cpu,wasm,webgpu", help="comma-separated: ort-cpu, wasm, webgpu")
+    k.add_argument("--shape", default="2x2048x5632", help="MxKxN (default 2x2048x5632: one 1B MLP projection)")
+    k.add_argument("--repeats", type=int, default=20, help="timed calls after 3 warm-up calls")
+    k.add_argument("--browser", default=None, help="Chromium/Chrome executable (default: Debian's chromium)")
+    k.set_defaults(run=_bench_kernels)
 
     w = sub.add_parser("build-web", help="write a static site: the page, the bundle under model/, _headers")
     w.add_argument("bundle", help="a bundle folder written by `janusweb export`")

@@ -6,8 +6,9 @@ feeds each step:
 - inputs_embeds [B, S, H] as is;
 - no position_ids: GroupQueryAttention rotates token s of row b by seqlens_k[b] - S + 1 + s, with seqlens_k =
   (row sum of attention_mask) - 1, i.e. positions past..past+S-1 for unpadded rows (the only rows allowed);
-- attention_mask int64: with the graph-capture mask subgraph, [B, capacity] with ones over the past+S filled
-  positions and zeros after (a static shape); otherwise [B, past+S] ones;
+- attention_mask int32 (export/fused.py drops the builder's int64 Cast): with the graph-capture mask subgraph,
+  [B, capacity] with ones over the past+S filled positions and zeros after (a static shape); otherwise
+  [B, past+S] ones;
 - past_key_values.{i}.key/value: one float32 buffer [B, kv_heads, capacity, head_dim] per tensor, bound both as
   the input and as the output present.{i}.* (IOBinding on the same OrtValue), written in place at
   positions past..past+S-1.
@@ -25,7 +26,7 @@ import onnxruntime as ort
 from janusweb.generate import ModelDims
 from janusweb.graphs import DTYPE_SUFFIX, GRAPH_NAMES, OrtGraphs
 
-STEM = "language_model_gqa"
+STEM = "language_model_gqa"  # also its name among the manifest's graphs
 ATTENTION_MASK_KEY = {True: "capacity", False: "total"}  # graph_capture -> how attention_mask is sized
 DEFAULT_CAPACITY = 2048
 
@@ -98,7 +99,7 @@ class FusedLanguageModel:
         self._adopt(feeds, batch, past)
         total = past + seq
         width = self.capacity if self.mask_spans_capacity else total
-        mask = np.zeros((batch, width), np.int64)
+        mask = np.zeros((batch, width), np.int32)
         mask[:, :total] = 1
         binding = self.session.io_binding()
         binding.bind_cpu_input("inputs_embeds", np.ascontiguousarray(embeds, np.float32))
@@ -125,7 +126,7 @@ class FusedGraphs(OrtGraphs):
                          for name, d in self.dtypes.items()}
         path = self.bundle / fused_file(lm_dtype)
         if not path.is_file():
-            raise FileNotFoundError(f"{path} (write it with export_fused_language_model)")
+            raise FileNotFoundError(f"{path} (`janusweb export` writes it; `janusweb quantize` its variants)")
         self.dtypes["language_model"] = f"gqa-{lm_dtype}"
         self.language_model = FusedLanguageModel(path, ModelDims.from_bundle_config(self.config), capacity,
                                                  providers)
@@ -139,31 +140,28 @@ class FusedGraphs(OrtGraphs):
         return super().providers() | {"language_model": self.language_model.session.get_providers()[0]}
 
 
-def hidden_state_diff(bundle: Path, lm_dtype: str = "fp32", reference: str = "fp32", batches=(1, 2),
+def hidden_state_diff(fused: Path, reference: Path, dims: ModelDims, hidden_size: int, batches=(1, 2),
                       prompt: int = 7, steps: int = 4, seed: int = 0) -> dict:
-    """Max |hidden states of the fused graph - those of language_model{reference suffix}.onnx| on the same random
-    embeddings: a prefill of `prompt` positions, then `steps` one-position steps, per batch size.
-    Returns {"batch=B": diff}."""
-    bundle = Path(bundle)
-    config = json.loads((bundle / "config.json").read_text())["janusweb"]
-    dims = ModelDims.from_bundle_config(config)
-    reference_graph = _session(bundle / "onnx" / f"language_model{DTYPE_SUFFIX[reference]}.onnx",
-                               ("CPUExecutionProvider",))
-    fused = FusedLanguageModel(bundle / fused_file(lm_dtype), dims, capacity=prompt + steps)
+    """Hidden states of the fused graph `fused` against those of a language_model graph `reference` on the same
+    random embeddings: a prefill of `prompt` positions, then `steps` one-position steps, per batch size.
+    Returns {"batch=B": {"max_abs_diff": ..., "reference_abs_max": ...}}."""
+    reference_graph = _session(reference, ("CPUExecutionProvider",))
+    lm = FusedLanguageModel(fused, dims, capacity=prompt + steps)
     names = [f"past_key_values.{i // 2}.{('key', 'value')[i % 2]}" for i in range(2 * dims.layers)]
     rng = np.random.default_rng(seed)
     result = {}
     for batch in batches:
         empty = np.zeros((batch, dims.kv_heads, 0, dims.head_dim), np.float32)
         ref_cache = ours_cache = [empty] * len(names)
-        worst, past = 0.0, 0
+        worst, scale, past = 0.0, 0.0, 0
         for seq in [prompt] + [1] * steps:
-            embeds = rng.standard_normal((batch, seq, config["hidden_size"])).astype(np.float32)
+            embeds = rng.standard_normal((batch, seq, hidden_size)).astype(np.float32)
             feeds = {"inputs_embeds": embeds, "attention_mask": np.ones((batch, past + seq), np.int64),
                      "position_ids": np.tile(np.arange(past, past + seq), (batch, 1))}
             ref = reference_graph.run(None, feeds | dict(zip(names, ref_cache)))
-            ours = fused.run(feeds | dict(zip(names, ours_cache)))
+            ours = lm.run(feeds | dict(zip(names, ours_cache)))
             worst = max(worst, float(np.abs(ref[0] - ours[0]).max()))
+            scale = max(scale, float(np.abs(ref[0]).max()))
             ref_cache, ours_cache, past = ref[1:], ours[1:], past + seq
-        result[f"batch={batch}"] = worst
+        result[f"batch={batch}"] = {"max_abs_diff": worst, "reference_abs_max": scale}
     return result

@@ -18,6 +18,9 @@ from pathlib import Path
 import onnxruntime
 
 from janusweb.errors import UserError
+from janusweb.fused import STEM as FUSED
+from janusweb.fused import hidden_state_diff
+from janusweb.generate import ModelDims
 from janusweb.graphs import GRAPH_NAMES
 from janusweb.log import log, step
 from janusweb.quantize import graph_io
@@ -40,7 +43,8 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def _check_bundle(bundle: Path) -> tuple:
-    """(manifest, config, {graph: fp32 .onnx path}) of a valid fp32 bundle, else UserError."""
+    """(manifest, config, {graph: fp32 .onnx path}) of a valid fp32 bundle, else UserError. The graphs are
+    GRAPH_NAMES plus the fused WebGPU decoder when the bundle has it."""
     if not bundle.is_dir():
         raise UserError(f"{bundle} is not a folder")
     if not (bundle / "manifest.json").is_file():
@@ -56,7 +60,7 @@ def _check_bundle(bundle: Path) -> tuple:
     if not (bundle / "tokenizer.json").is_file():
         raise UserError(f"{bundle} has no tokenizer.json (the accuracy report needs it)")
     sources = {}
-    for name in GRAPH_NAMES:
+    for name in GRAPH_NAMES + ((FUSED,) if FUSED in manifest["graphs"] else ()):
         entry = manifest["graphs"][name]
         path = bundle / "onnx" / f"{name}.onnx"
         files = entry.get("files", {})
@@ -128,8 +132,8 @@ def quantize_bundle(bundle: Path, dtype: str, block_size: int | None = None, acc
 def _stage(bundle, staged, manifest, config, sources, t, block_size, accuracy_level, settings, report) -> dict:
     (staged / "onnx").mkdir()
     variants = {}
-    for k, name in enumerate(GRAPH_NAMES, 1):
-        with step(f"[{k}/{len(GRAPH_NAMES)}] {t.cli} {name}"):
+    for k, name in enumerate(sources, 1):
+        with step(f"[{k}/{len(sources)}] {t.cli} {name}"):
             variants[name] = quantize_graph(sources[name], staged / "onnx", f"{name}{t.suffix}", t, block_size,
                                             accuracy_level)
     shutil.copyfile(bundle / "config.json", staged / "config.json")  # the report's OrtGraphs reads it
@@ -137,11 +141,14 @@ def _stage(bundle, staged, manifest, config, sources, t, block_size, accuracy_le
     for name, v in variants.items():
         v.update({f"{k}_vs_fp32": rep["graphs"][name][k] for k in ("max_abs_diff", "cosine", "ids_agreement")
                   if k in rep["graphs"][name]})
+    if FUSED in variants and report:
+        v = variants[FUSED]
+        v["hidden_states_vs_fp32_language_model"] = rep["graphs"][FUSED]["hidden_states_vs_fp32_language_model"]
     run = {"dtype": t.dtype, "cli": t.cli, "block_size": block_size, "accuracy_level": accuracy_level or 0,
            "onnxruntime": onnxruntime.__version__, "report": REPORT if report else None}
     add_variants(manifest, staged, t.dtype, variants, run)
     write_json_atomic(staged / "config.json", update_config(
-        config, manifest, t.suffix, {name: v["external_data"] for name, v in variants.items()}))
+        config, manifest, t.suffix, {name: variants[name]["external_data"] for name in GRAPH_NAMES}))
     reports = _read_json(bundle / REPORT, "the report") if (bundle / REPORT).is_file() else {}
     reports[t.dtype] = rep
     write_json_atomic(staged / REPORT, reports)
@@ -152,36 +159,54 @@ def _stage(bundle, staged, manifest, config, sources, t, block_size, accuracy_le
 
 
 def _report(bundle, staged, manifest, variants, t, block_size, accuracy_level, settings, run_it) -> dict:
-    fp32_bytes = {name: sum(f["bytes"] for f in manifest["graphs"][name]["files"].values()) for name in GRAPH_NAMES}
+    """Sizes (the total over GRAPH_NAMES: the fused decoder is an alternative to language_model, not an
+    addition) and, when `run_it`, the measured accuracy."""
+    fp32_bytes = {name: sum(f["bytes"] for f in manifest["graphs"][name]["files"].values()) for name in variants}
     sizes = {name: sum((staged / rel).stat().st_size for rel in v["files"]) for name, v in variants.items()}
     rep = {"dtype": t.dtype, "block_size": block_size, "accuracy_level": accuracy_level or 0,
            "source": manifest.get("source", {}),
            "weights_note": (RANDOM_WEIGHTS_NOTE if manifest.get("source", {}).get("kind") == "preset"
                             else "real checkpoint weights"),
-           "bytes": sum(sizes.values()), "fp32_bytes": sum(fp32_bytes.values()),
+           "bytes": sum(sizes[name] for name in GRAPH_NAMES),
+           "fp32_bytes": sum(fp32_bytes[name] for name in GRAPH_NAMES),
            "graphs": {name: {"bytes": sizes[name], "fp32_bytes": fp32_bytes[name],
-                             "quantized": variants[name]["quantized"]} for name in GRAPH_NAMES}}
+                             "quantized": variants[name]["quantized"]} for name in variants}}
     if run_it:
         with step(f"accuracy report: {t.dtype} vs fp32"):
             measured = measure(bundle, staged, t.dtype, settings)
         for name in GRAPH_NAMES:
             rep["graphs"][name].update(measured["graphs"][name])
+        if FUSED in variants:
+            rep["graphs"][FUSED].update(_fused_accuracy(bundle, staged, variants[FUSED]))
         rep["end_to_end"] = measured["end_to_end"]
         rep["settings"] = measured["settings"]
     return rep
 
 
+def _fused_accuracy(bundle: Path, staged: Path, variant: dict) -> dict:
+    """The quantized fused decoder's hidden states against the fp32 language_model.onnx (random embeddings,
+    prefill + 4 steps, batch 1 and 2)."""
+    config = json.loads((bundle / "config.json").read_text())["janusweb"]
+    main = next(rel for rel in variant["files"] if rel.endswith(".onnx"))
+    with step(f"{FUSED}: hidden states against the fp32 language_model"):
+        check = hidden_state_diff(staged / main, bundle / "onnx" / "language_model.onnx",
+                                  ModelDims.from_bundle_config(config), config["hidden_size"])
+    return {"max_abs_diff": max(c["max_abs_diff"] for c in check.values()),
+            "hidden_states_vs_fp32_language_model": check}
+
+
 def _commit(bundle: Path, staged: Path, manifest: dict, t: Target) -> None:
     """Rename the staged files into the bundle (graphs, then config and report, the manifest last) and delete
     the files of a previous variant of the same dtype that the new one no longer has."""
-    new = {rel for name in GRAPH_NAMES for rel in manifest["graphs"][name]["variants"][t.dtype]["files"]}
+    quantized = [name for name, g in manifest["graphs"].items() if t.dtype in g.get("variants", {})]
+    new = {rel for name in quantized for rel in manifest["graphs"][name]["variants"][t.dtype]["files"]}
     for rel in sorted(new):
         os.replace(staged / rel, bundle / rel)
     os.replace(staged / "config.json", bundle / "config.json")
     os.replace(staged / REPORT, bundle / REPORT)
     old = json.loads((bundle / "manifest.json").read_text())
-    stale = {rel for name in GRAPH_NAMES
-             for rel in old["graphs"][name].get("variants", {}).get(t.dtype, {}).get("files", {})} - new
+    stale = {rel for g in old["graphs"].values() for rel in g.get("variants", {}).get(t.dtype, {}).get("files", {})}
+    stale -= new
     for rel in stale:
         manifest["files"].pop(rel, None)
     if stale:

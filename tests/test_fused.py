@@ -2,6 +2,7 @@
 the tiny bundle: its ops and inputs, hidden states against language_model.onnx, and the reference loops
 giving the fp32 tokens through the adapter."""
 
+import json
 import shutil
 
 import numpy as np
@@ -9,12 +10,11 @@ import onnx
 import pytest
 from tokenizers import Tokenizer
 
-from janusweb.export.checkpoint import load_source
-from janusweb.export.fused import export_fused_language_model
-from janusweb.fused import FusedGraphs, FusedLanguageModel
+from janusweb.fused import STEM, FusedGraphs, FusedLanguageModel, hidden_state_diff
 from janusweb.generate import ModelDims, generate_images, generate_text
 from janusweb.graphs import OrtGraphs
 from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
+from janusweb.quantize.driver import quantize_bundle
 from janusweb.quantize.graph_io import WEBGPU_FORBIDDEN_OPS
 from janusweb.sampling import uniforms
 
@@ -25,14 +25,12 @@ WEBGPU_OPS = {"GroupQueryAttention", "SkipSimplifiedLayerNormalization", "Simpli
 
 @pytest.fixture(scope="module")
 def bundle(tiny_bundle, tmp_path_factory):
+    """The exported tiny bundle (which holds the fp32 fused decoder) quantized to int8 (report skipped)."""
     out = tmp_path_factory.mktemp("fused") / "tiny"
     shutil.copytree(tiny_bundle, out)
-    src = load_source("tiny", 0)  # the weights of `janusweb export tiny` (seed 0)
-    try:
-        infos = {p: export_fused_language_model(src.model, out, p) for p in ("fp32", "int8")}
-    finally:
-        shutil.rmtree(src.tokenizer_dir, ignore_errors=True)
-    return out, infos
+    quantize_bundle(out, "int8", report=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    return out, manifest["graphs"][STEM]
 
 
 def _graph(bundle_dir, name):
@@ -40,20 +38,30 @@ def _graph(bundle_dir, name):
 
 
 def test_files_and_manifest_entry(bundle):
-    out, infos = bundle
-    assert set(infos["fp32"]["files"]) == {"onnx/language_model_gqa.onnx", "onnx/language_model_gqa.onnx_data"}
-    assert set(infos["int8"]["files"]) == {"onnx/language_model_gqa_int8.onnx",
-                                           "onnx/language_model_gqa_int8.onnx_data"}
-    for info in infos.values():
-        for rel, entry in info["files"].items():
-            assert (out / rel).stat().st_size == entry["bytes"]
-        assert info["attention_mask"] == "capacity"
-        assert info["provider_options"] == [{"webgpu": {"enableGraphCapture": "1", "validationMode": "disabled"}}]
-    assert not list(out.glob(".fused-*"))
+    out, entry = bundle
+    assert set(entry["files"]) == {"onnx/language_model_gqa.onnx", "onnx/language_model_gqa.onnx_data"}
+    assert "onnx/language_model_gqa_int8.onnx" in entry["variants"]["int8"]["files"]  # (+ _data when large)
+    for files in (entry["files"], entry["variants"]["int8"]["files"]):
+        for rel, digest in files.items():
+            assert (out / rel).stat().st_size == digest["bytes"]
+    assert entry["attention_mask"] == "capacity" and entry["replaces"] == "language_model"
+    assert entry["provider_options"] == [{"webgpu": {"enableGraphCapture": "1", "validationMode": "disabled"}}]
+    assert not list(out.glob(".fused-*")) and not list(out.glob(".quantize-*"))
+    # the six transformers.js graphs' config is untouched by the extra graph
+    config = json.loads((out / "config.json").read_text())
+    assert not any("gqa" in name for name in config["transformers.js_config"]["use_external_data_format"])
+
+
+def test_export_checked_it_against_language_model(tiny_bundle):
+    """`janusweb export` runs the check and puts it in the manifest; a broken fused graph would fail there."""
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    check = manifest["graphs"][STEM]["check_vs_language_model"]
+    assert set(check) == {"batch=1", "batch=2"}
+    assert all(0 <= c["max_abs_diff"] < 1e-5 and c["reference_abs_max"] > 0.1 for c in check.values())
 
 
 def test_fused_ops(bundle):
-    out, infos = bundle
+    out, _ = bundle
     for precision, name in (("fp32", "language_model_gqa.onnx"), ("int8", "language_model_gqa_int8.onnx")):
         model = _graph(out, name)
         ops = {n.op_type for n in model.graph.node}
@@ -64,6 +72,9 @@ def test_fused_ops(bundle):
         assert all(onnx.helper.get_attribute_value(a) == 1 for n in gqa for a in n.attribute if a.name == "do_rotary")
         assert {"SkipSimplifiedLayerNormalization", "SimplifiedLayerNormalization"} <= ops
         assert [i.name for i in model.graph.input][:2] == ["attention_mask", "inputs_embeds"]
+        # int32 mask, no int64 Cast (the WebGPU EP has none outside graph capture): see export/fused.finish_graph
+        assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT32
+        assert not [n for n in model.graph.node if n.op_type == "Cast" and "attention_mask" in n.input]
         assert "position_ids" not in {i.name for i in model.graph.input}
         matmuls = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
         if precision == "int8":
@@ -74,10 +85,15 @@ def test_fused_ops(bundle):
             assert not matmuls
 
 
-def test_hidden_states_match_fp32(bundle):
-    _, infos = bundle
-    assert max(infos["fp32"]["max_abs_diff_vs_fp32"].values()) < 1e-5  # batch 1 and 2, prefill + 4 steps
-    assert max(infos["int8"]["max_abs_diff_vs_fp32"].values()) < 0.2
+def test_int8_hidden_states_near_fp32(bundle):
+    out, _ = bundle
+    config = json.loads((out / "config.json").read_text())["janusweb"]
+    dims = ModelDims.from_bundle_config(config)
+    fp32 = out / "onnx" / "language_model.onnx"
+    int8 = hidden_state_diff(out / "onnx" / "language_model_gqa_int8.onnx", fp32, dims, config["hidden_size"])
+    plain = hidden_state_diff(out / "onnx" / "language_model_gqa.onnx", fp32, dims, config["hidden_size"])
+    assert all(1e-4 < c["max_abs_diff"] < 0.2 for c in int8.values())  # quantized: near, not equal
+    assert all(c["max_abs_diff"] < 1e-5 for c in plain.values())
 
 
 def test_generation_matches_fp32_tokens(bundle):

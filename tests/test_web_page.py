@@ -22,6 +22,8 @@ from tokenizers import Tokenizer
 
 from janusweb.cli import main
 from janusweb.env import chromium_path
+from janusweb.fused import STEM as FUSED
+from janusweb.fused import FusedGraphs
 from janusweb.generate import ModelDims, generate_images, generate_text
 from janusweb.graphs import OrtGraphs
 from janusweb.image import preprocess
@@ -122,7 +124,11 @@ def open_page(browser, url: str, query: str = ""):
 
 @lru_cache(maxsize=8)
 def _graphs(bundle: Path, dtypes: tuple) -> OrtGraphs:
-    return OrtGraphs(bundle, dtypes=dict(dtypes))
+    """The page's graphs in Python: with the fused decoder (KV cache bound in place) where the page ran it."""
+    dtypes = dict(dtypes)
+    if FUSED in dtypes:
+        return FusedGraphs(bundle, dtypes.pop(FUSED), dtypes)
+    return OrtGraphs(bundle, dtypes=dtypes)
 
 
 def reference(bundle: Path, dtypes: dict):
@@ -187,7 +193,12 @@ def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png,
     assert page.inner_text("#ep").startswith("WebGPU" if backend == "webgpu" else "WASM")
     assert page.inner_text("#adapter") == info["adapter"] and info["adapter"]
     assert page.inner_text("#dtype").startswith(dtype)
-    assert info["dtypes"]["language_model"] == dtype  # the requested dtype really runs
+    lm = FUSED if backend == "webgpu" else "language_model"  # WebGPU: the KV cache bound in place
+    assert info["dtypes"][lm] == dtype and "language_model" not in set(info["dtypes"]) - {lm}
+    assert info["kvCache"].startswith(lm) and page.inner_text("#kv-cache") == info["kvCache"]
+    if backend == "webgpu":
+        # created with session.disable_cpu_ep_fallback: only its int64 mask arithmetic sits on the CPU, by name
+        assert info["cpuNodes"][FUSED] == "named nodes" and info["cpuNodes"].get("lm_head") is None
     for graph, used in info["dtypes"].items():
         if used != dtype:  # a graph this backend has no kernel for at this dtype: said on the page
             assert graph in page.inner_text("#notes")

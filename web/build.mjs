@@ -20,7 +20,7 @@ const ortDist = path.dirname(createRequire(import.meta.url).resolve('onnxruntime
 await rm(outdir, { recursive: true, force: true });
 await mkdir(path.join(outdir, 'ort'), { recursive: true });
 await build({
-  entryPoints: [path.join(here, 'ui.js'), path.join(here, 'worker.js'), path.join(here, 'bench.js')],
+  entryPoints: ['ui.js', 'worker.js', 'bench.js', 'kernels.js'].map((f) => path.join(here, f)),
   outdir,
   bundle: true,
   format: 'esm',
@@ -31,5 +31,5 @@ await build({
   sourcemap: true,
   logLevel: 'warning',
 });
-for (const f of ['index.html', 'bench.html', 'style.css']) await copyFile(path.join(here, f), path.join(outdir, f));
+for (const f of ['index.html', 'bench.html', 'kernels.html', 'style.css']) await copyFile(path.join(here, f), path.join(outdir, f));
 for (const f of ORT_FILES) await copyFile(path.join(ortDist, f), path.join(outdir, 'ort', f));

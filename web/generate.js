@@ -1,8 +1,10 @@
 // The generation loops over the Janus graphs, the same code on WebGPU and on WASM (janusweb/generate.py is the
 // reference). On WebGPU, embeddings, hidden states, the KV cache and the image token buffer stay in GPU buffers
 // between sessions; the text loop reads one row of logits per token, the image loop reads nothing until the end.
+// How the KV cache is held (grown per step, or bound in place) is kv-cache.js's business.
 
 import * as ort from 'onnxruntime-web/webgpu';
+import { dispose, gpuTensor, int64, slicePositions } from './tensors.js';
 
 /**
  * @typedef {object} Dims
@@ -27,19 +29,9 @@ export class Cancelled extends Error {
  * @typedef {object} Graphs
  * @property {Record<string, ort.InferenceSession>} sessions by graph name
  * @property {GPUDevice|null} device set on WebGPU: constants are uploaded once, rows copied on the GPU
+ * @property {(rows: number, capacity: number) => import('./kv-cache.js').KVCache} newCache an empty KV cache
+ *   for `rows` sequences of up to `capacity` positions, over the language model session
  */
-
-/** @param {number[]|BigInt64Array} values @param {number[]} dims */
-const int64 = (values, dims) => new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), dims);
-
-// What ONNX Runtime's own tensor buffers allow: bind as storage, copy in and out.
-const BUFFER_USAGE = typeof GPUBufferUsage === 'undefined' ? 0
-  : GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-
-/** @param {ort.Tensor|undefined} t */
-function dispose(t) {
-  if (t && t.location === 'gpu-buffer') t.dispose();
-}
 
 /**
  * The same data with other dims (no copy). ORT refuses to reshape the GPU tensors it owns, so on the GPU this
@@ -59,10 +51,7 @@ function view(t, dims) {
  * @param {number[]} dims
  */
 function constant(g, data, dims) {
-  if (!g.device) return new ort.Tensor('float32', data, dims);
-  const buffer = g.device.createBuffer({ size: Math.max(16, data.byteLength), usage: BUFFER_USAGE });
-  g.device.queue.writeBuffer(buffer, 0, data);
-  return ort.Tensor.fromGpuBuffer(buffer, { dataType: 'float32', dims, dispose: () => buffer.destroy() });
+  return g.device ? gpuTensor(g.device, 'float32', dims, data) : new ort.Tensor('float32', data, dims);
 }
 
 /**
@@ -79,54 +68,7 @@ function lastPosition(g, hidden) {
     for (let b = 0; b < B; b++) out.set(data.subarray((b * S + S - 1) * H, (b * S + S) * H), b * H);
     return new ort.Tensor('float32', out, [B, 1, H]);
   }
-  const device = /** @type {GPUDevice} */ (g.device);
-  const buffer = device.createBuffer({ size: B * H * 4, usage: BUFFER_USAGE });
-  const encoder = device.createCommandEncoder();
-  for (let b = 0; b < B; b++) {
-    encoder.copyBufferToBuffer(hidden.gpuBuffer, (b * S + S - 1) * H * 4, buffer, b * H * 4, H * 4);
-  }
-  device.queue.submit([encoder.finish()]);
-  return ort.Tensor.fromGpuBuffer(buffer, { dataType: 'float32', dims: [B, 1, H], dispose: () => buffer.destroy() });
-}
-
-/** An empty KV cache for `rows` sequences. @param {Dims} d @param {number} rows */
-function emptyCache(d, rows) {
-  /** @type {Record<string, ort.Tensor>} */
-  const past = {};
-  for (let i = 0; i < d.num_layers; i++) {
-    for (const k of ['key', 'value']) {
-      const dims = [rows, d.num_key_value_heads, 0, d.head_dim];
-      past[`past_key_values.${i}.${k}`] = new ort.Tensor('float32', new Float32Array(0), dims);
-    }
-  }
-  return past;
-}
-
-/**
- * One language_model call on embeds [B,S,H] after `pastLength` cached positions (all rows unpadded).
- * Returns hidden states and the new cache; the old cache is released.
- * @param {Graphs} g
- * @param {Dims} d
- * @param {ort.Tensor} embeds
- * @param {Record<string, ort.Tensor>} past
- * @param {number} pastLength
- */
-async function decodeStep(g, d, embeds, past, pastLength) {
-  const [B, S] = embeds.dims;
-  const total = pastLength + S;
-  const positions = [];
-  for (let b = 0; b < B; b++) for (let s = 0; s < S; s++) positions.push(pastLength + s);
-  const out = await g.sessions.language_model.run({
-    inputs_embeds: embeds, attention_mask: int64(new Array(B * total).fill(1), [B, total]),
-    position_ids: int64(positions, [B, S]), ...past,
-  });
-  Object.values(past).forEach(dispose);
-  /** @type {Record<string, ort.Tensor>} */
-  const next = {};
-  for (let i = 0; i < d.num_layers; i++) {
-    for (const k of ['key', 'value']) next[`past_key_values.${i}.${k}`] = out[`present.${i}.${k}`];
-  }
-  return { hidden: out.hidden_states, past: next };
+  return slicePositions(/** @type {GPUDevice} */ (g.device), hidden, S - 1, 1);
 }
 
 /**
@@ -167,19 +109,16 @@ function argmax(x) {
 export async function generateText(g, d, prompt, opts) {
   const image = prompt.pixels ? { pixels: prompt.pixels, imageMask: prompt.imageMask } : null;
   let embeds = await embed(g, d, [prompt.inputIds], image);
-  let past = emptyCache(d, 1);
-  let length = 0;
+  const cache = g.newCache(1, prompt.inputIds.length + opts.maxNewTokens);
   const tokens = [];
   try {
     for (let i = 0; i < opts.maxNewTokens; i++) {
-      const step = await decodeStep(g, d, embeds, past, length);
-      past = step.past;
-      length += embeds.dims[1];
+      const hidden = await cache.step(embeds);
       dispose(embeds);
-      const last = lastPosition(g, step.hidden);
+      const last = lastPosition(g, hidden);
       const { logits } = await g.sessions.lm_head.run({ hidden_states: last });
-      if (last !== step.hidden) dispose(last);
-      dispose(step.hidden);
+      if (last !== hidden) dispose(last);
+      dispose(hidden);
       const token = argmax(/** @type {Float32Array} */ (await logits.getData()));
       tokens.push(token);
       opts.onToken(token);
@@ -188,7 +127,7 @@ export async function generateText(g, d, prompt, opts) {
       embeds = await embed(g, d, [[token]], null);
     }
   } finally {
-    Object.values(past).forEach(dispose);
+    cache.release();
   }
   return tokens;
 }
@@ -215,23 +154,20 @@ export async function generateImages(g, d, run, opts) {
     temperature: constant(g, Float32Array.of(run.temperature), [1]),
   };
   let embeds = await embed(g, d, rows, null);
-  let past = emptyCache(d, 2 * n);
-  let length = 0;
+  const cache = g.newCache(2 * n, rows[0].length + T);
   let tokens = new ort.Tensor('float32', new Float32Array(n * T), [n, T]);
   /** @type {ort.Tensor|undefined} */
   let imageTokens;
   try {
     for (let step = 0; step < T; step++) {
-      const s = await decodeStep(g, d, embeds, past, length);
-      past = s.past;
-      length += embeds.dims[1];
+      const hidden = await cache.step(embeds);
       dispose(embeds);
-      const S = s.hidden.dims[1];
+      const S = hidden.dims[1];
       const last = step === T - 1;
-      const feeds = { hidden_states: view(s.hidden, [2, n, S, H]), ...consts, tokens,
+      const feeds = { hidden_states: view(hidden, [2, n, S, H]), ...consts, tokens,
         step: new ort.Tensor('float32', Float32Array.of(step), [1]) };
       const out = await g.sessions.gen_step.run(feeds, ['inputs_embeds', 'tokens_out', ...(last ? ['image_tokens'] : [])]);
-      dispose(s.hidden);
+      dispose(hidden);
       dispose(tokens);
       embeds = out.inputs_embeds;
       tokens = out.tokens_out;
@@ -244,6 +180,7 @@ export async function generateImages(g, d, run, opts) {
     const { decoded_image } = await g.sessions.image_decode.run({ generated_tokens: generated });
     return { tokens: ids, images: /** @type {Float32Array} */ (await decoded_image.getData()) };
   } finally {
-    [embeds, tokens, imageTokens, ...Object.values(past), ...Object.values(consts)].forEach(dispose);
+    [embeds, tokens, imageTokens, ...Object.values(consts)].forEach(dispose);
+    cache.release();
   }
 }

@@ -7,6 +7,8 @@
  * @property {string} base URL of the bundle folder, ending with '/'
  * @property {string|null} dtype fp32, int8, q4, fp16, or null for the bundle's default
  * @property {'auto'|'webgpu'|'wasm'} backend
+ * @property {'auto'|'grow'} [kvCache] 'grow': run language_model (KV cache grown per step) even where the fused
+ *   language_model_gqa could run (comparisons, benchmarks); default 'auto'
  */
 
 /**
@@ -80,8 +82,11 @@
  * @property {Record<string, string>} dtypes graph -> the dtype it runs at
  * @property {number} threads
  * @property {string[]} notes fallbacks and their reasons
- * @property {string[]} cpuNodes graphs with some nodes on the CPU EP (ORT's shape/mask arithmetic, and the vision
- *   tower of prepare_inputs_embeds on WebGPU); the others passed session.disable_cpu_ep_fallback
+ * @property {string} kvCache which language model graph runs and how it holds the KV cache
+ * @property {Record<string, string>} cpuNodes WebGPU: the graphs with some nodes on the CPU EP, and why: 'named nodes'
+ *   (placed there on purpose: the vision tower of prepare_inputs_embeds, the int64 mask arithmetic of
+ *   language_model_gqa) or 'ORT fallback' (nodes ORT itself put there, e.g. shape arithmetic; created without
+ *   session.disable_cpu_ep_fallback). Graphs not listed ran with it.
  */
 
 /**

@@ -82,8 +82,10 @@ function showBackend(b) {
   $('ep').textContent = b.ep === 'webgpu' ? 'WebGPU' : `WASM (${b.threads} thread${b.threads > 1 ? 's' : ''})`;
   $('adapter').textContent = b.adapter;
   $('dtype').textContent = b.dtype;
+  $('kv-cache').textContent = b.kvCache;
   const notes = [...b.notes];
-  if (b.ep === 'webgpu' && b.cpuNodes.length) notes.push(`some nodes on the CPU EP: ${b.cpuNodes.join(', ')}`);
+  const cpu = Object.entries(b.cpuNodes).map(([graph, why]) => `${graph} (${why})`);
+  if (b.ep === 'webgpu' && cpu.length) notes.push(`some nodes on the CPU EP: ${cpu.join(', ')}`);
   $('notes').replaceChildren(...notes.map((n) => Object.assign(document.createElement('li'), { textContent: n })));
 }
 
@@ -91,7 +93,8 @@ function load() {
   $('backend-choice').value = params.get('backend') ?? 'auto';
   status('Loading the model…');
   send({ type: 'load', base, dtype: params.get('dtype') || null,
-    backend: /** @type {any} */ (params.get('backend') ?? 'auto') }, (msg) => {
+    backend: /** @type {any} */ (params.get('backend') ?? 'auto'),
+    kvCache: params.get('kv') === 'grow' ? 'grow' : 'auto' }, (msg) => {
     if (msg.type === 'progress' && msg.what === 'download') showDownload(msg);
     else if (msg.type === 'progress' && msg.what === 'session') status(`Creating sessions… ${msg.name}`);
     else if (msg.type === 'error') fail(msg);

@@ -9,21 +9,28 @@ import { JanusTokenizer } from './tokenizer.js';
 import { preprocess } from './preprocess.js';
 import { imageDraws } from './sampling.js';
 import { Cancelled, generateImages, generateText } from './generate.js';
+import { BoundCache, GrowingCache } from './kv-cache.js';
 
 /** @typedef {import('./protocol.js').Request} Request */
 /** @typedef {import('./protocol.js').Reply} Reply */
 /** @typedef {import('./protocol.js').BackendInfo} BackendInfo */
 /** @typedef {import('./backend.js').Backend} Backend */
 
-// The graphs the page runs, and the outputs each keeps on the GPU (WebGPU only).
+// The graphs the page runs, and the outputs each keeps on the GPU (WebGPU only). The language model is one of
+// two graphs: language_model_gqa (fused, KV cache bound in place; WebGPU) or language_model (any backend).
 const GPU_OUTPUTS = {
   prepare_inputs_embeds: () => ['inputs_embeds'],
   language_model: (/** @type {string[]} */ outs) => outs,
+  language_model_gqa: (/** @type {string[]} */ outs) => outs,
   lm_head: () => [],
   gen_step: () => ['image_ids', 'inputs_embeds', 'tokens_out', 'image_tokens'],
   image_decode: () => [],
 };
-const GRAPHS = Object.keys(GPU_OUTPUTS);
+const GRAPHS = ['prepare_inputs_embeds', 'language_model', 'lm_head', 'gen_step', 'image_decode'];
+const FUSED = 'language_model_gqa';
+// On WebGPU, the nodes that do not depend on this input run on the CPU EP (see createSession).
+/** @type {Record<string, string>} */
+const CPU_SIDE = { prepare_inputs_embeds: 'input_ids', [FUSED]: 'inputs_embeds' };
 const STRICT_ERROR = 'fallback to CPU EP has been explicitly disabled';
 
 // GPU->CPU reads (buffer maps), counted so that each request can report how many it needed.
@@ -68,11 +75,15 @@ function reply(msg, transfer = []) {
 }
 
 /**
- * One graph's session on `backend` at `dtype`. On WebGPU the session is first created with CPU fallback
- * disabled (session.disable_cpu_ep_fallback); a graph that ORT can only place with some nodes on the CPU EP is
- * created again without it, and `cpuNodes` says so. On WebGPU, prepare_inputs_embeds runs only the token
- * embedding (and the final merge) on the GPU; the vision tower and the mask arithmetic run on the CPU EP,
- * because a text-only call feeds the vision tower zero-size tensors, which the WebGPU kernels reject.
+ * One graph's session on `backend` at `dtype`. On WebGPU every node runs on the GPU unless named here:
+ * - graphs with CPU_SIDE nodes place the nodes that do not depend on that input on the CPU EP by name
+ *   (forceCpuNodeNames), and ORT's check session.disable_cpu_ep_fallback cannot be on (it rejects any CPU node,
+ *   named or not): prepare_inputs_embeds runs its vision tower and mask arithmetic on the CPU (a text-only call
+ *   feeds the vision tower zero-size tensors, which the WebGPU kernels reject); language_model_gqa its three
+ *   attention-mask nodes (so GroupQueryAttention gets its sequence lengths without a GPU->CPU read);
+ * - every other graph is created with session.disable_cpu_ep_fallback; one that ORT can only place with some
+ *   nodes on the CPU EP is created again without it.
+ * `cpu` says which case applied: 'named nodes', 'ORT fallback', or null (all on the GPU).
  * @param {BundleLoader} loader
  * @param {Backend} backend
  * @param {string} name
@@ -82,16 +93,37 @@ async function createSession(loader, backend, name, dtype) {
   const { model: bytes, externalData } = await loader.graph(name, dtype);
   const outputs = /** @type {any} */ (loader.manifest).graphs[name].outputs.map((/** @type {any} */ o) => o.name);
   const onGpu = GPU_OUTPUTS[/** @type {keyof GPU_OUTPUTS} */ (name)](outputs);
-  const forceCpu = name === 'prepare_inputs_embeds' && backend.ep === 'webgpu'
-    ? independentOf(onnxNodes(bytes), 'input_ids') : [];
+  const forceCpu = backend.ep === 'webgpu' && name in CPU_SIDE ? independentOf(onnxNodes(bytes), CPU_SIDE[name]) : [];
   const create = (/** @type {boolean} */ strict) =>
     ort.InferenceSession.create(bytes, sessionOptions(backend, { onGpu, forceCpu, strict, externalData }));
+  if (forceCpu.length) return { session: await create(false), cpu: 'named nodes' };
   try {
-    return { session: await create(true), cpuNodes: forceCpu.length > 0 };
+    return { session: await create(true), cpu: null };
   } catch (e) {
     if (backend.ep !== 'webgpu' || !String(e).includes(STRICT_ERROR)) throw e;
-    return { session: await create(false), cpuNodes: true };
+    return { session: await create(false), cpu: 'ORT fallback' };
   }
+}
+
+/**
+ * The graphs to run on `backend`: on WebGPU the fused language_model_gqa replaces language_model when the bundle
+ * has it at the language model's dtype. Returns graph -> dtype, and a note when the fused graph is not used.
+ * @param {import('./loader.js').Manifest} manifest
+ * @param {Backend} backend
+ * @param {Record<string, string>} dtypes the dtypes of GRAPHS
+ * @param {'auto'|'grow'} kvCache 'grow': language_model whatever the backend
+ */
+function plan(manifest, backend, dtypes, kvCache) {
+  const fused = manifest.graphs[FUSED];
+  const dtype = dtypes.language_model;
+  if (backend.ep !== 'webgpu') return { graphs: { ...dtypes }, note: null };
+  if (kvCache === 'grow') return { graphs: { ...dtypes }, note: 'KV cache grown per step (language_model): requested' };
+  if (fused && (dtype === 'fp32' || fused.variants?.[dtype])) {
+    const { language_model: _, ...rest } = dtypes;
+    return { graphs: { prepare_inputs_embeds: rest.prepare_inputs_embeds, [FUSED]: dtype, ...rest }, note: null };
+  }
+  const why = fused ? `the bundle has no ${dtype} variant of ${FUSED}` : `the bundle has no ${FUSED}`;
+  return { graphs: { ...dtypes }, note: `KV cache grown per step (language_model): ${why}` };
 }
 
 /**
@@ -99,17 +131,20 @@ async function createSession(loader, backend, name, dtype) {
  * on WASM) runs at fp32, and `dtypes` and `notes` say so.
  * @param {BundleLoader} loader
  * @param {Backend} backend
- * @param {Record<string, string>} wanted graph -> dtype
+ * @param {Record<string, string>} wanted graph -> dtype, in creation order
  * @param {number} id
  */
 async function createSessions(loader, backend, wanted, id) {
   /** @type {Record<string, ort.InferenceSession>} */
   const sessions = {};
   const dtypes = { ...wanted };
-  const cpuNodes = [], notes = [];
+  const names = Object.keys(wanted);
+  /** @type {Record<string, string>} */
+  const cpuNodes = {};
+  const notes = [];
   try {
-    for (const [k, name] of GRAPHS.entries()) {
-      reply({ type: 'progress', id, what: 'session', name, done: k, total: GRAPHS.length });
+    for (const [k, name] of names.entries()) {
+      reply({ type: 'progress', id, what: 'session', name, done: k, total: names.length });
       let created;
       try {
         created = await createSession(loader, backend, name, dtypes[name]);
@@ -121,13 +156,13 @@ async function createSessions(loader, backend, wanted, id) {
         created = await createSession(loader, backend, name, 'fp32');
       }
       sessions[name] = created.session;
-      if (created.cpuNodes) cpuNodes.push(name);
+      if (created.cpu) cpuNodes[name] = created.cpu;
     }
   } catch (e) {
     await Promise.all(Object.values(sessions).map((s) => s.release()));
     throw e;
   }
-  reply({ type: 'progress', id, what: 'session', name: 'all', done: GRAPHS.length, total: GRAPHS.length });
+  reply({ type: 'progress', id, what: 'session', name: 'all', done: names.length, total: names.length });
   return { sessions, cpuNodes, dtypes, notes };
 }
 
@@ -150,23 +185,33 @@ async function load(req) {
   ort.env.wasm.numThreads = backend.threads;
   ort.env.wasm.wasmPaths = new URL('./ort/', import.meta.url).href;
   ort.env.logLevel = 'error';
-  let created;
+  const kvCache = req.kvCache ?? 'auto';
+  let created, chosen = plan(manifest, backend, dtypes, kvCache);
   try {
-    created = await createSessions(loader, backend, dtypes, req.id);
+    created = await createSessions(loader, backend, chosen.graphs, req.id);
   } catch (e) {
     if (backend.ep !== 'webgpu' || e instanceof ChecksumError || req.backend === 'webgpu') throw e;
     backend = wasmBackend([`WebGPU failed while creating sessions (${e instanceof Error ? e.message : e}); using WASM`]);
-    created = await createSessions(loader, backend, dtypes, req.id);
+    chosen = plan(manifest, backend, dtypes, kvCache);
+    created = await createSessions(loader, backend, chosen.graphs, req.id);
   }
   const device = backend.ep === 'webgpu' ? await ort.env.webgpu.device : null;
-  model = { loader, tokenizer, dims: config.janusweb, pre, graphs: { sessions: created.sessions, device } };
+  const { sessions } = created;
+  const fused = FUSED in sessions;
+  const lm = sessions[fused ? FUSED : 'language_model'];
+  const newCache = fused
+    ? (/** @type {number} */ rows, /** @type {number} */ capacity) =>
+      new BoundCache(lm, config.janusweb, /** @type {GPUDevice} */ (device), rows, capacity)
+    : (/** @type {number} */ rows) => new GrowingCache(lm, config.janusweb, rows);
+  model = { loader, tokenizer, dims: config.janusweb, pre, graphs: { sessions, device, newCache } };
   const used = created.dtypes;
-  const main = req.dtype ?? used.language_model;
-  const odd = GRAPHS.filter((g) => used[g] !== main).map((g) => `${g}: ${used[g]}`);
+  const main = req.dtype ?? used[fused ? FUSED : 'language_model'];
+  const odd = Object.keys(used).filter((g) => used[g] !== main).map((g) => `${g}: ${used[g]}`);
   /** @type {BackendInfo} */
   const info = { ep: backend.ep, adapter: backend.adapter, dtype: odd.length ? `${main} (${odd.join(', ')})` : main,
     dtypes: used, threads: backend.threads, cpuNodes: created.cpuNodes,
-    notes: [...backend.notes, ...missing, ...created.notes] };
+    kvCache: fused ? `${FUSED}: bound in place, fixed capacity` : 'language_model: grown per step',
+    notes: [...backend.notes, ...missing, ...created.notes, ...(chosen.note ? [chosen.note] : [])] };
   reply({ type: 'done', id: req.id, cancelled: false, backend: info });
 }
 
