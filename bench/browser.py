@@ -3,9 +3,10 @@
 the same result shape as the Python backends."""
 
 import base64
+import contextlib
 import json
-import shlex
 import os
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -56,39 +57,57 @@ def _aggregate(raw: dict, inp: Inputs, dims: dict) -> dict:
     return out
 
 
-def rows(bundle: Path, backend: str, dtypes: list, inp: Inputs, w: Workload, executable: str | None = None,
-         headed: bool = False, page: Path | None = None, kv_cache: str = "auto") -> list:
-    """One row per dtype for `backend` ('webgpu' or 'wasm'); skipped rows say why. kv_cache: the page's
-    choice of language model graph ('auto': the fused language_model_gqa where it runs, 'grow': language_model)."""
+def software_adapter(adapter: str) -> bool:
+    """Whether a WebGPU adapter description names a software implementation (SwiftShader, a fallback)."""
+    return any(k in adapter.lower() for k in ("swiftshader", "fallback", "cpu"))
+
+
+def unavailable(executable: str | None) -> str | None:
+    """Why no browser backend can run here, or None."""
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
-        return [{"name": backend, "dtype": d, "skipped": "Python Playwright is not installed"} for d in dtypes]
-    executable = executable or chromium_path()
-    if not executable:
-        return [{"name": backend, "dtype": d, "skipped": "no Chromium found (--browser PATH)"} for d in dtypes]
-    if w.image_steps not in (None, inp.dims.num_image_tokens):
-        return [{"name": backend, "dtype": d, "skipped": "the page always generates whole images "
-                 "(--image-steps must be left at its default)"} for d in dtypes]
-    dims = json.loads((Path(bundle) / "config.json").read_text())["janusweb"]
-    config = {"question": w.question, "imagePng": base64.b64encode(inp.image_png).decode(),
-              "textTokens": w.text_tokens, "prompt": w.prompt, "counts": list(w.image_counts),
-              "guidance": w.guidance, "temperature": w.temperature, "seed": w.draw_seed, "repeats": w.repeats,
-              "kvCache": kv_cache}
-    out = []
+        return "Python Playwright is not installed"
+    return None if executable else "no Chromium found (--browser PATH)"
+
+
+@contextlib.contextmanager
+def site_browser(bundle: Path, backend: str, executable: str, headed: bool, page: Path | None):
+    """(Chromium, base URL) over a temporary site of `bundle`, served with the page's headers."""
+    from playwright.sync_api import sync_playwright
     with tempfile.TemporaryDirectory(prefix="janusweb-bench-") as tmp, sync_playwright() as p:
         site = build_site(bundle, Path(tmp) / "site", page=page)
         server, url = serve_in_thread(site)
         try:
             browser = p.chromium.launch(executable_path=executable, headless=not headed, args=browser_args(backend))
             try:
-                for dtype in dtypes:
-                    with step(f"{backend} {dtype} in {browser.version}"):
-                        out.append(_one(browser, url, backend, dtype, config, inp, dims))
+                yield browser, url
             finally:
                 browser.close()
         finally:
             server.shutdown()
+
+
+def rows(bundle: Path, backend: str, dtypes: list, inp: Inputs, w: Workload, executable: str | None = None,
+         headed: bool = False, page: Path | None = None, kv_cache: str = "auto") -> list:
+    """One row per dtype for `backend` ('webgpu' or 'wasm'); skipped rows say why. kv_cache: the page's
+    choice of language model graph ('auto': the fused language_model_gqa where it runs, 'grow': language_model)."""
+    executable = executable or chromium_path()
+    why = unavailable(executable)
+    if why is None and w.image_steps not in (None, inp.dims.num_image_tokens):
+        why = "the page always generates whole images (--image-steps must be left at its default)"
+    if why:
+        return [{"name": backend, "dtype": d, "skipped": why} for d in dtypes]
+    dims = json.loads((Path(bundle) / "config.json").read_text())["janusweb"]
+    config = {"question": w.question, "imagePng": base64.b64encode(inp.image_png).decode(),
+              "textTokens": w.text_tokens, "prompt": w.prompt, "counts": list(w.image_counts),
+              "guidance": w.guidance, "temperature": w.temperature, "seed": w.draw_seed, "repeats": w.repeats,
+              "kvCache": kv_cache}
+    out = []
+    with site_browser(bundle, backend, executable, headed, page) as (browser, url):
+        for dtype in dtypes:
+            with step(f"{backend} {dtype} in {browser.version}"):
+                out.append(_one(browser, url, backend, dtype, config, inp, dims))
     return out
 
 
@@ -106,7 +125,7 @@ def _one(browser, url, backend, dtype, config, inp, dims) -> dict:
     if info["ep"] != backend:
         return {"name": backend, "dtype": dtype, "skipped": f"the page ran on {info['ep']}: {'; '.join(info['notes'])}"}
     adapter = info.get("adapter", "")
-    software = backend == "webgpu" and any(k in adapter.lower() for k in ("swiftshader", "fallback", "cpu"))
+    software = backend == "webgpu" and software_adapter(adapter)
     label = {"device": ("software WebGPU (SwiftShader)" if software else "GPU") if backend == "webgpu" else "cpu",
              "ep": info["ep"], "adapter": adapter, "threads": info.get("threads"), "dtypes": info.get("dtypes"),
              "cpu_nodes": info.get("cpuNodes"), "kv_cache": info.get("kvCache"), "browser": browser.version, "user_agent": raw["userAgent"],

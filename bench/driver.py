@@ -10,7 +10,7 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
-from janusweb.bench import native, report
+from janusweb.bench import native, report, tjs
 from janusweb.bench.loops import measure
 from janusweb.bench.timing import timed
 from janusweb.bench.parity import parity
@@ -21,7 +21,7 @@ from janusweb.export.checkpoint import load_source
 from janusweb.graphs import GRAPH_NAMES, OrtGraphs
 from janusweb.log import log, step
 
-BACKENDS = ("webgpu", "wasm", "native-cuda", "native-cpu", "ort-cpu", "ort-cuda")
+BACKENDS = ("webgpu", "wasm", "native-cuda", "native-cpu", "ort-cpu", "ort-cuda", *tjs.BACKENDS)
 
 
 def cpu_model() -> str:
@@ -136,6 +136,8 @@ def _run_backends(bundle, backends, model, inp, w, dtypes, browser, headed, page
             for dtype in dtypes:
                 with step(f"{b} {dtype}"):
                     rows.append({"name": b, "dtype": dtype, **_ort_row(bundle, inp, w, dtype, provider, b[4:])})
+        elif b in tjs.BACKENDS:
+            rows += tjs.rows(bundle, b, dtypes, inp, w, executable=browser, headed=headed, page=page)
         else:
             from janusweb.bench import browser as browser_mod
             rows += browser_mod.rows(bundle, b, dtypes, inp, w, executable=browser, headed=headed, page=page,

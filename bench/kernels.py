@@ -20,7 +20,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from janusweb.atomic import atomic_dir
-from janusweb.bench.browser import browser_args
+from janusweb.bench.browser import browser_args, software_adapter
 from janusweb.bench.timing import stats
 from janusweb.env import chromium_path, versions
 from janusweb.log import step
@@ -158,7 +158,7 @@ def run_kernels(out: Path, backends: list, m: int = 2, k: int = 2048, n: int = 5
                 else:
                     r = browser(paths, backend, m, k, warmup, repeats, executable, reference)
                     adapter = r["adapter"] or "no adapter"
-                    software = any(w in adapter.lower() for w in ("swiftshader", "fallback"))
+                    software = software_adapter(adapter)
                     where = (f"WASM, {r['threads']} threads" if backend == "wasm" else
                              f"WebGPU, {adapter}{' (software WebGPU: not a GPU figure)' if software else ''}")
                     rep["backends"][backend] = {**r, "label": f"Chromium {r['browser']} {where}"}

@@ -21,7 +21,8 @@ def _export(args) -> int:
 
 def _quantize(args) -> int:
     from janusweb.quantize.driver import quantize_bundle
-    quantize_bundle(Path(args.bundle), args.dtype, block_size=args.block_size, accuracy_level=args.accuracy_level)
+    quantize_bundle(Path(args.bundle), args.dtype, block_size=args.block_size, accuracy_level=args.accuracy_level,
+                    report=not args.no_report)
     return 0
 
 
@@ -90,12 +91,15 @@ def parser() -> argparse.ArgumentParser:
                                                                  "(default 32)")
     q.add_argument("--accuracy-level", type=int, default=None,
                    help="MatMulNBits accuracy_level (4 = int8 activations; default: float activations)")
+    q.add_argument("--no-report", action="store_true",
+                   help="skip the accuracy measurement (sizes only): for a quick variant, e.g. before benchmarks")
     q.set_defaults(run=_quantize)
 
     b = sub.add_parser("bench", help="run one workload on several backends; write report.json/.md and plots")
     b.add_argument("bundle", help="a bundle folder written by `janusweb export`")
     b.add_argument("--backends", default="webgpu,wasm,native-cuda,native-cpu,ort-cpu",
-                   help="comma-separated: webgpu, wasm, native-cuda, native-cpu, ort-cpu, ort-cuda")
+                   help="comma-separated: webgpu, wasm, native-cuda, native-cpu, ort-cpu, ort-cuda, and "
+                        "transformers.js on the same bundle: tjs-webgpu, tjs-wasm")
     b.add_argument("--out", required=True, help="report folder")
     b.add_argument("--text-tokens", type=int, default=128, help="greedy tokens after the image prompt")
     b.add_argument("--image-steps", type=int, default=None, help="image tokens per image (default: all)")

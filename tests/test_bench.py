@@ -13,9 +13,9 @@ BROWSER = pytest.mark.skipif(chromium_path() is None or shutil.which("node") is 
                              reason="no Chromium or node here: browser backends not benchmarked")
 
 
-def _bench(bundle, out, backends):
+def _bench(bundle, out, backends, images="1,2"):
     argv = ["--quiet", "bench", str(bundle), "--backends", backends, "--out", str(out), "--repeats", "1",
-            "--text-tokens", "12", "--images", "1,2"]
+            "--text-tokens", "12", "--images", images]
     assert main(argv) == 0
     return json.loads((out / "report.json").read_text())
 
@@ -55,3 +55,21 @@ def test_browser_backends(tiny_bundle, tmp_path):
 
 def test_bad_input(tmp_path):
     assert main(["--quiet", "bench", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+
+
+@BROWSER
+def test_transformers_js_backends(tiny_bundle, tmp_path):
+    """transformers.js on the same bundle and browser: greedy text equals the reference; images are timed per
+    step (its own sampler: no image parity)."""
+    report = _bench(tiny_bundle, tmp_path, "tjs-wasm,tjs-webgpu", images="1")
+    ran = {r["name"]: r for r in report["rows"] if r["dtype"] == "fp32" and "result" in r}
+    assert "tjs-wasm" in ran, [r.get("skipped") for r in report["rows"]]
+    steps = json.loads((tiny_bundle / "config.json").read_text())["janusweb"]["num_image_tokens"]
+    for row in ran.values():
+        assert row["label"]["runner"].startswith("transformers.js ")
+        assert row["parity"]["text_token_agreement_pct"] == 100.0
+        g = row["result"]["generation"]
+        assert len(g["1"]["step_ms"]) == steps - 1  # one time per token
+        assert g["1"]["s_per_image"] > 0 and g["1"]["ms_per_step"]["p50"] > 0
+    if "tjs-webgpu" in ran and "swiftshader" in ran["tjs-webgpu"]["label"]["adapter"].lower():
+        assert ran["tjs-webgpu"]["label"]["device"].startswith("software WebGPU")

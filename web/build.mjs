@@ -1,5 +1,6 @@
-// Builds the static page: bundles ui.js (page) and worker.js (inference worker) with esbuild, copies the
-// HTML/CSS and ONNX Runtime's wasm files for its WebGPU build (served from the site, never from a CDN).
+// Builds the static page: bundles ui.js (page) and worker.js (inference worker) with esbuild, plus the benchmark
+// pages, and copies the HTML/CSS and ONNX Runtime's wasm files for its WebGPU build (served from the site, never
+// from a CDN).
 //   node web/build.mjs [--outdir DIR]     (default web/dist)
 
 import { build } from 'esbuild';
@@ -15,12 +16,24 @@ const outdir = path.resolve(outIndex >= 0 ? args[outIndex + 1] : path.join(here,
 
 // onnxruntime-web/webgpu with external wasm: ort.webgpu.min.mjs loads these two files from env.wasm.wasmPaths.
 const ORT_FILES = ['ort-wasm-simd-threaded.asyncify.mjs', 'ort-wasm-simd-threaded.asyncify.wasm'];
-const ortDist = path.dirname(createRequire(import.meta.url).resolve('onnxruntime-web/webgpu'));
+const require = createRequire(import.meta.url);
+const ortDist = path.dirname(require.resolve('onnxruntime-web/webgpu'));
+
+// transformers.js, the benchmark's comparison backend (tjs-bench.html, a devDependency), brings its own
+// onnxruntime-web build; its wasm files go to ort-tjs/. Without it the comparison page is left out.
+let tjsOrtDist = null;
+try {
+  const tjsRequire = createRequire(require.resolve('@huggingface/transformers'));
+  tjsOrtDist = path.dirname(tjsRequire.resolve('onnxruntime-web/webgpu'));
+} catch {
+  console.warn('@huggingface/transformers is not installed: building without tjs-bench.html');
+}
+const pages = ['ui.js', 'worker.js', 'bench.js', 'kernels.js', ...(tjsOrtDist ? ['tjs-bench.js'] : [])];
 
 await rm(outdir, { recursive: true, force: true });
 await mkdir(path.join(outdir, 'ort'), { recursive: true });
 await build({
-  entryPoints: ['ui.js', 'worker.js', 'bench.js', 'kernels.js'].map((f) => path.join(here, f)),
+  entryPoints: pages.map((f) => path.join(here, f)),
   outdir,
   bundle: true,
   format: 'esm',
@@ -31,5 +44,11 @@ await build({
   sourcemap: true,
   logLevel: 'warning',
 });
-for (const f of ['index.html', 'bench.html', 'kernels.html', 'style.css']) await copyFile(path.join(here, f), path.join(outdir, f));
+const html = [...pages.filter((f) => !['ui.js', 'worker.js'].includes(f)).map((f) => f.replace('.js', '.html')),
+  'index.html'];
+for (const f of [...html, 'style.css']) await copyFile(path.join(here, f), path.join(outdir, f));
 for (const f of ORT_FILES) await copyFile(path.join(ortDist, f), path.join(outdir, 'ort', f));
+if (tjsOrtDist) {
+  await mkdir(path.join(outdir, 'ort-tjs'));
+  for (const f of ORT_FILES) await copyFile(path.join(tjsOrtDist, f), path.join(outdir, 'ort-tjs', f));
+}

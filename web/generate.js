@@ -17,6 +17,10 @@ import { dispose, gpuTensor, int64, slicePositions } from './tensors.js';
  * @property {number} decoded_image_size
  */
 
+// On WebGPU, a second prepare_inputs_embeds session with every node on the GPU, for prompts with an image (the
+// first one runs the vision tower on the CPU, for text-only calls): see worker.js.
+export const IMAGE_EMBEDS = 'prepare_inputs_embeds@image';
+
 export class Cancelled extends Error {
   constructor() {
     super('cancelled');
@@ -81,7 +85,8 @@ function lastPosition(g, hidden) {
 async function embed(g, d, rows, image) {
   const B = rows.length, S = rows[0].length, N = image ? 1 : 0, size = d.image_size, T = d.num_image_tokens;
   const seqMask = Uint8Array.from(image ? image.imageMask : new Array(B * S).fill(false), Number);
-  const out = await g.sessions.prepare_inputs_embeds.run({
+  const session = (image && g.sessions[IMAGE_EMBEDS]) || g.sessions.prepare_inputs_embeds;
+  const out = await session.run({
     input_ids: int64(rows.flat(), [B, S]),
     pixel_values: new ort.Tensor('float32', image ? image.pixels : new Float32Array(0), [B, N, 3, size, size]),
     images_seq_mask: new ort.Tensor('bool', seqMask, [B, S]),

@@ -84,9 +84,9 @@
  * @property {string[]} notes fallbacks and their reasons
  * @property {string} kvCache which language model graph runs and how it holds the KV cache
  * @property {Record<string, string>} cpuNodes WebGPU: the graphs with some nodes on the CPU EP, and why: 'named nodes'
- *   (placed there on purpose: the vision tower of prepare_inputs_embeds, the int64 mask arithmetic of
- *   language_model_gqa) or 'ORT fallback' (nodes ORT itself put there, e.g. shape arithmetic; created without
- *   session.disable_cpu_ep_fallback). Graphs not listed ran with it.
+ *   (placed there on purpose: the vision tower of the text-only prepare_inputs_embeds session, the mask
+ *   arithmetic of language_model_gqa) or 'ORT fallback' (nodes ORT itself put there: shape arithmetic; created
+ *   without session.disable_cpu_ep_fallback). Sessions not listed ran with it.
  */
 
 /**

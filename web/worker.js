@@ -8,7 +8,7 @@ import { independentOf, onnxNodes } from './onnx-nodes.js';
 import { JanusTokenizer } from './tokenizer.js';
 import { preprocess } from './preprocess.js';
 import { imageDraws } from './sampling.js';
-import { Cancelled, generateImages, generateText } from './generate.js';
+import { Cancelled, IMAGE_EMBEDS, generateImages, generateText } from './generate.js';
 import { BoundCache, GrowingCache } from './kv-cache.js';
 
 /** @typedef {import('./protocol.js').Request} Request */
@@ -79,7 +79,8 @@ function reply(msg, transfer = []) {
  * - graphs with CPU_SIDE nodes place the nodes that do not depend on that input on the CPU EP by name
  *   (forceCpuNodeNames), and ORT's check session.disable_cpu_ep_fallback cannot be on (it rejects any CPU node,
  *   named or not): prepare_inputs_embeds runs its vision tower and mask arithmetic on the CPU (a text-only call
- *   feeds the vision tower zero-size tensors, which the WebGPU kernels reject); language_model_gqa its three
+ *   feeds the vision tower zero-size tensors, which the WebGPU kernels reject), so prompts with an image go
+ *   through a second session of the same graph, IMAGE_EMBEDS, all on the GPU; language_model_gqa its three
  *   attention-mask nodes (so GroupQueryAttention gets its sequence lengths without a GPU->CPU read);
  * - every other graph is created with session.disable_cpu_ep_fallback; one that ORT can only place with some
  *   nodes on the CPU EP is created again without it.
@@ -90,9 +91,10 @@ function reply(msg, transfer = []) {
  * @param {string} dtype
  */
 async function createSession(loader, backend, name, dtype) {
-  const { model: bytes, externalData } = await loader.graph(name, dtype);
-  const outputs = /** @type {any} */ (loader.manifest).graphs[name].outputs.map((/** @type {any} */ o) => o.name);
-  const onGpu = GPU_OUTPUTS[/** @type {keyof GPU_OUTPUTS} */ (name)](outputs);
+  const graph = name === IMAGE_EMBEDS ? 'prepare_inputs_embeds' : name;
+  const { model: bytes, externalData } = await loader.graph(graph, dtype);
+  const outputs = /** @type {any} */ (loader.manifest).graphs[graph].outputs.map((/** @type {any} */ o) => o.name);
+  const onGpu = GPU_OUTPUTS[/** @type {keyof GPU_OUTPUTS} */ (graph)](outputs);
   const forceCpu = backend.ep === 'webgpu' && name in CPU_SIDE ? independentOf(onnxNodes(bytes), CPU_SIDE[name]) : [];
   const create = (/** @type {boolean} */ strict) =>
     ort.InferenceSession.create(bytes, sessionOptions(backend, { onGpu, forceCpu, strict, externalData }));
@@ -107,7 +109,8 @@ async function createSession(loader, backend, name, dtype) {
 
 /**
  * The graphs to run on `backend`: on WebGPU the fused language_model_gqa replaces language_model when the bundle
- * has it at the language model's dtype. Returns graph -> dtype, and a note when the fused graph is not used.
+ * has it at the language model's dtype, and IMAGE_EMBEDS joins prepare_inputs_embeds. Returns session name ->
+ * dtype, and a note when the fused graph is not used.
  * @param {import('./loader.js').Manifest} manifest
  * @param {Backend} backend
  * @param {Record<string, string>} dtypes the dtypes of GRAPHS
@@ -117,13 +120,13 @@ function plan(manifest, backend, dtypes, kvCache) {
   const fused = manifest.graphs[FUSED];
   const dtype = dtypes.language_model;
   if (backend.ep !== 'webgpu') return { graphs: { ...dtypes }, note: null };
-  if (kvCache === 'grow') return { graphs: { ...dtypes }, note: 'KV cache grown per step (language_model): requested' };
-  if (fused && (dtype === 'fp32' || fused.variants?.[dtype])) {
-    const { language_model: _, ...rest } = dtypes;
-    return { graphs: { prepare_inputs_embeds: rest.prepare_inputs_embeds, [FUSED]: dtype, ...rest }, note: null };
-  }
+  const { prepare_inputs_embeds: embeds, language_model: _, ...rest } = dtypes;
+  const head = { prepare_inputs_embeds: embeds, [IMAGE_EMBEDS]: embeds };
+  const grown = { ...head, language_model: dtype, ...rest };
+  if (kvCache === 'grow') return { graphs: grown, note: 'KV cache grown per step (language_model): requested' };
+  if (fused && (dtype === 'fp32' || fused.variants?.[dtype])) return { graphs: { ...head, [FUSED]: dtype, ...rest }, note: null };
   const why = fused ? `the bundle has no ${dtype} variant of ${FUSED}` : `the bundle has no ${FUSED}`;
-  return { graphs: { ...dtypes }, note: `KV cache grown per step (language_model): ${why}` };
+  return { graphs: grown, note: `KV cache grown per step (language_model): ${why}` };
 }
 
 /**

@@ -1,0 +1,82 @@
+"""The comparison backends tjs-webgpu and tjs-wasm: transformers.js (MultiModalityCausalLM with its own
+onnxruntime-web) running the same bundle in the same Chromium, through web/tjs-bench.js.
+
+Understanding is greedy on the workload's own input ids, pixels and masks, so its tokens join the parity table.
+Image generation uses transformers.js's own sampler and unconditional prompt (pad tokens, masked): speed only,
+no token parity. Per-step times come from a streamer that sees every new token.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from janusweb.bench.browser import site_browser, software_adapter, unavailable
+from janusweb.bench.timing import median, stats
+from janusweb.bench.workload import Inputs, Workload
+from janusweb.env import chromium_path
+from janusweb.log import step
+
+BACKENDS = {"tjs-webgpu": "webgpu", "tjs-wasm": "wasm"}
+
+
+def _config(inp: Inputs, w: Workload) -> dict:
+    u = inp.understanding
+    return {"understanding": {
+        "input_ids": u["input_ids"].tolist(), "images_seq_mask": u["images_seq_mask"].tolist(),
+        "images_emb_mask": {"dims": list(u["images_emb_mask"].shape), "data": u["images_emb_mask"].ravel().tolist()},
+        "pixel_values": {"dims": list(inp.pixel_values.shape), "data": inp.pixel_values.ravel().tolist()}},
+        "textTokens": w.text_tokens, "promptIds": inp.prompt_ids.tolist(), "imageTokens": inp.steps,
+        "counts": list(w.image_counts), "repeats": w.repeats}
+
+
+def _aggregate(raw: dict) -> dict:
+    u = raw["understanding"]
+    ttft = [r["token_times_ms"][0] for r in u]
+    tps = [(len(r["token_times_ms"]) - 1) / ((r["token_times_ms"][-1] - r["token_times_ms"][0]) / 1000) for r in u]
+    out = {"understanding": {"ttft_ms": median(ttft), "decode_tokens_per_s": median(tps), "tokens": u[-1]["tokens"]},
+           "generation": {}}
+    for n, runs in raw["generation"].items():
+        best = sorted(runs, key=lambda r: r["total_ms"])[len(runs) // 2]
+        times = np.array(best["step_times_ms"])
+        out["generation"][str(n)] = {
+            "ms_per_step": {**stats(np.diff(times)), "mean": float(np.diff(times).mean()) if times.size > 1 else None},
+            "step_ms": np.diff(times).tolist(), "prefill_ms": float(times[0]) if times.size else None,
+            "vq_decode_ms": best["total_ms"] - float(times[-1]) if times.size else None,
+            "s_per_image": median([r["total_ms"] for r in runs]) / 1000 / int(n),
+            "note": "transformers.js's own sampler and unconditional prompt: no token parity"}
+    return out
+
+
+def rows(bundle: Path, name: str, dtypes: list, inp: Inputs, w: Workload, executable: str | None = None,
+         headed: bool = False, page: Path | None = None) -> list:
+    executable = executable or chromium_path()
+    why = unavailable(executable)
+    if why:
+        return [{"name": name, "dtype": d, "skipped": why} for d in dtypes]
+    backend = BACKENDS[name]
+    out = []
+    with site_browser(bundle, backend, executable, headed, page) as (browser, url):
+        for dtype in dtypes:
+            with step(f"{name} {dtype} in {browser.version}"):
+                tab = browser.new_page()
+                try:
+                    tab.goto(url + "tjs-bench.html")
+                    tab.wait_for_function("typeof window.runTransformersJs === 'function'")
+                    raw = tab.evaluate("c => runTransformersJs(c)", {**_config(inp, w), "backend": backend,
+                                                                      "dtype": dtype})
+                except Exception as e:  # a backend that cannot run here is reported, not fatal
+                    out.append({"name": name, "dtype": dtype,
+                                "skipped": f"{type(e).__name__}: {str(e).splitlines()[0]}"})
+                    continue
+                finally:
+                    tab.close()
+                adapter = raw["adapter"] or ""
+                device = ("software WebGPU (SwiftShader)" if software_adapter(adapter) else "GPU") \
+                    if backend == "webgpu" else "cpu"
+                label = {"device": device, "adapter": adapter,
+                         "runner": f"transformers.js {raw['transformers']}", "onnxruntime_web": raw["ort"],
+                         "browser": browser.version, "user_agent": raw["userAgent"]}
+                out.append({"name": name, "dtype": dtype, "label": label, "load_s": raw["load_ms"] / 1000,
+                            "result": _aggregate(raw)})
+    return out
