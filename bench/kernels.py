@@ -10,6 +10,7 @@ The graphs are built here from seeded random weights and quantized by janusweb's
 
 import json
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -85,12 +86,16 @@ def ort_cpu(paths: dict, m: int, k: int, warmup: int, repeats: int, threads: int
 
 
 def browser(paths: dict, backend: str, m: int, k: int, warmup: int, repeats: int, executable: str | None,
-            reference: dict) -> dict:
-    """Times per variant, and the max abs diff of its output against onnxruntime's CPU EP on the same file."""
+            reference: dict, page: Path | None = None) -> dict:
+    """Times per variant, and the max abs diff of its output against onnxruntime's CPU EP on the same file.
+    page: an already built page (web/build.mjs output), for hosts without node."""
     from playwright.sync_api import sync_playwright
     with tempfile.TemporaryDirectory(prefix="janusweb-kernels-") as tmp, sync_playwright() as p:
         site = Path(tmp) / "site"
-        build_page(site)
+        if page:
+            shutil.copytree(page, site)
+        else:
+            build_page(site)
         (site / "kernels").mkdir()
         for path in paths.values():
             (site / "kernels" / path.name).write_bytes(path.read_bytes())
@@ -139,7 +144,7 @@ def report_md(rep: dict) -> str:
 
 
 def run_kernels(out: Path, backends: list, m: int = 2, k: int = 2048, n: int = 5632, warmup: int = 3,
-                repeats: int = 20, executable: str | None = None) -> dict:
+                repeats: int = 20, executable: str | None = None, page: Path | None = None) -> dict:
     executable = executable or chromium_path()
     rep = {"date": time.strftime("%Y-%m-%d"), "shape": {"m": m, "k": k, "n": n}, "block_size": BLOCK_SIZE,
            "cpu": platform.processor() or platform.machine(), "versions": versions(), "backends": {}}
@@ -156,7 +161,7 @@ def run_kernels(out: Path, backends: list, m: int = 2, k: int = 2048, n: int = 5
                     rep["backends"][backend] = {"label": backend, "results": {
                         v: {"error": "no Chromium found (--browser PATH)"} for v in VARIANTS}}
                 else:
-                    r = browser(paths, backend, m, k, warmup, repeats, executable, reference)
+                    r = browser(paths, backend, m, k, warmup, repeats, executable, reference, page)
                     adapter = r["adapter"] or "no adapter"
                     software = software_adapter(adapter)
                     where = (f"WASM, {r['threads']} threads" if backend == "wasm" else

@@ -41,7 +41,7 @@ def _bench_kernels(args) -> int:
     from janusweb.bench.kernels import report_md, run_kernels
     m, k, n = (int(v) for v in args.shape.split("x"))
     rep = run_kernels(Path(args.out), args.backends.split(","), m, k, n, repeats=args.repeats,
-                      executable=args.browser)
+                      executable=args.browser, page=Path(args.page) if args.page else None)
     sys.stdout.write(report_md(rep))
     return 0
 
@@ -121,6 +121,8 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--shape", default="2x2048x5632", help="MxKxN (default 2x2048x5632: one 1B MLP projection)")
     k.add_argument("--repeats", type=int, default=20, help="timed calls after 3 warm-up calls")
     k.add_argument("--browser", default=None, help="Chromium/Chrome executable (default: Debian's chromium)")
+    k.add_argument("--page", default=None, help="an already built page (web/build.mjs --outdir DIR), for hosts "
+                                                "without node")
     k.set_defaults(run=_bench_kernels)
 
     w = sub.add_parser("build-web", help="write a static site: the page, the bundle under model/, _headers")

@@ -182,3 +182,22 @@ console.log(JSON.stringify(out));""", tmp_path, {"config": config})
     assert got["none"]["ep"] == "wasm" and "no adapter" in got["none"]["notes"][0]
     assert got["nogpu"]["ep"] == "wasm" and "no WebGPU" in got["nogpu"]["notes"][0]
     assert got["forced"]["ep"] == "wasm" and got["forced"]["threads"] == 4
+
+
+@needs_node
+def test_wasm_prefers_q4_over_a_default_int8(tmp_path):
+    """On WASM a default int8 becomes q4 where the bundle has it (same speed there, half the memory: see
+    bench/results/2026-11-23-cpu-2core-matmul-formats); an asked-for dtype is kept."""
+    manifest = {"graphs": {"language_model": {"variants": {"int8": {}, "q4": {}}}, "lm_head": {"variants": {"int8": {}}},
+                           "image_decode": {}}}
+    got = run_node("""
+import fs from 'fs';
+const { manifest } = JSON.parse(fs.readFileSync(process.argv[2]));
+const { wasmDtypes } = await import('@WEB@/backend.js');
+const dtypes = { language_model: 'int8', lm_head: 'int8', image_decode: 'fp32' };
+console.log(JSON.stringify({ auto: wasmDtypes(dtypes, manifest, null), asked: wasmDtypes(dtypes, manifest, 'int8') }));
+""", tmp_path, {"manifest": manifest})
+    assert got["auto"]["dtypes"] == {"language_model": "q4", "lm_head": "int8", "image_decode": "fp32"}
+    assert "language_model" in got["auto"]["note"] and "lm_head" not in got["auto"]["note"]
+    assert got["asked"] == {"dtypes": {"language_model": "int8", "lm_head": "int8", "image_decode": "fp32"},
+                            "note": None}

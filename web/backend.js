@@ -121,3 +121,20 @@ export function sessionOptions(backend, { onGpu, forceCpu, strict, externalData 
     ...(strict ? { extra: { session: { disable_cpu_ep_fallback: '1' } } } : {}),
   };
 }
+
+/**
+ * On WASM, q4 in place of a default int8: onnxruntime-web's WASM MatMulNBits runs 4- and 8-bit weights at the
+ * same speed (about 12x slower than fp32: bench/results/2026-11-23-cpu-2core-matmul-formats) and q4 halves the
+ * download and the memory, which a 1B model needs to fit in WASM's 4 GB. Only when no dtype was asked for and
+ * the bundle has the q4 variant.
+ * @param {Record<string, string>} dtypes graph -> dtype
+ * @param {{graphs: Record<string, any>}} manifest
+ * @param {string|null} requested the dtype the user asked for
+ * @returns {{dtypes: Record<string, string>, note: string|null}}
+ */
+export function wasmDtypes(dtypes, manifest, requested) {
+  const swap = requested ? [] : Object.keys(dtypes).filter((g) => dtypes[g] === 'int8' && manifest.graphs[g]?.variants?.q4);
+  if (!swap.length) return { dtypes, note: null };
+  return { dtypes: { ...dtypes, ...Object.fromEntries(swap.map((g) => [g, 'q4'])) },
+    note: `WASM: q4 instead of the default int8 for ${swap.join(', ')} (the same speed there, half the memory)` };
+}

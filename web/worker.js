@@ -2,7 +2,7 @@
 // stays responsive. Messages: see protocol.js.
 
 import * as ort from 'onnxruntime-web/webgpu';
-import { bundleNeeds, chooseBackend, sessionOptions, wasmBackend } from './backend.js';
+import { bundleNeeds, chooseBackend, sessionOptions, wasmBackend, wasmDtypes } from './backend.js';
 import { BundleLoader, ChecksumError, graphDtypes } from './loader.js';
 import { independentOf, onnxNodes } from './onnx-nodes.js';
 import { JanusTokenizer } from './tokenizer.js';
@@ -109,17 +109,22 @@ async function createSession(loader, backend, name, dtype) {
 
 /**
  * The graphs to run on `backend`: on WebGPU the fused language_model_gqa replaces language_model when the bundle
- * has it at the language model's dtype, and IMAGE_EMBEDS joins prepare_inputs_embeds. Returns session name ->
- * dtype, and a note when the fused graph is not used.
+ * has it at the language model's dtype, and IMAGE_EMBEDS joins prepare_inputs_embeds; on WASM a default int8
+ * becomes q4 where the bundle has it. Returns session name -> dtype, and a note on what was changed or why the
+ * fused graph is not used.
  * @param {import('./loader.js').Manifest} manifest
  * @param {Backend} backend
  * @param {Record<string, string>} dtypes the dtypes of GRAPHS
  * @param {'auto'|'grow'} kvCache 'grow': language_model whatever the backend
+ * @param {string|null} requested the dtype asked for (WASM swaps a default int8 for q4: see wasmDtypes)
  */
-function plan(manifest, backend, dtypes, kvCache) {
+function plan(manifest, backend, dtypes, kvCache, requested) {
   const fused = manifest.graphs[FUSED];
   const dtype = dtypes.language_model;
-  if (backend.ep !== 'webgpu') return { graphs: { ...dtypes }, note: null };
+  if (backend.ep !== 'webgpu') {
+    const wasm = wasmDtypes(dtypes, manifest, requested);
+    return { graphs: wasm.dtypes, note: wasm.note };
+  }
   const { prepare_inputs_embeds: embeds, language_model: _, ...rest } = dtypes;
   const head = { prepare_inputs_embeds: embeds, [IMAGE_EMBEDS]: embeds };
   const grown = { ...head, language_model: dtype, ...rest };
@@ -189,13 +194,13 @@ async function load(req) {
   ort.env.wasm.wasmPaths = new URL('./ort/', import.meta.url).href;
   ort.env.logLevel = 'error';
   const kvCache = req.kvCache ?? 'auto';
-  let created, chosen = plan(manifest, backend, dtypes, kvCache);
+  let created, chosen = plan(manifest, backend, dtypes, kvCache, req.dtype);
   try {
     created = await createSessions(loader, backend, chosen.graphs, req.id);
   } catch (e) {
     if (backend.ep !== 'webgpu' || e instanceof ChecksumError || req.backend === 'webgpu') throw e;
     backend = wasmBackend([`WebGPU failed while creating sessions (${e instanceof Error ? e.message : e}); using WASM`]);
-    chosen = plan(manifest, backend, dtypes, kvCache);
+    chosen = plan(manifest, backend, dtypes, kvCache, req.dtype);
     created = await createSessions(loader, backend, chosen.graphs, req.id);
   }
   const device = backend.ep === 'webgpu' ? await ort.env.webgpu.device : null;
