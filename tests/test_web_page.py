@@ -57,8 +57,7 @@ def quantize_available() -> bool:
 
 
 INT8_AVAILABLE = quantize_available()
-DTYPES = ["fp32", pytest.param("int8", marks=pytest.mark.skipif(
-    not INT8_AVAILABLE, reason="`janusweb quantize` is not in this CLI: no int8 variant to test"))]
+INT8 = pytest.mark.skipif(not INT8_AVAILABLE, reason="`janusweb quantize` is not in this CLI: no int8 variant")
 
 
 @pytest.fixture(scope="module")
@@ -180,23 +179,32 @@ def shown_images_are_not_blank(page, count: int) -> None:
     assert page.locator("#gallery a[download]").count() == count
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("backend", ["webgpu", "wasm"])
-def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png, backend, dtype):
+CASES = [  # backend, KV cache (?kv=), dtype
+    pytest.param("webgpu", "auto", "fp32", id="webgpu-fp32"),
+    pytest.param("webgpu", "auto", "int8", id="webgpu-int8", marks=INT8),
+    pytest.param("webgpu", "grow", "fp32", id="webgpu-grown-kv-fp32"),  # language_model on WebGPU: comparisons
+    pytest.param("wasm", "auto", "fp32", id="wasm-fp32"),
+    pytest.param("wasm", "auto", "int8", id="wasm-int8", marks=INT8),
+]
+
+
+@pytest.mark.parametrize(("backend", "kv", "dtype"), CASES)
+def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png, backend, kv, dtype):
     if backend == "webgpu" and not browsers["webgpu_ok"]:
         pytest.skip("this Chromium offers no WebGPU adapter (not even SwiftShader)")
     t0 = time.perf_counter()
-    page = open_page(browsers[backend], site_url, f"dtype={dtype}")
+    page = open_page(browsers[backend], site_url, f"dtype={dtype}" + ("&kv=grow" if kv == "grow" else ""))
     load_s = time.perf_counter() - t0
     info = page.evaluate("window.janusweb.backend")
     assert info["ep"] == backend
     assert page.inner_text("#ep").startswith("WebGPU" if backend == "webgpu" else "WASM")
     assert page.inner_text("#adapter") == info["adapter"] and info["adapter"]
     assert page.inner_text("#dtype").startswith(dtype)
-    lm = FUSED if backend == "webgpu" else "language_model"  # WebGPU: the KV cache bound in place
-    assert info["dtypes"][lm] == dtype and "language_model" not in set(info["dtypes"]) - {lm}
+    fused = backend == "webgpu" and kv == "auto"  # WebGPU: the KV cache bound in place
+    lm = FUSED if fused else "language_model"
+    assert info["dtypes"][lm] == dtype and {FUSED, "language_model"} & set(info["dtypes"]) == {lm}
     assert info["kvCache"].startswith(lm) and page.inner_text("#kv-cache") == info["kvCache"]
-    if backend == "webgpu":
+    if fused:
         # only the fused decoder's mask arithmetic and the text-only embedding's vision tower sit on the CPU by
         # name; lm_head passed session.disable_cpu_ep_fallback; image prompts go through an all-GPU session
         assert info["cpuNodes"][FUSED] == "named nodes" and info["cpuNodes"]["prepare_inputs_embeds"] == "named nodes"
@@ -222,10 +230,11 @@ def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png,
         # one row of logits per token, plus at most 3 at the image prompt (the mask arithmetic ORT keeps on the
         # CPU in prepare_inputs_embeds@image reads its inputs back once)
         assert answer["gpuReads"] <= len(answer["tokens"]) + 4, answer["gpuReads"]
-    METRICS[f"{backend}-{dtype}"] = {"load_s": round(load_s, 2), "tokens_per_s": round(answer["tokensPerSecond"], 2),
+    key = f"{backend}{'-grown-kv' if kv == 'grow' else ''}-{dtype}"
+    METRICS[key] = {"load_s": round(load_s, 2), "tokens_per_s": round(answer["tokensPerSecond"], 2),
                                      "image_s_2x16_tokens": round(images["seconds"], 2),
                                      "gpu_reads_image": images.get("gpuReads"), "dtypes": info["dtypes"]}
-    print(f"\n[web metrics] {backend}-{dtype}: {json.dumps(METRICS[f'{backend}-{dtype}'])}")
+    print(f"\n[web metrics] {key}: {json.dumps(METRICS[key])}")
     page.context.close()
 
 
