@@ -36,12 +36,17 @@ def _decode_images(run: dict, dims) -> np.ndarray:
     return np.stack([np.frombuffer(base64.b64decode(d), np.float32).reshape(3, px, px) for d in run["decoded"]])
 
 
+def understanding_speed(runs: list) -> dict:
+    """Time to first token and decode tokens/s (medians over runs) from each run's token arrival times, and the
+    last run's tokens."""
+    ttft = [r["token_times_ms"][0] for r in runs]
+    tps = [(len(r["token_times_ms"]) - 1) / ((r["token_times_ms"][-1] - r["token_times_ms"][0]) / 1000) for r in runs]
+    return {"ttft_ms": median(ttft), "decode_tokens_per_s": median(tps), "tokens": runs[-1]["tokens"]}
+
+
 def _aggregate(raw: dict, inp: Inputs, dims: dict) -> dict:
     u = raw["understanding"]
-    ttft = [r["token_times_ms"][0] for r in u]
-    tps = [(len(r["token_times_ms"]) - 1) / ((r["token_times_ms"][-1] - r["token_times_ms"][0]) / 1000) for r in u]
-    out = {"understanding": {"ttft_ms": median(ttft), "decode_tokens_per_s": median(tps), "tokens": u[-1]["tokens"],
-                             "gpu_reads": u[-1]["gpu_reads"]},
+    out = {"understanding": {**understanding_speed(u), "gpu_reads": u[-1]["gpu_reads"]},
            "generation": {}, "memory": raw.get("memory")}
     for n, runs in raw["generation"].items():
         best = sorted(runs, key=lambda r: r["total_ms"])[len(runs) // 2]
@@ -72,11 +77,10 @@ def unavailable(executable: str | None) -> str | None:
 
 
 @contextlib.contextmanager
-def site_browser(bundle: Path, backend: str, executable: str, headed: bool, page: Path | None):
-    """(Chromium, base URL) over a temporary site of `bundle`, served with the page's headers."""
+def served_browser(site: Path, backend: str, executable: str, headed: bool = False):
+    """(Chromium, base URL) over the site folder `site`, served with the page's headers."""
     from playwright.sync_api import sync_playwright
-    with tempfile.TemporaryDirectory(prefix="janusweb-bench-") as tmp, sync_playwright() as p:
-        site = build_site(bundle, Path(tmp) / "site", page=page)
+    with sync_playwright() as p:
         server, url = serve_in_thread(site)
         try:
             browser = p.chromium.launch(executable_path=executable, headless=not headed, args=browser_args(backend))
@@ -86,6 +90,14 @@ def site_browser(bundle: Path, backend: str, executable: str, headed: bool, page
                 browser.close()
         finally:
             server.shutdown()
+
+
+@contextlib.contextmanager
+def site_browser(bundle: Path, backend: str, executable: str, headed: bool, page: Path | None):
+    """(Chromium, base URL) over a temporary site of `bundle`."""
+    with tempfile.TemporaryDirectory(prefix="janusweb-bench-") as tmp:
+        with served_browser(build_site(bundle, Path(tmp) / "site", page=page), backend, executable, headed) as b:
+            yield b
 
 
 def rows(bundle: Path, backend: str, dtypes: list, inp: Inputs, w: Workload, executable: str | None = None,
@@ -128,7 +140,8 @@ def _one(browser, url, backend, dtype, config, inp, dims) -> dict:
     software = backend == "webgpu" and software_adapter(adapter)
     label = {"device": ("software WebGPU (SwiftShader)" if software else "GPU") if backend == "webgpu" else "cpu",
              "ep": info["ep"], "adapter": adapter, "threads": info.get("threads"), "dtypes": info.get("dtypes"),
-             "cpu_nodes": info.get("cpuNodes"), "kv_cache": info.get("kvCache"), "browser": browser.version, "user_agent": raw["userAgent"],
+             "cpu_nodes": info.get("cpuNodes"), "kv_cache": info.get("kvCache"), "browser": browser.version,
+             "user_agent": raw["userAgent"],
              "notes": info.get("notes")}
     return {"name": backend, "dtype": dtype, "label": label, "load_s": raw["load_ms"] / 1000,
             "load_sessions": raw["sessions"], "result": _aggregate(raw, inp, dims)}

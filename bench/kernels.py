@@ -21,12 +21,12 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from janusweb.atomic import atomic_dir
-from janusweb.bench.browser import browser_args, software_adapter
+from janusweb.bench.browser import served_browser, software_adapter
 from janusweb.bench.timing import stats
 from janusweb.env import chromium_path, versions
 from janusweb.log import step
 from janusweb.quantize.matmul import quantize_matmuls
-from janusweb.site import build_page, serve_in_thread
+from janusweb.site import build_page
 
 # name -> (bits, accuracy_level); None bits: the fp32 MatMul
 VARIANTS = {"fp32": (None, None), "int8": (8, 0), "int8-acc4": (8, 4), "q4": (4, 0), "q4-acc4": (4, 4)}
@@ -68,13 +68,12 @@ def reference_outputs(paths: dict, m: int, k: int) -> dict:
             for name, path in paths.items()}
 
 
-def ort_cpu(paths: dict, m: int, k: int, warmup: int, repeats: int, threads: int) -> dict:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
+def ort_cpu(paths: dict, m: int, k: int, warmup: int, repeats: int) -> dict:
+    """Times per variant on onnxruntime's CPU EP (its default threads)."""
     x = kernel_input(m, k)
     out = {}
     for name, path in paths.items():
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         ms = []
         for r in range(warmup + repeats):
             t0 = time.perf_counter()
@@ -89,8 +88,7 @@ def browser(paths: dict, backend: str, m: int, k: int, warmup: int, repeats: int
             reference: dict, page: Path | None = None) -> dict:
     """Times per variant, and the max abs diff of its output against onnxruntime's CPU EP on the same file.
     page: an already built page (web/build.mjs output), for hosts without node."""
-    from playwright.sync_api import sync_playwright
-    with tempfile.TemporaryDirectory(prefix="janusweb-kernels-") as tmp, sync_playwright() as p:
+    with tempfile.TemporaryDirectory(prefix="janusweb-kernels-") as tmp:
         site = Path(tmp) / "site"
         if page:
             shutil.copytree(page, site)
@@ -98,22 +96,15 @@ def browser(paths: dict, backend: str, m: int, k: int, warmup: int, repeats: int
             build_page(site)
         (site / "kernels").mkdir()
         for path in paths.values():
-            (site / "kernels" / path.name).write_bytes(path.read_bytes())
-        server, url = serve_in_thread(site)
-        try:
-            chromium = p.chromium.launch(executable_path=executable, headless=True, args=browser_args(backend))
-            try:
-                page = chromium.new_page()
-                page.goto(url + "kernels.html")
-                page.wait_for_function("typeof window.runKernels === 'function'")
-                raw = page.evaluate("c => runKernels(c)", {
-                    "models": [{"name": name, "url": f"kernels/{p.name}"} for name, p in paths.items()],
-                    "ep": backend, "m": m, "k": k, "warmup": warmup, "repeats": repeats})
-                version = chromium.version
-            finally:
-                chromium.close()
-        finally:
-            server.shutdown()
+            shutil.copyfile(path, site / "kernels" / path.name)
+        with served_browser(site, backend, executable) as (chromium, url):
+            tab = chromium.new_page()
+            tab.goto(url + "kernels.html")
+            tab.wait_for_function("typeof window.runKernels === 'function'")
+            raw = tab.evaluate("c => runKernels(c)", {
+                "models": [{"name": name, "url": f"kernels/{path.name}"} for name, path in paths.items()],
+                "ep": backend, "m": m, "k": k, "warmup": warmup, "repeats": repeats})
+            version = chromium.version
     results = {}
     for name, r in raw["results"].items():
         if "error" in r:
@@ -154,9 +145,8 @@ def run_kernels(out: Path, backends: list, m: int = 2, k: int = 2048, n: int = 5
         for backend in backends:
             with step(f"kernels on {backend}"):
                 if backend == "ort-cpu":
-                    threads = ort.SessionOptions().intra_op_num_threads or 0
                     rep["backends"][backend] = {"label": "onnxruntime CPU EP (Python)",
-                                                "results": ort_cpu(paths, m, k, warmup, repeats, threads)}
+                                                "results": ort_cpu(paths, m, k, warmup, repeats)}
                 elif not executable:
                     rep["backends"][backend] = {"label": backend, "results": {
                         v: {"error": "no Chromium found (--browser PATH)"} for v in VARIANTS}}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from janusweb.bench.browser import site_browser, software_adapter, unavailable
+from janusweb.bench.browser import site_browser, software_adapter, unavailable, understanding_speed
 from janusweb.bench.timing import median, stats
 from janusweb.bench.workload import Inputs, Workload
 from janusweb.env import chromium_path
@@ -31,11 +31,7 @@ def _config(inp: Inputs, w: Workload) -> dict:
 
 
 def _aggregate(raw: dict) -> dict:
-    u = raw["understanding"]
-    ttft = [r["token_times_ms"][0] for r in u]
-    tps = [(len(r["token_times_ms"]) - 1) / ((r["token_times_ms"][-1] - r["token_times_ms"][0]) / 1000) for r in u]
-    out = {"understanding": {"ttft_ms": median(ttft), "decode_tokens_per_s": median(tps), "tokens": u[-1]["tokens"]},
-           "generation": {}}
+    out = {"understanding": understanding_speed(raw["understanding"]), "generation": {}}
     for n, runs in raw["generation"].items():
         best = sorted(runs, key=lambda r: r["total_ms"])[len(runs) // 2]
         times = np.array(best["step_times_ms"])

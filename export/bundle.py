@@ -14,6 +14,8 @@ from transformers import JanusConfig
 from janusweb.errors import UserError
 from janusweb.prompts import SpecialIds
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
 
 def runtime_config(cfg: JanusConfig, ids: SpecialIds) -> dict:
     text, vision, vq = cfg.text_config, cfg.vision_config, cfg.vq_config

@@ -16,8 +16,9 @@ from tokenizers import Tokenizer
 
 import janusweb
 from janusweb.atomic import atomic_dir
-from janusweb.export.bundle import (check_output_dir, config_json, file_table, generation_config_json,
-                                    preprocessor_config_json, processor_config_json, write_json)
+from janusweb.export.bundle import (TOKENIZER_FILES, check_output_dir, config_json, file_table,
+                                    generation_config_json, preprocessor_config_json, processor_config_json,
+                                    write_json)
 from janusweb.export.checkpoint import load_source
 from janusweb.export.fused import export_fused_language_model
 from janusweb.export.onnx_export import OPSET, export_graph
@@ -31,7 +32,6 @@ from janusweb.log import log, step
 from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
 from janusweb.sampling import uniforms
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 TEXT_PROMPT = "Describe this image in detail."
 IMAGE_PROMPT = "A watercolor painting of mountains at sunset."
 

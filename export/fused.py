@@ -26,15 +26,13 @@ import torch
 from transformers import JanusForConditionalGeneration, LlamaConfig, LlamaForCausalLM
 
 from janusweb.errors import UserError
-from janusweb.export.bundle import file_digest
+from janusweb.export.bundle import TOKENIZER_FILES, file_digest
 from janusweb.fused import ATTENTION_MASK_KEY, STEM, hidden_state_diff
-from janusweb.generate import ModelDims
 from janusweb.log import log, step
 
 # The builder's quantization pass logs every node at INFO through its own handler.
 logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 FUSED_OPS = ("GroupQueryAttention", "SkipSimplifiedLayerNormalization", "SimplifiedLayerNormalization",
              "RotaryEmbedding", "MatMulNBits")
 
@@ -157,8 +155,7 @@ def export_fused_language_model(model: JanusForConditionalGeneration, bundle_dir
         shutil.rmtree(staging, ignore_errors=True)
     config = json.loads((bundle / "config.json").read_text())["janusweb"]
     with step(f"check {STEM} against language_model.onnx (prefill + 4 steps, batch 1 and 2)"):
-        check = hidden_state_diff(bundle / "onnx" / f"{STEM}.onnx", bundle / "onnx" / "language_model.onnx",
-                                  ModelDims.from_bundle_config(config), config["hidden_size"])
+        check = hidden_state_diff(bundle / "onnx" / f"{STEM}.onnx", bundle / "onnx" / "language_model.onnx", config)
     files = {f"onnx/{name}": file_digest(bundle / "onnx" / name) for name in (f"{STEM}.onnx", f"{STEM}.onnx_data")}
     decoder = genai["model"]["decoder"]
     return {

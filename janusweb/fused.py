@@ -140,11 +140,12 @@ class FusedGraphs(OrtGraphs):
         return super().providers() | {"language_model": self.language_model.session.get_providers()[0]}
 
 
-def hidden_state_diff(fused: Path, reference: Path, dims: ModelDims, hidden_size: int, batches=(1, 2),
-                      prompt: int = 7, steps: int = 4, seed: int = 0) -> dict:
+def hidden_state_diff(fused: Path, reference: Path, config: dict, batches=(1, 2), prompt: int = 7, steps: int = 4,
+                      seed: int = 0) -> dict:
     """Hidden states of the fused graph `fused` against those of a language_model graph `reference` on the same
     random embeddings: a prefill of `prompt` positions, then `steps` one-position steps, per batch size.
-    Returns {"batch=B": {"max_abs_diff": ..., "reference_abs_max": ...}}."""
+    config: config.json's janusweb block. Returns {"batch=B": {"max_abs_diff": ..., "reference_abs_max": ...}}."""
+    dims = ModelDims.from_bundle_config(config)
     reference_graph = _session(reference, ("CPUExecutionProvider",))
     lm = FusedLanguageModel(fused, dims, capacity=prompt + steps)
     names = [f"past_key_values.{i // 2}.{('key', 'value')[i % 2]}" for i in range(2 * dims.layers)]
@@ -155,7 +156,7 @@ def hidden_state_diff(fused: Path, reference: Path, dims: ModelDims, hidden_size
         ref_cache = ours_cache = [empty] * len(names)
         worst, scale, past = 0.0, 0.0, 0
         for seq in [prompt] + [1] * steps:
-            embeds = rng.standard_normal((batch, seq, hidden_size)).astype(np.float32)
+            embeds = rng.standard_normal((batch, seq, config["hidden_size"])).astype(np.float32)
             feeds = {"inputs_embeds": embeds, "attention_mask": np.ones((batch, past + seq), np.int64),
                      "position_ids": np.tile(np.arange(past, past + seq), (batch, 1))}
             ref = reference_graph.run(None, feeds | dict(zip(names, ref_cache)))

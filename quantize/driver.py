@@ -20,7 +20,6 @@ import onnxruntime
 from janusweb.errors import UserError
 from janusweb.fused import STEM as FUSED
 from janusweb.fused import hidden_state_diff
-from janusweb.generate import ModelDims
 from janusweb.graphs import GRAPH_NAMES
 from janusweb.log import log, step
 from janusweb.quantize import graph_io
@@ -32,6 +31,10 @@ from janusweb.quantize.report import RANDOM_WEIGHTS_NOTE, Settings, measure, tab
 from janusweb.quantize.targets import Target, check_options, target
 
 REPORT = "quantize_report.json"
+# report field of a graph -> its name in the manifest's variant entry
+MANIFEST_FIELDS = {"max_abs_diff": "max_abs_diff_vs_fp32", "cosine": "cosine_vs_fp32",
+                   "ids_agreement": "ids_agreement_vs_fp32",
+                   "hidden_states_vs_fp32_language_model": "hidden_states_vs_fp32_language_model"}
 TEMP_PREFIX = ".quantize-"
 
 
@@ -139,11 +142,7 @@ def _stage(bundle, staged, manifest, config, sources, t, block_size, accuracy_le
     shutil.copyfile(bundle / "config.json", staged / "config.json")  # the report's OrtGraphs reads it
     rep = _report(bundle, staged, manifest, variants, t, block_size, accuracy_level, settings, report)
     for name, v in variants.items():
-        v.update({f"{k}_vs_fp32": rep["graphs"][name][k] for k in ("max_abs_diff", "cosine", "ids_agreement")
-                  if k in rep["graphs"][name]})
-    if FUSED in variants and report:
-        v = variants[FUSED]
-        v["hidden_states_vs_fp32_language_model"] = rep["graphs"][FUSED]["hidden_states_vs_fp32_language_model"]
+        v.update({field: rep["graphs"][name][k] for k, field in MANIFEST_FIELDS.items() if k in rep["graphs"][name]})
     run = {"dtype": t.dtype, "cli": t.cli, "block_size": block_size, "accuracy_level": accuracy_level or 0,
            "onnxruntime": onnxruntime.__version__, "report": REPORT if report else None}
     add_variants(manifest, staged, t.dtype, variants, run)
@@ -189,8 +188,7 @@ def _fused_accuracy(bundle: Path, staged: Path, variant: dict) -> dict:
     config = json.loads((bundle / "config.json").read_text())["janusweb"]
     main = next(rel for rel in variant["files"] if rel.endswith(".onnx"))
     with step(f"{FUSED}: hidden states against the fp32 language_model"):
-        check = hidden_state_diff(staged / main, bundle / "onnx" / "language_model.onnx",
-                                  ModelDims.from_bundle_config(config), config["hidden_size"])
+        check = hidden_state_diff(staged / main, bundle / "onnx" / "language_model.onnx", config)
     return {"max_abs_diff": max(c["max_abs_diff"] for c in check.values()),
             "hidden_states_vs_fp32_language_model": check}
 

@@ -88,10 +88,9 @@ def test_fused_ops(bundle):
 def test_int8_hidden_states_near_fp32(bundle):
     out, _ = bundle
     config = json.loads((out / "config.json").read_text())["janusweb"]
-    dims = ModelDims.from_bundle_config(config)
     fp32 = out / "onnx" / "language_model.onnx"
-    int8 = hidden_state_diff(out / "onnx" / "language_model_gqa_int8.onnx", fp32, dims, config["hidden_size"])
-    plain = hidden_state_diff(out / "onnx" / "language_model_gqa.onnx", fp32, dims, config["hidden_size"])
+    int8 = hidden_state_diff(out / "onnx" / "language_model_gqa_int8.onnx", fp32, config)
+    plain = hidden_state_diff(out / "onnx" / "language_model_gqa.onnx", fp32, config)
     assert all(1e-4 < c["max_abs_diff"] < 0.2 for c in int8.values())  # quantized: near, not equal
     assert all(c["max_abs_diff"] < 1e-5 for c in plain.values())
 

@@ -35,8 +35,8 @@ export function bundleNeeds(config, dtypes) {
   return { largestBuffer: Math.max(embedding, kv), f16: Object.values(dtypes).includes('fp16') };
 }
 
-/** @param {GPUAdapter} adapter */
-function describe(adapter) {
+/** An adapter in words: vendor, architecture, device, description. @param {GPUAdapter} adapter */
+export function describeAdapter(adapter) {
   const i = adapter.info || {};
   const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' ') || 'unknown adapter';
   return i.isFallbackAdapter ? `${name} (software fallback adapter)` : name;
@@ -51,7 +51,7 @@ export async function probeWebGPU(needs) {
   if (!('gpu' in navigator)) return { adapter: null, reason: 'this browser has no WebGPU (navigator.gpu)' };
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) return { adapter: null, reason: 'WebGPU is present but no adapter is available' };
-  const name = describe(adapter);
+  const name = describeAdapter(adapter);
   const { maxBufferSize, maxStorageBufferBindingSize } = adapter.limits;
   const limit = Math.min(maxBufferSize, maxStorageBufferBindingSize);
   if (needs.largestBuffer > limit) {

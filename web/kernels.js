@@ -3,7 +3,7 @@
 // demo page; nothing here is used by the demo.
 
 import * as ort from 'onnxruntime-web/webgpu';
-import { sessionOptions, wasmThreads } from './backend.js';
+import { describeAdapter, sessionOptions, wasmThreads } from './backend.js';
 
 /**
  * @param {{models: {name: string, url: string}[], ep: 'webgpu'|'wasm', m: number, k: number, warmup: number,
@@ -43,9 +43,7 @@ async function runKernels(c) {
     results[model.name] = { ms, y: Array.from(y) };
   }
   const adapter = c.ep === 'webgpu' ? await navigator.gpu?.requestAdapter() : null;
-  const info = adapter?.info;
-  return { threads, adapter: info ? [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') : null,
-    results };
+  return { threads, adapter: adapter ? describeAdapter(adapter) : null, results };
 }
 
 Object.assign(window, { runKernels });

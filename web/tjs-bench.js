@@ -3,7 +3,7 @@
 // Its ONNX Runtime wasm files are served from the site (ort-tjs/), never from a CDN.
 
 import { env, MultiModalityCausalLM, Tensor } from '@huggingface/transformers';
-import { wasmThreads } from './backend.js';
+import { describeAdapter, wasmThreads } from './backend.js';
 
 const GRAPHS = ['prepare_inputs_embeds', 'language_model', 'lm_head', 'gen_head', 'gen_img_embeds', 'image_decode'];
 
@@ -51,8 +51,10 @@ async function runTransformersJs(c) {
   const t0 = performance.now();
   // On WebGPU, prepare_inputs_embeds runs on WASM, as transformers.js's own Janus-Pro WebGPU example does: its
   // text-only calls feed the vision tower zero-size tensors, which the WebGPU kernels reject.
-  const device = c.backend === 'wasm' ? 'wasm' : Object.fromEntries(GRAPHS.map((g) => [g, g === 'prepare_inputs_embeds' ? 'wasm' : 'webgpu']));
-  const model = await MultiModalityCausalLM.from_pretrained('model', { device: /** @type {any} */ (device), dtype: c.dtype });
+  const device = c.backend === 'wasm' ? 'wasm'
+    : Object.fromEntries(GRAPHS.map((g) => [g, g === 'prepare_inputs_embeds' ? 'wasm' : 'webgpu']));
+  const model = await MultiModalityCausalLM.from_pretrained('model',
+    { device: /** @type {any} */ (device), dtype: c.dtype });
   const load_ms = performance.now() - t0;
 
   const u = c.understanding;
@@ -91,10 +93,9 @@ async function runTransformersJs(c) {
     }
   }
   await model.dispose();
-  const info = c.backend === 'webgpu' ? (await navigator.gpu?.requestAdapter())?.info : null;
-  const adapter = info ? [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') : null;
-  return { load_ms, understanding, generation, adapter, userAgent: navigator.userAgent,
-    ort: onnx.versions?.web ?? null, transformers: env.version };
+  const gpu = c.backend === 'webgpu' ? await navigator.gpu?.requestAdapter() : null;
+  return { load_ms, understanding, generation, adapter: gpu ? describeAdapter(gpu) : null,
+    userAgent: navigator.userAgent, ort: onnx.versions?.web ?? null, transformers: env.version };
 }
 
 Object.assign(window, { runTransformersJs });

@@ -129,7 +129,9 @@ function plan(manifest, backend, dtypes, kvCache, requested) {
   const head = { prepare_inputs_embeds: embeds, [IMAGE_EMBEDS]: embeds };
   const grown = { ...head, language_model: dtype, ...rest };
   if (kvCache === 'grow') return { graphs: grown, note: 'KV cache grown per step (language_model): requested' };
-  if (fused && (dtype === 'fp32' || fused.variants?.[dtype])) return { graphs: { ...head, [FUSED]: dtype, ...rest }, note: null };
+  if (fused && (dtype === 'fp32' || fused.variants?.[dtype])) {
+    return { graphs: { ...head, [FUSED]: dtype, ...rest }, note: null };
+  }
   const why = fused ? `the bundle has no ${dtype} variant of ${FUSED}` : `the bundle has no ${FUSED}`;
   return { graphs: grown, note: `KV cache grown per step (language_model): ${why}` };
 }
