@@ -26,6 +26,12 @@ def _quantize(args) -> int:
     return 0
 
 
+def _wgsl_pack(args) -> int:
+    from janusweb.export.wgsl_pack import write_packs
+    write_packs(Path(args.bundle), args.dtype.split(","))
+    return 0
+
+
 def _bench(args) -> int:
     from janusweb.bench.driver import run_bench
     from janusweb.bench.workload import Workload
@@ -94,6 +100,11 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--no-report", action="store_true",
                    help="skip the accuracy measurement (sizes only): for a quick variant, e.g. before benchmarks")
     q.set_defaults(run=_quantize)
+
+    g = sub.add_parser("wgsl-pack", help="write the decoder's weights for the page's WGSL kernels (?engine=wgsl)")
+    g.add_argument("bundle", help="a bundle folder with language_model_gqa (and its int8 variant for int8)")
+    g.add_argument("--dtype", default="int8", help="comma-separated: fp32, int8 (default int8)")
+    g.set_defaults(run=_wgsl_pack)
 
     b = sub.add_parser("bench", help="run one workload on several backends; write report.json/.md and plots")
     b.add_argument("bundle", help="a bundle folder written by `janusweb export`")

@@ -67,6 +67,7 @@ def bundle(tiny_bundle, tmp_path_factory) -> Path:
     shutil.copytree(tiny_bundle, out)
     if INT8_AVAILABLE:
         assert main(["--quiet", "quantize", str(out), "--dtype", "int8"]) == 0
+    assert main(["--quiet", "wgsl-pack", str(out), "--dtype", "fp32,int8" if INT8_AVAILABLE else "fp32"]) == 0
     return out
 
 
@@ -183,6 +184,8 @@ CASES = [  # backend, KV cache (?kv=), dtype
     pytest.param("webgpu", "auto", "fp32", id="webgpu-fp32"),
     pytest.param("webgpu", "auto", "int8", id="webgpu-int8", marks=INT8),
     pytest.param("webgpu", "grow", "fp32", id="webgpu-grown-kv-fp32"),  # language_model on WebGPU: comparisons
+    pytest.param("webgpu", "wgsl", "fp32", id="webgpu-wgsl-fp32"),  # the decoder on the page's WGSL kernels
+    pytest.param("webgpu", "wgsl", "int8", id="webgpu-wgsl-int8", marks=INT8),
     pytest.param("wasm", "auto", "fp32", id="wasm-fp32"),
     pytest.param("wasm", "auto", "int8", id="wasm-int8", marks=INT8),
 ]
@@ -193,7 +196,7 @@ def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png,
     if backend == "webgpu" and not browsers["webgpu_ok"]:
         pytest.skip("this Chromium offers no WebGPU adapter (not even SwiftShader)")
     t0 = time.perf_counter()
-    page = open_page(browsers[backend], site_url, f"dtype={dtype}" + ("&kv=grow" if kv == "grow" else ""))
+    page = open_page(browsers[backend], site_url, f"dtype={dtype}" + (f"&kv={kv}" if kv != "auto" else ""))
     load_s = time.perf_counter() - t0
     info = page.evaluate("window.janusweb.backend")
     assert info["ep"] == backend
@@ -203,7 +206,13 @@ def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png,
     fused = backend == "webgpu" and kv == "auto"  # WebGPU: the KV cache bound in place
     lm = FUSED if fused else "language_model"
     assert info["dtypes"][lm] == dtype and {FUSED, "language_model"} & set(info["dtypes"]) == {lm}
-    assert info["kvCache"].startswith(lm) and page.inner_text("#kv-cache") == info["kvCache"]
+    assert page.inner_text("#kv-cache") == info["kvCache"]
+    if kv == "wgsl":  # the fused graph's weights on the page's kernels: the fused graph is the reference
+        assert info["kvCache"].startswith("WGSL decoder") and f"decoder{'' if dtype == 'fp32' else '_' + dtype}.bin" \
+            in info["kvCache"]
+        info["dtypes"][FUSED] = info["dtypes"].pop("language_model")
+    else:
+        assert info["kvCache"].startswith(lm)
     if fused:
         # only the fused decoder's mask arithmetic and the text-only embedding's vision tower sit on the CPU by
         # name; lm_head passed session.disable_cpu_ep_fallback; image prompts go through an all-GPU session
@@ -230,7 +239,7 @@ def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png,
         # one row of logits per token, plus at most 3 at the image prompt (the mask arithmetic ORT keeps on the
         # CPU in prepare_inputs_embeds@image reads its inputs back once)
         assert answer["gpuReads"] <= len(answer["tokens"]) + 4, answer["gpuReads"]
-    key = f"{backend}{'-grown-kv' if kv == 'grow' else ''}-{dtype}"
+    key = f"{backend}{'' if kv == 'auto' else '-grown-kv' if kv == 'grow' else '-wgsl'}-{dtype}"
     METRICS[key] = {"load_s": round(load_s, 2), "tokens_per_s": round(answer["tokensPerSecond"], 2),
                                      "image_s_2x16_tokens": round(images["seconds"], 2),
                                      "gpu_reads_image": images.get("gpuReads"), "dtypes": info["dtypes"]}

@@ -7,8 +7,9 @@
  * @property {string} base URL of the bundle folder, ending with '/'
  * @property {string|null} dtype fp32, int8, q4, fp16, or null for the bundle's default
  * @property {'auto'|'webgpu'|'wasm'} backend
- * @property {'auto'|'grow'} [kvCache] 'grow': run language_model (KV cache grown per step) even where the fused
- *   language_model_gqa could run (comparisons, benchmarks); default 'auto'
+ * @property {'auto'|'grow'|'wgsl'} [kvCache] 'grow': run language_model (KV cache grown per step) even where the
+ *   fused language_model_gqa could run (comparisons, benchmarks); 'wgsl': on WebGPU, run the decoder on the
+ *   page's own WGSL kernels (the bundle's WGSL pack, janusweb wgsl-pack); default 'auto'
  */
 
 /**

@@ -6,6 +6,7 @@
 
 const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(id));
 const params = new URLSearchParams(location.search);
+const KV_CHOICES = ['auto', 'grow', 'wgsl']; // ?kv=: see protocol.js's LoadRequest
 const base = new URL(params.get('model') ?? 'model/', location.href).href;
 
 const state = {
@@ -94,7 +95,7 @@ function load() {
   status('Loading the model…');
   send({ type: 'load', base, dtype: params.get('dtype') || null,
     backend: /** @type {any} */ (params.get('backend') ?? 'auto'),
-    kvCache: params.get('kv') === 'grow' ? 'grow' : 'auto' }, (msg) => {
+    kvCache: KV_CHOICES.includes(params.get('kv') ?? '') ? /** @type {any} */ (params.get('kv')) : 'auto' }, (msg) => {
     if (msg.type === 'progress' && msg.what === 'download') showDownload(msg);
     else if (msg.type === 'progress' && msg.what === 'session') status(`Creating sessions… ${msg.name}`);
     else if (msg.type === 'error') fail(msg);

@@ -10,6 +10,7 @@ import { preprocess } from './preprocess.js';
 import { imageDraws } from './sampling.js';
 import { Cancelled, IMAGE_EMBEDS, generateImages, generateText } from './generate.js';
 import { BoundCache, GrowingCache } from './kv-cache.js';
+import { WgslDecoder } from './wgsl/decoder.js';
 
 /** @typedef {import('./protocol.js').Request} Request */
 /** @typedef {import('./protocol.js').Reply} Reply */
@@ -115,20 +116,32 @@ async function createSession(loader, backend, name, dtype) {
  * @param {import('./loader.js').Manifest} manifest
  * @param {Backend} backend
  * @param {Record<string, string>} dtypes the dtypes of GRAPHS
- * @param {'auto'|'grow'} kvCache 'grow': language_model whatever the backend
+ * @param {'auto'|'grow'|'wgsl'} kvCache 'grow': language_model whatever the backend; 'wgsl': on WebGPU, the
+ *   decoder on the page's WGSL kernels (`wgsl` is then set to the pack's manifest entry, and no language model
+ *   session is made)
  * @param {string|null} requested the dtype asked for (WASM swaps a default int8 for q4: see wasmDtypes)
+ * @returns {{graphs: Record<string, string>, note: string|null, wgsl?: {bin: string, json: string}}}
  */
 function plan(manifest, backend, dtypes, kvCache, requested) {
   const fused = manifest.graphs[FUSED];
   const dtype = dtypes.language_model;
   if (backend.ep !== 'webgpu') {
     const wasm = wasmDtypes(dtypes, manifest, requested);
-    return { graphs: wasm.dtypes, note: wasm.note };
+    const why = kvCache === 'wgsl' ? 'the WGSL decoder needs WebGPU: language_model runs on WASM' : null;
+    return { graphs: wasm.dtypes, note: [wasm.note, why].filter(Boolean).join('; ') || null };
   }
   const { prepare_inputs_embeds: embeds, language_model: _, ...rest } = dtypes;
   const head = { prepare_inputs_embeds: embeds, [IMAGE_EMBEDS]: embeds };
   const grown = { ...head, language_model: dtype, ...rest };
   if (kvCache === 'grow') return { graphs: grown, note: 'KV cache grown per step (language_model): requested' };
+  if (kvCache === 'wgsl') {
+    const pack = /** @type {any} */ (manifest).wgsl?.[dtype];
+    if (!pack) {
+      throw Object.assign(new Error(`the bundle has no ${dtype} WGSL pack: run janusweb wgsl-pack BUNDLE --dtype `
+        + `${dtype}`), { kind: 'input' });
+    }
+    return { graphs: { ...head, ...rest }, note: null, wgsl: pack };
+  }
   if (fused && (dtype === 'fp32' || fused.variants?.[dtype])) {
     return { graphs: { ...head, [FUSED]: dtype, ...rest }, note: null };
   }
@@ -176,6 +189,36 @@ async function createSessions(loader, backend, wanted, id) {
   return { sessions, cpuNodes, dtypes, notes };
 }
 
+/**
+ * How the language model runs: the WGSL decoder (pack given), the fused graph with its KV cache bound in place,
+ * or language_model with the cache grown per step. Returns the KV cache factory and its description.
+ * @param {BundleLoader} loader
+ * @param {Record<string, ort.InferenceSession>} sessions
+ * @param {any} dims config.json's janusweb block
+ * @param {GPUDevice|null} device
+ * @param {{bin: string, json: string}|undefined} pack
+ * @param {string} dtype
+ */
+async function languageModel(loader, sessions, dims, device, pack, dtype) {
+  if (pack) {
+    const desc = await loader.json(pack.json);
+    const source = /** @type {any} */ (loader.manifest).files[`onnx/${desc.source}`]?.sha256;
+    if (source !== desc.source_sha256) {
+      throw Object.assign(new Error(`the ${dtype} WGSL pack was made from another ${desc.source}: run janusweb `
+        + `wgsl-pack BUNDLE --dtype ${dtype} again`), { kind: 'input' });
+    }
+    const dec = new WgslDecoder(/** @type {GPUDevice} */ (device), desc, await loader.file(pack.bin));
+    return { newCache: dec.newCache.bind(dec), kvCache: `WGSL decoder (${pack.bin}): KV cache bound in place` };
+  }
+  if (FUSED in sessions) {
+    return { newCache: (/** @type {number} */ rows, /** @type {number} */ capacity) =>
+      new BoundCache(sessions[FUSED], dims, /** @type {GPUDevice} */ (device), rows, capacity),
+    kvCache: `${FUSED}: bound in place, fixed capacity` };
+  }
+  return { newCache: (/** @type {number} */ rows) => new GrowingCache(sessions.language_model, dims, rows),
+    kvCache: 'language_model: grown per step' };
+}
+
 /** @param {import('./protocol.js').LoadRequest} req */
 async function load(req) {
   const loader = new BundleLoader(req.base, (name, done, total, cached) =>
@@ -207,20 +250,15 @@ async function load(req) {
   }
   const device = backend.ep === 'webgpu' ? await ort.env.webgpu.device : null;
   const { sessions } = created;
-  const fused = FUSED in sessions;
-  const lm = sessions[fused ? FUSED : 'language_model'];
-  const newCache = fused
-    ? (/** @type {number} */ rows, /** @type {number} */ capacity) =>
-      new BoundCache(lm, config.janusweb, /** @type {GPUDevice} */ (device), rows, capacity)
-    : (/** @type {number} */ rows) => new GrowingCache(lm, config.janusweb, rows);
-  model = { loader, tokenizer, dims: config.janusweb, pre, graphs: { sessions, device, newCache } };
   const used = created.dtypes;
-  const main = req.dtype ?? used[fused ? FUSED : 'language_model'];
+  const decoder = await languageModel(loader, sessions, config.janusweb, device, chosen.wgsl, dtypes.language_model);
+  if (chosen.wgsl) used.language_model = dtypes.language_model;
+  model = { loader, tokenizer, dims: config.janusweb, pre, graphs: { sessions, device, newCache: decoder.newCache } };
+  const main = req.dtype ?? used[FUSED in used ? FUSED : 'language_model'];
   const odd = Object.keys(used).filter((g) => used[g] !== main).map((g) => `${g}: ${used[g]}`);
   /** @type {BackendInfo} */
   const info = { ep: backend.ep, adapter: backend.adapter, dtype: odd.length ? `${main} (${odd.join(', ')})` : main,
-    dtypes: used, threads: backend.threads, cpuNodes: created.cpuNodes,
-    kvCache: fused ? `${FUSED}: bound in place, fixed capacity` : 'language_model: grown per step',
+    dtypes: used, threads: backend.threads, cpuNodes: created.cpuNodes, kvCache: decoder.kvCache,
     notes: [...backend.notes, ...missing, ...created.notes, ...(chosen.note ? [chosen.note] : [])] };
   reply({ type: 'done', id: req.id, cancelled: false, backend: info });
 }

@@ -1,0 +1,161 @@
+"""The decoder's weights for the page's own WGSL kernels (web/wgsl/), taken from the fused decoder graph.
+
+`janusweb wgsl-pack BUNDLE --dtype int8` reads onnx/language_model_gqa_int8.onnx (or the fp32 graph) and writes
+wgsl/decoder_int8.bin + wgsl/decoder_int8.json: every weight of the decoder's layers, laid out as the kernels read
+them, with the graph's own numbers (the int8 blocks and scales of its MatMulNBits nodes, byte for byte), so the
+kernels compute what the graph computes. The JSON holds the shapes (heads, sizes, epsilon, attention scale) and
+each tensor's offset in the .bin (256-byte aligned). Matrices are [N, K] (one output per row): fp32 weights are
+transposed from MatMul's [K, N]; int8 ones keep MatMulNBits' [N, K/block, block] uint8 (zero point 128) and
+float scales [N, K/block]. The files are written beside the bundle's and listed in its manifest (`wgsl`, `files`).
+"""
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from janusweb.errors import UserError
+from janusweb.fused import STEM, fused_file
+from janusweb.log import step
+from janusweb.quantize.records import add_files, write_json_atomic
+
+FORMAT = "janusweb-wgsl/1"
+ALIGN = 256
+DTYPES = ("fp32", "int8")
+ROLES = {"attn/qkv_proj": "qkv", "attn/o_proj": "o", "mlp/gate_proj": "gate", "mlp/up_proj": "up",
+         "mlp/down_proj": "down"}
+LAYER = re.compile(r"^/model/layers\.(\d+)/(\w+/\w+_proj|input_layernorm|post_attention_layernorm|"
+                   r"final_norm_layernorm)/")
+
+
+def pack_paths(dtype: str) -> tuple:
+    suffix = "" if dtype == "fp32" else f"_{dtype}"
+    return f"wgsl/decoder{suffix}.bin", f"wgsl/decoder{suffix}.json"
+
+
+def _array(tensor: onnx.TensorProto, base: Path) -> np.ndarray:
+    """An initializer's values, reading external data from beside the graph when it has any."""
+    if tensor.data_location != onnx.TensorProto.EXTERNAL:
+        return numpy_helper.to_array(tensor)
+    info = {e.key: e.value for e in tensor.external_data}
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    count = int(np.prod(tensor.dims))
+    data = np.fromfile(base / info["location"], dtype=dtype, count=count, offset=int(info.get("offset", 0)))
+    return data.reshape(tuple(tensor.dims))
+
+
+def _weights(graph: onnx.GraphProto, base: Path) -> dict:
+    """(layer, role) -> arrays, and the attention attributes, from the builder's node names."""
+    inits = {t.name: t for t in graph.initializer}
+    get = lambda name: _array(inits[name], base)  # noqa: E731
+    out, attention, eps = {}, None, None
+    for node in graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "GroupQueryAttention":
+            if attrs.get("do_rotary") != 1 or attrs.get("rotary_interleaved", 0) != 0 or node.input[1]:
+                raise UserError(f"{node.name}: only packed QKV with non-interleaved rotary is supported")
+            attention = {"num_heads": attrs["num_heads"], "num_key_value_heads": attrs["kv_num_heads"],
+                         "scale": float(attrs["scale"]), "cos": get(node.input[7]), "sin": get(node.input[8])}
+            continue
+        m = LAYER.match(node.name)
+        if not m:
+            continue
+        layer, what = int(m.group(1)), m.group(2)
+        if node.op_type in ("SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"):
+            eps = float(attrs["epsilon"])
+            role = {"input_layernorm": "ln1", "post_attention_layernorm": "ln2"}.get(what, "final_norm")
+            out[(layer, role)] = {"w": get(node.input[-1] if node.op_type == "SimplifiedLayerNormalization"
+                                            else node.input[2])}
+        elif node.op_type == "MatMul":
+            out[(layer, ROLES[what])] = {"w": np.ascontiguousarray(get(node.input[1]).T)}
+        elif node.op_type == "MatMulNBits":
+            if attrs["bits"] != 8 or len(node.input) > 3 and node.input[3] or attrs["K"] % attrs["block_size"]:
+                raise UserError(f"{node.name}: WGSL kernels take 8-bit weights with the default zero point and "
+                                f"whole blocks only")
+            out[(layer, ROLES[what])] = {"w": get(node.input[1]), "scales": get(node.input[2]),
+                                         "block_size": attrs["block_size"]}
+        elif node.op_type not in ("Sigmoid", "Mul"):
+            raise UserError(f"{node.name}: unexpected {node.op_type} in the fused decoder")
+    if attention is None or eps is None:
+        raise UserError("the fused decoder has no GroupQueryAttention or no RMS norm: not a builder graph")
+    return {"weights": out, "attention": attention, "epsilon": eps}
+
+
+def build_pack(graph_path: Path, config: dict, dtype: str, bin_path: Path, source_sha256: str) -> dict:
+    """Write the weights of `graph_path` (whose manifest sha256 is source_sha256) to bin_path; return the JSON
+    description."""
+    model = onnx.load(str(graph_path), load_external_data=False)
+    found = _weights(model.graph, graph_path.parent)
+    att, weights = found["attention"], found["weights"]
+    layers = config["num_layers"]
+    tensors, offset = {}, 0
+    with open(bin_path, "wb") as f:
+        def put(name: str, array: np.ndarray) -> None:
+            nonlocal offset
+            array = np.ascontiguousarray(array.astype(np.uint8 if array.dtype == np.uint8 else np.float32))
+            f.write(b"\0" * (-offset % ALIGN))
+            offset += -offset % ALIGN
+            f.write(array.tobytes())
+            tensors[name] = {"offset": offset, "bytes": array.nbytes, "shape": list(array.shape),
+                             "type": "u8" if array.dtype == np.uint8 else "f32"}
+            offset += array.nbytes
+
+        block = None
+        for i in range(layers):
+            for role in ("ln1", "qkv", "o", "ln2", "gate", "up", "down"):
+                if (i, role) not in weights:
+                    raise UserError(f"{graph_path.name}: layer {i} has no {role} weight")
+                w = weights[(i, role)]
+                put(f"layers.{i}.{role}", w["w"])
+                if "scales" in w:
+                    put(f"layers.{i}.{role}.scales", w["scales"])
+                    block = w["block_size"]
+        put("final_norm", weights[(layers, "final_norm")]["w"])
+        put("cos", att["cos"])
+        put("sin", att["sin"])
+    gate = tensors["layers.0.gate"]["shape"]
+    return {"format": FORMAT, "dtype": dtype, "source": graph_path.name, "source_sha256": source_sha256,
+            "hidden_size": config["hidden_size"],
+            "intermediate_size": gate[0], "num_layers": layers, "num_heads": att["num_heads"],
+            "num_key_value_heads": att["num_key_value_heads"], "head_dim": config["head_dim"],
+            "epsilon": found["epsilon"], "scale": att["scale"], "max_positions": int(att["cos"].shape[0]),
+            "block_size": block, "tensors": tensors}
+
+
+def write_packs(bundle: Path, dtypes: list) -> None:
+    """Write the packs for `dtypes` into the bundle: staged in a temporary folder, renamed into wgsl/, then the
+    manifest (its `wgsl` entry and `files` table) is replaced last."""
+    bundle = Path(bundle)
+    if not (bundle / "manifest.json").is_file():
+        raise UserError(f"{bundle} has no manifest.json: not a janusweb bundle (write one with `janusweb export`)")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    config = json.loads((bundle / "config.json").read_text())["janusweb"]
+    fused = manifest["graphs"].get(STEM)
+    if fused is None:
+        raise UserError(f"{bundle} has no {STEM} graph (export without --no-fused)")
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise UserError(f"--dtype {dtype}: WGSL packs are made for {', '.join(DTYPES)}")
+        if dtype != "fp32" and dtype not in fused.get("variants", {}):
+            raise UserError(f"{bundle} has no {dtype} variant of {STEM} (run janusweb quantize --dtype {dtype})")
+    (bundle / "wgsl").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".wgsl-tmp-", dir=bundle / "wgsl") as tmp:
+        staged = {}
+        for dtype in dtypes:
+            bin_rel, json_rel = pack_paths(dtype)
+            with step(f"WGSL pack {dtype} from {fused_file(dtype)}"):
+                desc = build_pack(bundle / fused_file(dtype), config, dtype, Path(tmp) / Path(bin_rel).name,
+                                  manifest["files"][fused_file(dtype)]["sha256"])
+            (Path(tmp) / Path(json_rel).name).write_text(json.dumps(desc, indent=1) + "\n")
+            staged[dtype] = (bin_rel, json_rel)
+        for dtype, rels in staged.items():
+            for rel in rels:
+                os.replace(Path(tmp) / Path(rel).name, bundle / rel)
+            manifest.setdefault("wgsl", {})[dtype] = {"bin": rels[0], "json": rels[1]}
+            add_files(manifest, bundle, list(rels))
+    write_json_atomic(bundle / "manifest.json", manifest)
