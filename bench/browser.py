@@ -103,7 +103,8 @@ def site_browser(bundle: Path, backend: str, executable: str, headed: bool, page
 def rows(bundle: Path, backend: str, dtypes: list, inp: Inputs, w: Workload, executable: str | None = None,
          headed: bool = False, page: Path | None = None, kv_cache: str = "auto") -> list:
     """One row per dtype for `backend` ('webgpu' or 'wasm'); skipped rows say why. kv_cache: the page's
-    choice of language model graph ('auto': the fused language_model_gqa where it runs, 'grow': language_model)."""
+    choice of language model ('auto': the fused language_model_gqa where it runs, 'grow': language_model, 'wgsl': the
+    page's WGSL decoder on the bundle's WGSL pack)."""
     executable = executable or chromium_path()
     why = unavailable(executable)
     if why is None and w.image_steps not in (None, inp.dims.num_image_tokens):

@@ -74,9 +74,10 @@ def _weights(graph: onnx.GraphProto, base: Path) -> dict:
         elif node.op_type == "MatMul":
             out[(layer, ROLES[what])] = {"w": np.ascontiguousarray(get(node.input[1]).T)}
         elif node.op_type == "MatMulNBits":
-            if attrs["bits"] != 8 or len(node.input) > 3 and node.input[3] or attrs["K"] % attrs["block_size"]:
+            block = attrs["block_size"]
+            if attrs["bits"] != 8 or len(node.input) > 3 and node.input[3] or attrs["K"] % block or block % 16:
                 raise UserError(f"{node.name}: WGSL kernels take 8-bit weights with the default zero point and "
-                                f"whole blocks only")
+                                f"whole blocks of a multiple of 16 only")
             out[(layer, ROLES[what])] = {"w": get(node.input[1]), "scales": get(node.input[2]),
                                          "block_size": attrs["block_size"]}
         elif node.op_type not in ("Sigmoid", "Mul"):

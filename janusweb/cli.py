@@ -121,9 +121,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--dtypes", default=None, help="bundle variants to run, e.g. int8 (default: all it has)")
     b.add_argument("--page", default=None, help="an already built page (web/build.mjs --outdir DIR), for hosts "
                                                 "without node")
-    b.add_argument("--kv-cache", choices=("auto", "grow"), default="auto",
+    b.add_argument("--kv-cache", choices=("auto", "grow", "wgsl"), default="auto",
                    help="WebGPU: auto runs the fused language_model_gqa (KV cache bound in place) when the bundle "
-                        "has it; grow runs language_model (for before/after comparisons)")
+                        "has it; grow runs language_model (for before/after comparisons); wgsl runs the decoder on "
+                        "the page's own WGSL kernels (needs `janusweb wgsl-pack`)")
     b.set_defaults(run=_bench)
 
     k = sub.add_parser("bench-kernels", help="time one 1B-sized MatMul in every weight format, per backend")

@@ -2,11 +2,13 @@
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -75,6 +77,17 @@ def test_transformers_js_tensor_names(tiny_bundle):
     assert [i.name for i in lm.get_inputs()] == ["inputs_embeds", "attention_mask", "position_ids", *kv]
     assert [o.name for o in lm.get_outputs()] == ["hidden_states"] + [n.replace("past_key_values", "present")
                                                                       for n in kv]
+
+
+def test_node_names_are_compact(tiny_bundle):
+    """The page names the CPU-side nodes of prepare_inputs_embeds in one onnxruntime-web option of at most 8192
+    characters: every exported node is n<base-36 index> (the 1B vision tower's 842 nodes then need ~4k)."""
+    for name in GRAPH_NAMES:
+        model = onnx.load(str(tiny_bundle / "onnx" / f"{name}.onnx"), load_external_data=False)
+        names = [n.name for n in model.graph.node]
+        assert all(re.fullmatch(r"n[0-9a-z]+", n) for n in names), name
+        assert len(set(names)) == len(names), name
+    assert [n.name for n in model.graph.node][:3] == ["n0", "n1", "n2"]
 
 
 def test_text_only_step_with_384px_empty_pixels(tiny_bundle, reference):

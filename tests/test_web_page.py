@@ -22,6 +22,7 @@ from tokenizers import Tokenizer
 
 from janusweb.cli import main
 from janusweb.env import chromium_path
+from janusweb.export.bundle import file_digest
 from janusweb.fused import STEM as FUSED
 from janusweb.fused import FusedGraphs
 from janusweb.generate import ModelDims, generate_images, generate_text
@@ -291,6 +292,40 @@ def test_corrupted_graph_shows_the_checksum_error(browsers, bundle, tmp_path):
         status = page.inner_text("#status")
         assert status.startswith("Checksum error") and "onnx/lm_head.onnx" in status
         assert not page.evaluate("window.janusweb.ready")
+        page.context.close()
+    finally:
+        server.shutdown()
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write a new file in place of `path` (the bundle's copy, maybe a hard link, is untouched)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+@pytest.mark.parametrize("case", ["missing", "stale"])
+def test_wgsl_decoder_without_its_pack_is_a_clear_error(browsers, bundle, tmp_path, case):
+    if not browsers["webgpu_ok"]:
+        pytest.skip("this Chromium offers no WebGPU adapter (not even SwiftShader)")
+    model = build_site(bundle, tmp_path / "site") / "model"
+    manifest = json.loads((model / "manifest.json").read_text())
+    if case == "missing":
+        del manifest["wgsl"]
+    else:  # a pack made from an earlier fused graph: its recorded source checksum differs
+        desc = json.loads((model / "wgsl" / "decoder.json").read_text())
+        desc["source_sha256"] = "0" * 64
+        _replace(model / "wgsl" / "decoder.json", json.dumps(desc))
+        manifest["files"]["wgsl/decoder.json"] = file_digest(model / "wgsl" / "decoder.json")
+    _replace(model / "manifest.json", json.dumps(manifest))
+    server, url = serve_in_thread(model.parent)
+    try:
+        page = open_page(browsers["webgpu"], url, "dtype=fp32&kv=wgsl")
+        error = page.evaluate("window.janusweb.error")
+        assert error["kind"] == "input" and not page.evaluate("window.janusweb.ready")
+        expected = ("the bundle has no fp32 WGSL pack: run janusweb wgsl-pack" if case == "missing"
+                    else "the fp32 WGSL pack was made from another language_model_gqa.onnx")
+        assert expected in error["message"] and expected in page.inner_text("#status")
         page.context.close()
     finally:
         server.shutdown()

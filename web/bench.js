@@ -62,7 +62,7 @@ async function generation(c) {
 /**
  * @param {{backend: string, dtype: string|null, question: string, imagePng: string, textTokens: number,
  *   prompt: string, counts: number[], guidance: number, temperature: number, seed: number, repeats: number,
- *   kvCache: 'auto'|'grow'}} c
+ *   kvCache: 'auto'|'grow'|'wgsl'}} c
  */
 async function runBench(c) {
   const image = await (await fetch(`data:image/png;base64,${c.imagePng}`)).blob();

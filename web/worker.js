@@ -33,6 +33,8 @@ const FUSED = 'language_model_gqa';
 /** @type {Record<string, string>} */
 const CPU_SIDE = { prepare_inputs_embeds: 'input_ids', [FUSED]: 'inputs_embeds' };
 const STRICT_ERROR = 'fallback to CPU EP has been explicitly disabled';
+// onnxruntime-web's limit on one provider option's value: forceCpuNodeNames, joined with newlines.
+const OPTION_LIMIT = 8192;
 
 // GPU->CPU reads (buffer maps), counted so that each request can report how many it needed.
 let gpuReads = 0;
@@ -97,6 +99,11 @@ async function createSession(loader, backend, name, dtype) {
   const outputs = /** @type {any} */ (loader.manifest).graphs[graph].outputs.map((/** @type {any} */ o) => o.name);
   const onGpu = GPU_OUTPUTS[/** @type {keyof GPU_OUTPUTS} */ (graph)](outputs);
   const forceCpu = backend.ep === 'webgpu' && name in CPU_SIDE ? independentOf(onnxNodes(bytes), CPU_SIDE[name]) : [];
+  if (forceCpu.join('\n').length > OPTION_LIMIT) {
+    throw Object.assign(new Error(`${name}: the names of its ${forceCpu.length} CPU-side nodes exceed onnxruntime-web's `
+      + `${OPTION_LIMIT}-character option (a bundle exported before node names were compacted: export it again)`),
+    { kind: 'input' });
+  }
   const create = (/** @type {boolean} */ strict) =>
     ort.InferenceSession.create(bytes, sessionOptions(backend, { onGpu, forceCpu, strict, externalData }));
   if (forceCpu.length) return { session: await create(false), cpu: 'named nodes' };

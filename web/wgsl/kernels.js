@@ -4,6 +4,10 @@
 
 const PARAMS = `struct Params { M: u32, P: u32, past: u32, capacity: u32 }
 @group(0) @binding(0) var<uniform> p: Params;`;
+// the attention shape: query heads, key/value heads, head size
+const HEADS = `override NH: u32;
+override KVH: u32;
+override HD: u32;`;
 
 /** Workgroup size of the matrix kernels, and the lanes that share one output column. */
 export const MATMUL_THREADS = 256;
@@ -15,26 +19,28 @@ export const SMALL_THREADS = 64;
 
 /**
  * y[M,N] = x[M,K] . W^T with W [N,K] (one output per row), for a few rows M (decode: M = rows of the batch).
- * Each workgroup computes MATMUL_COLUMNS outputs; the 32 lanes of an output read its row of W in 4-byte
- * (int8) or 16-byte (fp32) steps, contiguous across lanes, and reduce in workgroup memory. 4 rows of x per pass.
- * int8: W holds MatMulNBits' bytes (value = (q - 128) * scale, one scale per BLOCK weights of a row).
- * mode 'store': y = xW; 'add': y += xW (the residual stream); 'gate_up': y = silu(x Wg) * (x Wu).
+ * Each workgroup computes MATMUL_COLUMNS outputs; the 32 lanes of an output read its row of W 16 bytes at a time
+ * (16 int8 or 4 fp32 weights), contiguous across lanes, and reduce in workgroup memory. 4 rows of x per pass.
+ * int8: W holds MatMulNBits' bytes (value = (q - 128) * scale, one scale per BLOCK weights of a row, BLOCK a
+ * multiple of 16). mode 'store': y = xW; 'add': y += xW (the residual stream); 'gate_up': y = silu(x Wg) * (x Wu).
  * Bindings: 1 x, 2 y, then each weight (int8: the bytes, then the scales).
  * @param {boolean} q8
  * @param {'store'|'add'|'gate_up'} mode
  */
 export function matmulSource(q8, mode) {
-  const two = mode === 'gate_up';
-  const weight = (/** @type {number} */ i) => q8 ? `
-@group(0) @binding(${3 + 2 * i}) var<storage, read> w${i}: array<u32>;
-@group(0) @binding(${4 + 2 * i}) var<storage, read> s${i}: array<f32>;
-fn weight${i}(n: u32, i: u32) -> vec4<f32> {
-  let q = w${i}[n * (K / 4u) + i];
-  let v = vec4<f32>(f32(q & 255u), f32((q >> 8u) & 255u), f32((q >> 16u) & 255u), f32(q >> 24u)) - 128.0;
-  return v * s${i}[n * (K / BLOCK) + (i * 4u) / BLOCK];
-}` : `
-@group(0) @binding(${3 + i}) var<storage, read> w${i}: array<vec4<f32>>;
-fn weight${i}(n: u32, i: u32) -> vec4<f32> { return w${i}[n * (K / 4u) + i]; }`;
+  const ws = mode === 'gate_up' ? [0, 1] : [0];
+  const decl = (/** @type {number} */ i) => (q8 ? `
+@group(0) @binding(${3 + 2 * i}) var<storage, read> w${i}: array<vec4<u32>>;
+@group(0) @binding(${4 + 2 * i}) var<storage, read> s${i}: array<f32>;` : `
+@group(0) @binding(${3 + i}) var<storage, read> w${i}: array<vec4<f32>>;`);
+  // one unit of a weight row: 16 int8 (a vec4<u32>) or 4 fp32 weights; xb = the unit's first vec4 of x
+  const load = (/** @type {number} */ i) => (q8
+    ? `let q${i} = w${i}[row * (K / 16u) + i]; let sc${i} = s${i}[row * (K / BLOCK) + (i * 16u) / BLOCK];`
+    : `let v${i} = w${i}[row * K4 + i];`);
+  const dotUnit = (/** @type {number} */ i) => (q8
+    ? `sc${i} * (dot(bytes4(q${i}.x), x[xb]) + dot(bytes4(q${i}.y), x[xb + 1u]) + dot(bytes4(q${i}.z), x[xb + 2u])`
+      + ` + dot(bytes4(q${i}.w), x[xb + 3u]))`
+    : `dot(v${i}, x[xb])`);
   const out = { store: 'part0[t][r]', add: 'y[o] + part0[t][r]',
     gate_up: 'part0[t][r] / (1.0 + exp(-part0[t][r])) * part1[t][r]' }[mode];
   return `${PARAMS}
@@ -43,10 +49,12 @@ override N: u32;
 override BLOCK: u32 = 32u;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-${weight(0)}
-${two ? weight(1) : ''}
-var<workgroup> part0: array<vec4<f32>, ${MATMUL_THREADS}>;
-${two ? `var<workgroup> part1: array<vec4<f32>, ${MATMUL_THREADS}>;` : ''}
+${ws.map(decl).join('')}
+${ws.map((i) => `var<workgroup> part${i}: array<vec4<f32>, ${MATMUL_THREADS}>;`).join('\n')}
+
+fn bytes4(u: u32) -> vec4<f32> {
+  return vec4<f32>(f32(u & 255u), f32((u >> 8u) & 255u), f32((u >> 16u) & 255u), f32(u >> 24u)) - 128.0;
+}
 
 @compute @workgroup_size(${MATMUL_THREADS})
 fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>) {
@@ -55,26 +63,21 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<
   let row = min(n, N - 1u);
   let K4 = K / 4u;
   for (var m0 = 0u; m0 < p.M; m0 += 4u) {
-    var a0 = vec4<f32>(0.0);
-    ${two ? 'var a1 = vec4<f32>(0.0);' : ''}
-    for (var i = lane; i < K4; i += ${LANES}u) {
-      let v0 = weight0(row, i);
-      ${two ? 'let v1 = weight1(row, i);' : ''}
+    ${ws.map((i) => `var a${i} = vec4<f32>(0.0);`).join(' ')}
+    for (var i = lane; i < K / ${q8 ? 16 : 4}u; i += ${LANES}u) {
+      ${ws.map(load).join(' ')}
       for (var r = 0u; r < 4u; r++) {
         if (m0 + r < p.M) {
-          let xv = x[(m0 + r) * K4 + i];
-          a0[r] += dot(v0, xv);
-          ${two ? 'a1[r] += dot(v1, xv);' : ''}
+          let xb = (m0 + r) * K4 + ${q8 ? '4u * i' : 'i'};
+          ${ws.map((i) => `a${i}[r] += ${dotUnit(i)};`).join('\n          ')}
         }
       }
     }
-    part0[t] = a0;
-    ${two ? 'part1[t] = a1;' : ''}
+    ${ws.map((i) => `part${i}[t] = a${i};`).join(' ')}
     workgroupBarrier();
     for (var off = ${LANES / 2}u; off > 0u; off >>= 1u) {
       if (lane < off) {
-        part0[t] += part0[t + off];
-        ${two ? 'part1[t] += part1[t + off];' : ''}
+        ${ws.map((i) => `part${i}[t] += part${i}[t + off];`).join(' ')}
       }
       workgroupBarrier();
     }
@@ -121,9 +124,7 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<
  * at their positions. One thread per element.
  */
 export const ROPE_KV = `${PARAMS}
-override NH: u32;
-override KVH: u32;
-override HD: u32;
+${HEADS}
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> cosT: array<f32>;
 @group(0) @binding(3) var<storage, read> sinT: array<f32>;
@@ -167,9 +168,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
  * key/value heads in groups of NH / KVH.
  */
 export const ATTENTION = `${PARAMS}
-override NH: u32;
-override KVH: u32;
-override HD: u32;
+${HEADS}
 override SCALE: f32;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> kc: array<f32>;

@@ -1,0 +1,113 @@
+"""`janusweb wgsl-pack`: the decoder's weights for the page's WGSL kernels, taken from the fused graph. The pack
+must hold the graph's own numbers (fp32 transposed to [N, K]; int8 blocks and scales byte for byte), the shapes
+the kernels are compiled with, and be listed in the manifest; bad requests fail with one clear line. (The page
+test runs the kernels on these packs against the Python reference: tests/test_web_page.py, kv=wgsl.)"""
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from janusweb.cli import main
+from janusweb.export.bundle import file_digest
+from janusweb.fused import STEM
+from janusweb.quantize.driver import quantize_bundle
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle, tmp_path_factory):
+    out = tmp_path_factory.mktemp("wgsl") / "tiny"
+    shutil.copytree(tiny_bundle, out)
+    quantize_bundle(out, "int8", report=False)
+    assert main(["--quiet", "wgsl-pack", str(out), "--dtype", "fp32,int8"]) == 0
+    return out
+
+
+def _tensor(bundle, desc: dict, name: str) -> np.ndarray:
+    t = desc["tensors"][name]
+    raw = np.fromfile(bundle / "wgsl" / f"decoder{'' if desc['dtype'] == 'fp32' else '_' + desc['dtype']}.bin",
+                      np.uint8, count=t["bytes"], offset=t["offset"])
+    return (raw if t["type"] == "u8" else raw.view(np.float32)).reshape(t["shape"])
+
+
+def _initializers(path) -> dict:
+    model = onnx.load(str(path))
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+
+
+def test_fp32_pack_holds_the_fused_graphs_weights(bundle):
+    desc = json.loads((bundle / "wgsl" / "decoder.json").read_text())
+    config = json.loads((bundle / "config.json").read_text())
+    text = config["language_config"]
+    assert (desc["hidden_size"], desc["intermediate_size"], desc["num_layers"], desc["num_heads"],
+            desc["num_key_value_heads"], desc["head_dim"]) == (
+        text["hidden_size"], text["intermediate_size"], text["num_hidden_layers"], text["num_attention_heads"],
+        text["num_key_value_heads"], text["head_dim"])
+    assert desc["scale"] == pytest.approx(text["head_dim"] ** -0.5) and desc["epsilon"] == pytest.approx(
+        text["rms_norm_eps"])
+    init = _initializers(bundle / "onnx" / f"{STEM}.onnx")
+    for i in range(desc["num_layers"]):
+        for role, name in (("qkv", "attn.qkv_proj"), ("o", "attn.o_proj"), ("gate", "mlp.gate_proj"),
+                           ("up", "mlp.up_proj"), ("down", "mlp.down_proj")):
+            np.testing.assert_array_equal(_tensor(bundle, desc, f"layers.{i}.{role}"),
+                                          init[f"model.layers.{i}.{name}.MatMul.weight"].T)
+        np.testing.assert_array_equal(_tensor(bundle, desc, f"layers.{i}.ln1"),
+                                      init[f"model.layers.{i}.input_layernorm.weight"])
+    np.testing.assert_array_equal(_tensor(bundle, desc, "cos"), init["cos_cache"])
+    assert all(t["offset"] % 256 == 0 for t in desc["tensors"].values())
+
+
+def test_int8_pack_holds_the_matmulnbits_bytes_and_scales(bundle):
+    desc = json.loads((bundle / "wgsl" / "decoder_int8.json").read_text())
+    init = _initializers(bundle / "onnx" / f"{STEM}_int8.onnx")
+    assert desc["block_size"] == 32 and desc["source"] == f"{STEM}_int8.onnx"
+    for i in range(desc["num_layers"]):
+        for role, name in (("qkv", "attn.qkv_proj"), ("down", "mlp.down_proj")):
+            w = _tensor(bundle, desc, f"layers.{i}.{role}")
+            assert w.dtype == np.uint8
+            np.testing.assert_array_equal(w, init[f"model.layers.{i}.{name}.MatMul.weight_Q8"])
+            np.testing.assert_array_equal(_tensor(bundle, desc, f"layers.{i}.{role}.scales"),
+                                          init[f"model.layers.{i}.{name}.MatMul.weight_scales"])
+
+
+def test_manifest_lists_the_packs_and_their_source(bundle):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["wgsl"] == {"fp32": {"bin": "wgsl/decoder.bin", "json": "wgsl/decoder.json"},
+                                "int8": {"bin": "wgsl/decoder_int8.bin", "json": "wgsl/decoder_int8.json"}}
+    for entry in manifest["wgsl"].values():
+        for rel in entry.values():
+            assert manifest["files"][rel] == file_digest(bundle / rel)
+        desc = json.loads((bundle / entry["json"]).read_text())
+        assert desc["source_sha256"] == manifest["files"][f"onnx/{desc['source']}"]["sha256"]
+    assert not [p for p in (bundle / "wgsl").iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--dtype", "q4"], "WGSL packs are made for fp32, int8"),
+    (["--dtype", "fp16"], "WGSL packs are made for fp32, int8"),
+])
+def test_bad_dtype_is_one_clear_line(bundle, capsys, args, message):
+    assert main(["--quiet", "wgsl-pack", str(bundle), *args]) != 0
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_missing_variant_and_missing_bundle(tiny_bundle, tmp_path, capsys):
+    assert main(["--quiet", "wgsl-pack", str(tiny_bundle), "--dtype", "int8"]) != 0
+    assert "no int8 variant of language_model_gqa (run janusweb quantize --dtype int8)" in capsys.readouterr().err
+    assert main(["--quiet", "wgsl-pack", str(tmp_path), "--dtype", "fp32"]) != 0
+    assert "has no manifest.json" in capsys.readouterr().err
+    assert not (tiny_bundle / "wgsl").exists()  # the refused call wrote nothing into the bundle
+
+
+def test_bundle_without_the_fused_graph(tiny_bundle, tmp_path, capsys):
+    out = tmp_path / "tiny"
+    shutil.copytree(tiny_bundle, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["graphs"][STEM]  # as `janusweb export --no-fused` writes it
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["--quiet", "wgsl-pack", str(out), "--dtype", "fp32"]) != 0
+    assert "has no language_model_gqa graph (export without --no-fused)" in capsys.readouterr().err
