@@ -67,7 +67,8 @@ def end_to_end(model, specs, bundle: Path, tok: Tokenizer, ids: SpecialIds, seed
         a = generate_images(ort_graphs, dims, ids, prompt, draws)
         b = generate_images(TorchGraphs(model, specs), dims, ids, prompt, draws)
     return EndToEnd(len(ref), ours == ref, first_divergence(ours, ref), steps,
-                    bool(np.array_equal(a.tokens, b.tokens)), float(np.abs(a.images - b.images).max()))
+                    bool(np.array_equal(a.tokens, b.tokens)), float(np.abs(a.images - b.images).max()),
+                    first_divergence(a.tokens.ravel().tolist(), b.tokens.ravel().tolist()))
 
 
 def export_bundle(source: str, out: Path, seed: int = 0, allow_mismatch: bool = False, text_steps: int = 32,

@@ -101,15 +101,17 @@ class EndToEnd:
     image_tokens: int
     image_equal: bool
     image_max_abs_diff: float
+    first_image_divergence: int | None = None
 
     @property
     def ok(self) -> bool:
         return self.text_equal and self.image_equal and self.image_max_abs_diff <= 1e-3
 
     def summary(self) -> str:
-        div = "" if self.first_text_divergence is None else f" (first divergence at {self.first_text_divergence})"
+        div = lambda at: "" if at is None else f" (first divergence at {at})"  # noqa: E731
         return (f"end to end: greedy text {self.text_tokens} tokens {'identical' if self.text_equal else 'DIFFER'}"
-                f"{div}; CFG image {self.image_tokens} tokens {'identical' if self.image_equal else 'DIFFER'}; "
+                f"{div(self.first_text_divergence)}; CFG image {self.image_tokens} tokens "
+                f"{'identical' if self.image_equal else 'DIFFER'}{div(self.first_image_divergence)}; "
                 f"decoded image max abs diff {self.image_max_abs_diff:.2e} (limit 1e-3) -> "
                 f"{'OK' if self.ok else 'NOT OK'}")
 

@@ -22,6 +22,7 @@ from onnx import numpy_helper
 from janusweb.errors import UserError
 from janusweb.fused import STEM, fused_file
 from janusweb.log import step
+from janusweb.quantize.graph_io import external_bytes
 from janusweb.quantize.records import add_files, write_json_atomic
 
 FORMAT = "janusweb-wgsl/1"
@@ -42,11 +43,8 @@ def _array(tensor: onnx.TensorProto, base: Path) -> np.ndarray:
     """An initializer's values, reading external data from beside the graph when it has any."""
     if tensor.data_location != onnx.TensorProto.EXTERNAL:
         return numpy_helper.to_array(tensor)
-    info = {e.key: e.value for e in tensor.external_data}
     dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
-    count = int(np.prod(tensor.dims))
-    data = np.fromfile(base / info["location"], dtype=dtype, count=count, offset=int(info.get("offset", 0)))
-    return data.reshape(tuple(tensor.dims))
+    return np.frombuffer(external_bytes(tensor, base), dtype=dtype).reshape(tuple(tensor.dims))
 
 
 def _weights(graph: onnx.GraphProto, base: Path) -> dict:

@@ -1,4 +1,5 @@
-"""Embedding tables (Gather over a constant [V, H] float table) -> com.microsoft GatherBlockQuantized.
+"""Embedding tables (Gather over a constant [V, H] float table, indexed by values computed from the graph's inputs)
+-> com.microsoft GatherBlockQuantized.
 
 onnxruntime's MatMulNBitsQuantizer quantizes Gather to 4 bits only (and then raises the opset to 21 for the int4
 type). janusweb writes the node itself, with uint8 storage for 8 and 4 bits (the `bits` attribute; WebGPU and
@@ -14,7 +15,7 @@ import onnx
 from onnx import numpy_helper
 from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, DefaultWeightOnlyQuantizer
 
-from janusweb.quantize.graph_io import ensure_ms_opset, use_counts
+from janusweb.quantize.graph_io import ensure_ms_opset, input_dependent, use_counts
 
 
 @dataclass
@@ -42,6 +43,7 @@ def quantize_gathers(model: onnx.ModelProto, bits: int, block_size: int) -> Gath
     """Replace each eligible Gather of `model` in place; return what was done."""
     inits = {t.name: t for t in model.graph.initializer}
     uses = use_counts(model)
+    dependent = input_dependent(model)
     stats = GatherStats()
     nodes = []
     for node in model.graph.node:
@@ -56,6 +58,10 @@ def quantize_gathers(model: onnx.ModelProto, bits: int, block_size: int) -> Gath
             reason = f"row width {table.dims[1]} not a multiple of the block size {block_size}"
         elif uses[table.name] != 1:
             reason = f"table {table.name} shared by {uses[table.name]} readers"
+        elif node.input[1] not in dependent:
+            # fixed rows (e.g. the vision tower's position table): little to save, and the page runs such nodes
+            # on the CPU EP, which onnxruntime-web's WASM build has no GatherBlockQuantized kernel for
+            reason = "indices do not depend on a graph input (a fixed lookup)"
         if reason:
             stats.skipped[node.name] = reason
             nodes.append(node)

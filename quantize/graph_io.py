@@ -18,8 +18,35 @@ MS_DOMAIN = "com.microsoft"
 
 
 def load(path: Path, with_data: bool = True) -> onnx.ModelProto:
-    """A graph with its weights (external data read from beside it) or, with_data=False, its structure only."""
-    return onnx.load(str(path), load_external_data=with_data)
+    """A graph with its weights (external data read from beside it) or, with_data=False, its structure only.
+    External data is read here rather than by onnx.load, which refuses files with several hard links, as a
+    bundle's files have once `janusweb build-web` has linked them into a site."""
+    model = onnx.load(str(path), load_external_data=False)
+    if with_data:
+        for tensor in external_tensors(model.graph):
+            tensor.raw_data = external_bytes(tensor, Path(path).parent)
+            del tensor.external_data[:]
+            tensor.data_location = onnx.TensorProto.DEFAULT
+    return model
+
+
+def external_tensors(graph: onnx.GraphProto) -> list:
+    return [t for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+
+
+def external_bytes(tensor: onnx.TensorProto, base: Path) -> bytes:
+    """The bytes of a tensor stored in an external data file beside its graph (folder `base`)."""
+    info = {e.key: e.value for e in tensor.external_data}
+    location = Path(info["location"])
+    if location.is_absolute() or ".." in location.parts:
+        raise ValueError(f"{tensor.name}: external data location {location} is outside the graph's folder")
+    with open(base / location, "rb") as f:
+        f.seek(int(info.get("offset", 0)))
+        length = int(info["length"]) if "length" in info else -1
+        data = f.read(length)
+    if length >= 0 and len(data) != length:
+        raise ValueError(f"{tensor.name}: {base / location} is truncated ({len(data)} of {length} bytes)")
+    return data
 
 
 def op_counts(model: onnx.ModelProto) -> dict:
@@ -89,3 +116,12 @@ def use_counts(model: onnx.ModelProto) -> Counter:
 
     visit(model.graph)
     return counts
+
+
+def input_dependent(model: onnx.ModelProto) -> set:
+    """Names of the top graph's values computed from its inputs (nodes in topological order, as ONNX stores them)."""
+    values = {i.name for i in model.graph.input}
+    for node in model.graph.node:
+        if any(i in values for i in node.input):
+            values.update(node.output)
+    return values

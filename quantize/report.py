@@ -26,6 +26,7 @@ from tokenizers import Tokenizer
 from janusweb.generate import ModelDims, generate_images, generate_text, text_logits
 from janusweb.graphs import GRAPH_NAMES, OrtGraphs
 from janusweb.log import step
+from janusweb.quantize import graph_io
 from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
 from janusweb.sampling import uniforms
 
@@ -195,7 +196,7 @@ def round_conv_weights(model: onnx.ModelProto, bits: int = 8) -> int:
 
 def conv_rounding_psnr(decoder: Path, tokens: np.ndarray, reference: np.ndarray) -> dict:
     """PSNR of image_decode with 8-bit rounded convolution weights against the fp32 decode."""
-    model = onnx.load(str(decoder))
+    model = graph_io.load(decoder)
     count = round_conv_weights(model)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return {"convolutions": count, "psnr_db": psnr(reference, session.run(None, {"generated_tokens": tokens})[0])}

@@ -3,16 +3,19 @@ records, atomic writing and one-line errors on bad input."""
 
 import hashlib
 import json
+import os
 import shutil
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import numpy_helper
 
 from janusweb.cli import main
 from janusweb.graphs import GRAPH_NAMES, OrtGraphs
 from janusweb.quantize import driver
+from janusweb.quantize.embedding import quantize_gathers
 from janusweb.quantize.graph_io import WEBGPU_FORBIDDEN_OPS
 from janusweb.quantize.report import Settings
 
@@ -65,6 +68,38 @@ def test_int8_ops_are_webgpu_ops(int8):
     init = {t.name: t for t in onnx.load(str(int8 / "onnx" / "prepare_inputs_embeds_int8.onnx")).graph.initializer}
     assert init[table.input[0]].data_type == onnx.TensorProto.UINT8
     assert list(init[table.input[0]].dims) == [512, 64]  # one byte a weight: the 512 x 64 tiny table
+
+
+def test_hard_linked_external_data_quantizes(tiny_bundle, tmp_path):
+    """`janusweb build-web` links the bundle's files into the site; onnx.load refuses external data files with
+    several links, so quantize reads them itself."""
+    out = tmp_path / "tiny"
+    shutil.copytree(tiny_bundle, out)
+    os.link(out / "onnx" / "language_model_gqa.onnx_data", tmp_path / "site-copy.onnx_data")
+    driver.quantize_bundle(out, "int8", report=False)
+    assert (out / "onnx" / "language_model_gqa_int8.onnx").is_file()
+
+
+def test_only_gathers_indexed_from_the_inputs_are_quantized():
+    """A Gather with fixed indices (like the vision tower's position table) stays a float Gather: the page runs
+    such nodes on the CPU EP, and onnxruntime-web's WASM build has no GatherBlockQuantized."""
+    table = numpy_helper.from_array(np.arange(64 * 32, dtype=np.float32).reshape(64, 32), "table")
+    positions = numpy_helper.from_array(np.arange(4, dtype=np.int64), "positions")
+    fixed = numpy_helper.from_array(np.ones((16, 32), np.float32), "fixed_table")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Gather", ["table", "ids"], ["a"], name="by_input"),
+         onnx.helper.make_node("Gather", ["fixed_table", "positions"], ["b"], name="by_constant")],
+        "g", [onnx.helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, [4])],
+        [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [4, 32]) for n in ("a", "b")],
+        [table, positions, fixed])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+    stats = quantize_gathers(model, 8, 32)
+    assert stats.quantized == 1 and set(stats.skipped) == {"by_constant"}
+    assert [n.op_type for n in model.graph.node] == ["GatherBlockQuantized", "Gather"]
+    ids = np.array([3, 0, 63, 7], np.int64)
+    a, b = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"ids": ids})
+    np.testing.assert_array_equal(b, np.ones((4, 32), np.float32))
+    np.testing.assert_allclose(a, numpy_helper.to_array(table)[ids], rtol=0.01, atol=0.5)
 
 
 def test_int8_outputs_close_to_fp32(int8):
