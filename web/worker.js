@@ -33,6 +33,8 @@ const FUSED = 'language_model_gqa';
 /** @type {Record<string, string>} */
 const CPU_SIDE = { prepare_inputs_embeds: 'input_ids', [FUSED]: 'inputs_embeds' };
 const STRICT_ERROR = 'fallback to CPU EP has been explicitly disabled';
+const OUT_OF_MEMORY = 'ONNX Runtime Web keeps weights and activations in a WASM heap of at most 4 GB; use WebGPU, '
+  + 'or a smaller dtype where the bundle has one';
 // onnxruntime-web's limit on one provider option's value: forceCpuNodeNames, joined with newlines.
 const OPTION_LIMIT = 8192;
 
@@ -190,7 +192,15 @@ async function createSessions(loader, backend, wanted, id) {
     }
   } catch (e) {
     await Promise.all(Object.values(sessions).map((s) => s.release()));
-    throw e;
+    if (!String(e).includes('bad_alloc')) throw e;
+    const manifest = /** @type {import('./loader.js').Manifest} */ (loader.manifest);
+    const mb = Math.round(names.slice(0, Object.keys(sessions).length + 1).reduce((sum, n) => {
+      const g = manifest.graphs[n === IMAGE_EMBEDS ? 'prepare_inputs_embeds' : n];
+      return sum + (dtypes[n] === 'fp32' ? g.bytes : g.variants[dtypes[n]].bytes);
+    }, 0) / 2 ** 20);
+    throw Object.assign(new Error(`out of memory while creating ${Object.keys(sessions).length + 1} of `
+      + `${names.length} sessions on ${backend.ep} (${mb} MiB of graphs at `
+      + `${[...new Set(Object.values(dtypes))].join('/')}): ${OUT_OF_MEMORY}`), { kind: 'backend' });
   }
   reply({ type: 'progress', id, what: 'session', name: 'all', done: names.length, total: names.length });
   return { sessions, cpuNodes, dtypes, notes };
@@ -385,7 +395,12 @@ self.onmessage = async (event) => {
     else await image(req);
   } catch (e) {
     console.error(e);
-    reply({ type: 'error', id: req.id, kind: errorKind(e), message: e instanceof Error ? e.message : String(e) });
+    const message = e instanceof Error ? e.message : String(e);
+    if (message.includes('bad_alloc')) { // while running: the heap filled up with activations
+      reply({ type: 'error', id: req.id, kind: 'backend', message: `out of memory while running: ${OUT_OF_MEMORY}` });
+    } else {
+      reply({ type: 'error', id: req.id, kind: errorKind(e), message });
+    }
   } finally {
     busy = false;
     cancelled.delete(req.id);
