@@ -297,6 +297,25 @@ def test_corrupted_graph_shows_the_checksum_error(browsers, bundle, tmp_path):
         server.shutdown()
 
 
+@pytest.mark.parametrize("kv", ["auto", "wgsl"])
+def test_long_prompt_in_chunks_matches_on_webgpu(browsers, site_url, bundle, kv):
+    """A prompt longer than one call takes (the WGSL decoder: 256 tokens; the fused graph: 16 positions) goes in
+    several calls, each with the cache filled by the ones before: same tokens as Python."""
+    if not browsers["webgpu_ok"]:
+        pytest.skip("this Chromium offers no WebGPU adapter (not even SwiftShader)")
+    page = open_page(browsers["webgpu"], site_url, f"dtype=fp32&kv={kv}")
+    info = page.evaluate("window.janusweb.backend")
+    if kv == "wgsl":
+        info["dtypes"][FUSED] = info["dtypes"].pop("language_model")
+    graphs, dims, tok, ids = reference(bundle, info["dtypes"])
+    question = " ".join(f"word{i} and more" for i in range(120))
+    inputs = understanding_inputs(tok, ids, question, dims.num_image_tokens, with_image=False)
+    assert inputs["input_ids"].shape[1] > 300
+    answer = chat(page, question, None, TEXT_TOKENS)
+    assert answer["tokens"] == generate_text(graphs, dims, inputs, TEXT_TOKENS, eos_id=ids.eos)
+    page.context.close()
+
+
 def _replace(path: Path, text: str) -> None:
     """Write a new file in place of `path` (the bundle's copy, maybe a hard link, is untouched)."""
     tmp = path.with_suffix(".tmp")
