@@ -76,8 +76,7 @@ def _weights(graph: onnx.GraphProto, base: Path) -> dict:
             if attrs["bits"] != 8 or len(node.input) > 3 and node.input[3] or attrs["K"] % block or block % 16:
                 raise UserError(f"{node.name}: WGSL kernels take 8-bit weights with the default zero point and "
                                 f"whole blocks of a multiple of 16 only")
-            out[(layer, ROLES[what])] = {"w": get(node.input[1]), "scales": get(node.input[2]),
-                                         "block_size": attrs["block_size"]}
+            out[(layer, ROLES[what])] = {"w": get(node.input[1]), "scales": get(node.input[2]), "block_size": block}
         elif node.op_type not in ("Sigmoid", "Mul"):
             raise UserError(f"{node.name}: unexpected {node.op_type} in the fused decoder")
     if attention is None or eps is None:

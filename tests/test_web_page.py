@@ -132,6 +132,15 @@ def _graphs(bundle: Path, dtypes: tuple) -> OrtGraphs:
     return OrtGraphs(bundle, dtypes=dtypes)
 
 
+def reference_dtypes(info: dict) -> dict:
+    """The page's session dtypes as the Python reference takes them: the WGSL decoder runs the fused graph's
+    weights, so the fused graph is its reference."""
+    dtypes = dict(info["dtypes"])
+    if info["kvCache"].startswith("WGSL decoder"):
+        dtypes[FUSED] = dtypes.pop("language_model")
+    return dtypes
+
+
 def reference(bundle: Path, dtypes: dict):
     """Python's graphs at the page's dtypes. The page's gen_step holds the weights of gen_head and
     gen_img_embeds, which the Python loop runs instead: those take gen_step's dtype."""
@@ -211,7 +220,6 @@ def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png,
     if kv == "wgsl":  # the fused graph's weights on the page's kernels: the fused graph is the reference
         assert info["kvCache"].startswith("WGSL decoder") and f"decoder{'' if dtype == 'fp32' else '_' + dtype}.bin" \
             in info["kvCache"]
-        info["dtypes"][FUSED] = info["dtypes"].pop("language_model")
     else:
         assert info["kvCache"].startswith(lm)
     if fused:
@@ -222,7 +230,7 @@ def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png,
     for graph, used in info["dtypes"].items():
         if used != dtype:  # a graph this backend has no kernel for at this dtype: said on the page
             assert graph in page.inner_text("#notes")
-    graphs, dims, tok, ids = reference(bundle, info["dtypes"])
+    graphs, dims, tok, ids = reference(bundle, reference_dtypes(info))
 
     answer = chat(page, QUESTION, test_png, TEXT_TOKENS)
     pixels = preprocess(Image.open(test_png), dims.image_size)[None, None]
@@ -232,7 +240,7 @@ def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png,
     assert answer["text"] == page.inner_text("#answer") and "tokens/s" in page.inner_text("#speed")
 
     images = generate(page, 2, 5.0, 1.0, 7)
-    check_images(bundle, info["dtypes"], images, 2, 5.0, 1.0, 7)
+    check_images(bundle, reference_dtypes(info), images, 2, 5.0, 1.0, 7)
     assert page.inner_text("#image-progress").startswith(f"{dims.num_image_tokens}/{dims.num_image_tokens}")
     shown_images_are_not_blank(page, 2)
     if backend == "webgpu":  # state stays on the GPU: reads do not grow with the steps
@@ -304,10 +312,7 @@ def test_long_prompt_in_chunks_matches_on_webgpu(browsers, site_url, bundle, kv)
     if not browsers["webgpu_ok"]:
         pytest.skip("this Chromium offers no WebGPU adapter (not even SwiftShader)")
     page = open_page(browsers["webgpu"], site_url, f"dtype=fp32&kv={kv}")
-    info = page.evaluate("window.janusweb.backend")
-    if kv == "wgsl":
-        info["dtypes"][FUSED] = info["dtypes"].pop("language_model")
-    graphs, dims, tok, ids = reference(bundle, info["dtypes"])
+    graphs, dims, tok, ids = reference(bundle, reference_dtypes(page.evaluate("window.janusweb.backend")))
     question = " ".join(f"word{i} and more" for i in range(120))
     inputs = understanding_inputs(tok, ids, question, dims.num_image_tokens, with_image=False)
     assert inputs["input_ids"].shape[1] > 300

@@ -33,6 +33,8 @@ const FUSED = 'language_model_gqa';
 /** @type {Record<string, string>} */
 const CPU_SIDE = { prepare_inputs_embeds: 'input_ids', [FUSED]: 'inputs_embeds' };
 const STRICT_ERROR = 'fallback to CPU EP has been explicitly disabled';
+/** The graph a session runs (IMAGE_EMBEDS is a second session of prepare_inputs_embeds). @param {string} name */
+const graphOf = (name) => (name === IMAGE_EMBEDS ? 'prepare_inputs_embeds' : name);
 const OUT_OF_MEMORY = 'ONNX Runtime Web keeps weights and activations in a WASM heap of at most 4 GB; use WebGPU, '
   + 'or a smaller dtype where the bundle has one';
 // onnxruntime-web's limit on one provider option's value: forceCpuNodeNames, joined with newlines.
@@ -96,7 +98,7 @@ function reply(msg, transfer = []) {
  * @param {string} dtype
  */
 async function createSession(loader, backend, name, dtype) {
-  const graph = name === IMAGE_EMBEDS ? 'prepare_inputs_embeds' : name;
+  const graph = graphOf(name);
   const { model: bytes, externalData } = await loader.graph(graph, dtype);
   const outputs = /** @type {any} */ (loader.manifest).graphs[graph].outputs.map((/** @type {any} */ o) => o.name);
   const onGpu = GPU_OUTPUTS[/** @type {keyof GPU_OUTPUTS} */ (graph)](outputs);
@@ -195,7 +197,7 @@ async function createSessions(loader, backend, wanted, id) {
     if (!String(e).includes('bad_alloc')) throw e;
     const manifest = /** @type {import('./loader.js').Manifest} */ (loader.manifest);
     const mb = Math.round(names.slice(0, Object.keys(sessions).length + 1).reduce((sum, n) => {
-      const g = manifest.graphs[n === IMAGE_EMBEDS ? 'prepare_inputs_embeds' : n];
+      const g = manifest.graphs[graphOf(n)];
       return sum + (dtypes[n] === 'fp32' ? g.bytes : g.variants[dtypes[n]].bytes);
     }, 0) / 2 ** 20);
     throw Object.assign(new Error(`out of memory while creating ${Object.keys(sessions).length + 1} of `

@@ -111,18 +111,19 @@ export class WgslCache {
       a: buffer('a', M * NH * HD), f: buffer('f', M * d.intermediate_size), scores: buffer('scores', M * NH * capacity) };
     this.kv = Array.from({ length: d.num_layers }, (_, i) => [buffer(`k${i}`, kvFloats), buffer(`v${i}`, kvFloats)]);
     const p = dec.pipelines, w = dec.weights, a = this.act;
-    /** @param {GPUComputePipeline} pipe @param {GPUBuffer[]} buffers bindings 1.. (0 is the params) */
-    this.bind = (pipe, buffers, withParams = true) => dev.createBindGroup({ layout: pipe.getBindGroupLayout(0),
-      entries: [...(withParams ? [this.params] : [null]), ...buffers].flatMap((b, i) => (b ? [{ binding: i, resource: { buffer: b } }] : [])) });
+    /** @param {GPUComputePipeline} pipe @param {GPUBuffer[]} buffers its bindings 0, 1, ... */
+    this.bind = (pipe, buffers) => dev.createBindGroup({ layout: pipe.getBindGroupLayout(0),
+      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
+    const P = this.params;
     this.layers = this.kv.map(([k, v], i) => ({
-      norm1: this.bind(p.norm, [a.x, w[`layers.${i}.ln1`], a.h], false),
-      qkv: this.bind(p.qkv, [a.h, a.qkv, ...dec.matrix(`layers.${i}.qkv`)]),
-      rope: this.bind(p.rope, [a.qkv, w.cos, w.sin, a.q, k, v]),
-      attention: this.bind(p.attention, [a.q, k, v, a.scores, a.a]),
-      o: this.bind(p.o, [a.a, a.x, ...dec.matrix(`layers.${i}.o`)]),
-      norm2: this.bind(p.norm, [a.x, w[`layers.${i}.ln2`], a.h], false),
-      gateUp: this.bind(p.gateUp, [a.h, a.f, ...dec.matrix(`layers.${i}.gate`), ...dec.matrix(`layers.${i}.up`)]),
-      down: this.bind(p.down, [a.f, a.x, ...dec.matrix(`layers.${i}.down`)]),
+      norm1: this.bind(p.norm, [a.x, w[`layers.${i}.ln1`], a.h]),
+      qkv: this.bind(p.qkv, [P, a.h, a.qkv, ...dec.matrix(`layers.${i}.qkv`)]),
+      rope: this.bind(p.rope, [P, a.qkv, w.cos, w.sin, a.q, k, v]),
+      attention: this.bind(p.attention, [P, a.q, k, v, a.scores, a.a]),
+      o: this.bind(p.o, [P, a.a, a.x, ...dec.matrix(`layers.${i}.o`)]),
+      norm2: this.bind(p.norm, [a.x, w[`layers.${i}.ln2`], a.h]),
+      gateUp: this.bind(p.gateUp, [P, a.h, a.f, ...dec.matrix(`layers.${i}.gate`), ...dec.matrix(`layers.${i}.up`)]),
+      down: this.bind(p.down, [P, a.f, a.x, ...dec.matrix(`layers.${i}.down`)]),
     }));
   }
 
@@ -185,7 +186,7 @@ export class WgslCache {
       run(p.gateUp, l.gateUp, groups(d.intermediate_size, MATMUL_COLUMNS));
       run(p.down, l.down, groups(H, MATMUL_COLUMNS));
     }
-    run(p.norm, this.bind(p.norm, [this.act.x, this.dec.weights.final_norm, out.gpuBuffer], false), M);
+    run(p.norm, this.bind(p.norm, [this.act.x, this.dec.weights.final_norm, out.gpuBuffer]), M);
     pass.end();
     dev.queue.submit([encoder.finish()]);
     this.length += P;

@@ -94,13 +94,16 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<
 }`;
 }
 
-/** RMS norm, one workgroup per token: y = x / sqrt(mean(x^2) + EPS) * w (SimplifiedLayerNormalization). */
+/**
+ * RMS norm, one workgroup per token: y = x / sqrt(mean(x^2) + EPS) * w (SimplifiedLayerNormalization). It needs no
+ * per-call numbers (the token is the workgroup), so its bindings start at 0: x, w, y.
+ */
 export const RMSNORM = `
 override H: u32;
 override EPS: f32;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
 var<workgroup> red: array<f32, 256>;
 
 @compute @workgroup_size(256)
