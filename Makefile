@@ -5,8 +5,8 @@ PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 OUT    := out
 
-.PHONY: setup demo test chromium
-setup: $(VENV)/.installed node_modules/.installed chromium
+.PHONY: setup demo test chromium cpu-kernels
+setup: $(VENV)/.installed node_modules/.installed chromium cpu-kernels
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml
 node_modules/.installed: package.json package-lock.json
 	ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 	touch $@
+
+# the CPU engine's WebAssembly kernels (web/cpu/*.c -> web/cpu/dist/*.wasm, with PyPI ziglang)
+cpu-kernels: $(VENV)/.installed
+	$(PY) web/cpu/build.py
 
 chromium:
 	@[ -x /usr/lib/chromium/chromium ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }

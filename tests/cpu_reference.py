@@ -1,0 +1,110 @@
+"""numpy references for the CPU engine's tests (tests/test_cpu_kernels.py): MatMulNBits' weight layouts and
+their dequantization, a pack writer in the WGSL/CPU pack format, and the decoder's forward pass computed over
+whole sequences (no KV cache), independently of the kernels."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def q8_weights(rng, n: int, k: int):
+    """MatMulNBits bits 8 block 32: bytes [N, K/32, 32] uint8, scales [N, K/32]; and the dequantized [N, K]."""
+    q = rng.integers(0, 256, (n, k // 32, 32), dtype=np.uint8)
+    s = (rng.random((n, k // 32)) * 0.02 + 0.001).astype(np.float32)
+    return q, s, ((q.astype(np.float64) - 128) * s[..., None]).reshape(n, k)
+
+
+def q4_weights(rng, n: int, k: int):
+    """MatMulNBits bits 4 block 32: bytes [N, K/32, 16] (element 2i low nibble of byte i), scales, dequantized."""
+    v = rng.integers(0, 16, (n, k // 32, 32), dtype=np.uint8)
+    q = (v[..., 0::2] | (v[..., 1::2] << 4)).astype(np.uint8)
+    s = (rng.random((n, k // 32)) * 0.05 + 0.001).astype(np.float32)
+    return q, s, ((v.astype(np.float64) - 8) * s[..., None]).reshape(n, k)
+
+
+def weights(rng, dtype: str, n: int, k: int):
+    """(arrays for the pack, dequantized [N, K] float64) of a random [N, K] matrix of `dtype`."""
+    if dtype == "fp32":
+        w = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
+        return {"w": w}, w.astype(np.float64)
+    q, s, deq = (q8_weights if dtype == "int8" else q4_weights)(rng, n, k)
+    return {"w": q, "scales": s}, deq
+
+
+def write_pack(path: Path, cfg: dict, dtype: str, seed: int = 0) -> dict:
+    """A random pack (path.json + path.bin) of the decoder `cfg`; returns the dequantized weights."""
+    rng = np.random.default_rng(seed)
+    H, I, NH, KVH, HD = (cfg[k] for k in ("hidden_size", "intermediate_size", "num_heads", "num_key_value_heads",
+                                          "head_dim"))
+    tensors, chunks, offset, ref = {}, [], 0, {}
+
+    def put(name, a):
+        nonlocal offset
+        pad = -offset % 256
+        chunks.append(b"\0" * pad)
+        offset += pad
+        chunks.append(a.tobytes())
+        tensors[name] = {"offset": offset, "bytes": a.nbytes, "shape": list(a.shape),
+                         "type": "u8" if a.dtype == np.uint8 else "f32"}
+        offset += a.nbytes
+
+    shapes = {"qkv": ((NH + 2 * KVH) * HD, H), "o": (H, NH * HD), "gate": (I, H), "up": (I, H), "down": (H, I)}
+    for i in range(cfg["num_layers"]):
+        for role in ("ln1", "qkv", "o", "ln2", "gate", "up", "down"):
+            if role.startswith("ln"):
+                w = (1 + 0.1 * rng.standard_normal(H)).astype(np.float32)
+                put(f"layers.{i}.{role}", w)
+                ref[(i, role)] = w.astype(np.float64)
+                continue
+            arrays, ref[(i, role)] = weights(rng, dtype, *shapes[role])
+            put(f"layers.{i}.{role}", arrays["w"])
+            if "scales" in arrays:
+                put(f"layers.{i}.{role}.scales", arrays["scales"])
+    final = (1 + 0.1 * rng.standard_normal(H)).astype(np.float32)
+    put("final_norm", final)
+    ref["final_norm"] = final.astype(np.float64)
+    inv = 1.0 / 10000 ** (np.arange(0, HD, 2) / HD)
+    angles = np.arange(cfg["max_positions"])[:, None] * inv[None]
+    for name, table in (("cos", np.cos(angles)), ("sin", np.sin(angles))):
+        put(name, table.astype(np.float32))
+        ref[name] = table.astype(np.float32).astype(np.float64)
+    Path(str(path) + ".bin").write_bytes(b"".join(chunks))
+    desc = {**cfg, "format": "janusweb-wgsl/1", "dtype": dtype, "block_size": None if dtype == "fp32" else 32,
+            "scale": HD ** -0.5, "tensors": tensors}
+    Path(str(path) + ".json").write_text(json.dumps(desc))
+    return ref
+
+
+def rms(x, w, eps):
+    return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
+
+
+def rotate(x, cos, sin):
+    """rotate-half rotary of x [..., T, HD] with tables [T, HD/2]."""
+    half = x.shape[-1] // 2
+    a, b = x[..., :half], x[..., half:]
+    return np.concatenate([a * cos - b * sin, b * cos + a * sin], -1)
+
+
+def decoder(ref: dict, cfg: dict, x: np.ndarray) -> np.ndarray:
+    """Final-norm hidden states [rows, T, H] of the whole sequences x [rows, T, H] (float64, causal)."""
+    B, T, H = x.shape
+    NH, KVH, HD, eps = cfg["num_heads"], cfg["num_key_value_heads"], cfg["head_dim"], cfg["epsilon"]
+    cos, sin = ref["cos"][:T], ref["sin"][:T]
+    causal = np.tril(np.ones((T, T), bool))
+    for i in range(cfg["num_layers"]):
+        qkv = rms(x, ref[(i, "ln1")], eps) @ ref[(i, "qkv")].T
+        q = qkv[..., :NH * HD].reshape(B, T, NH, HD).transpose(0, 2, 1, 3)
+        k = qkv[..., NH * HD:(NH + KVH) * HD].reshape(B, T, KVH, HD).transpose(0, 2, 1, 3)
+        v = qkv[..., (NH + KVH) * HD:].reshape(B, T, KVH, HD).transpose(0, 2, 1, 3)
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+        k, v = np.repeat(k, NH // KVH, 1), np.repeat(v, NH // KVH, 1)
+        scores = np.where(causal, q @ k.transpose(0, 1, 3, 2) * HD ** -0.5, -np.inf)
+        p = np.exp(scores - scores.max(-1, keepdims=True))
+        att = (p / p.sum(-1, keepdims=True)) @ v
+        x = x + att.transpose(0, 2, 1, 3).reshape(B, T, NH * HD) @ ref[(i, "o")].T
+        h = rms(x, ref[(i, "ln2")], eps)
+        g = h @ ref[(i, "gate")].T
+        x = x + (g / (1 + np.exp(-g)) * (h @ ref[(i, "up")].T)) @ ref[(i, "down")].T
+    return rms(x, ref["final_norm"], eps)

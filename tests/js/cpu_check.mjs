@@ -1,0 +1,57 @@
+// Runs the CPU engine's kernels (web/cpu) under Node for tests/test_cpu_kernels.py:
+//   node cpu_check.mjs DIR    DIR/spec.json says what to run on DIR's .bin inputs; outputs go to DIR/out.bin.
+// spec: {wasm, threads, op: 'matmul'|'gate_up'|'rmsnorm', ...shapes} on x.bin, w*.bin, s*.bin, y.bin (the
+// starting output, for mode add), or {op: 'decoder', pack, calls: [S, ...], rows, capacity} on embeds.bin.
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { CpuRuntime, DTYPE } from '../../web/cpu/runtime.js';
+import { CpuModel, memoryNeeded } from '../../web/cpu/model.js';
+
+const dir = process.argv[2];
+const spec = JSON.parse(readFileSync(path.join(dir, 'spec.json'), 'utf8'));
+const file = (/** @type {string} */ name) => new Uint8Array(readFileSync(path.join(dir, name)));
+const module = new WebAssembly.Module(readFileSync(spec.wasm));
+const thread = new URL('../../web/cpu/thread.js', import.meta.url);
+const spawn = (/** @type {number} */ _t, /** @type {any} */ init) => new Promise((resolve) => {
+  const w = new Worker(thread);
+  w.once('message', () => resolve(w));
+  w.postMessage(init);
+});
+
+let out;
+if (spec.op === 'decoder') {
+  const desc = JSON.parse(readFileSync(spec.pack + '.json', 'utf8'));
+  const rt = await CpuRuntime.create(module, spec.threads, memoryNeeded(desc, spec.rows, spec.capacity), spawn);
+  const model = new CpuModel(rt, desc, new Uint8Array(readFileSync(spec.pack + '.bin')));
+  const state = model.newState(spec.rows, spec.capacity);
+  const embeds = new Float32Array(file('embeds.bin').buffer);
+  const parts = [];
+  let used = 0;
+  const H = desc.hidden_size;
+  for (const S of spec.calls) {
+    // embeds.bin holds each call's [rows, S, H] one after the other
+    const { hidden } = state.forward(embeds.subarray(used, used + spec.rows * S * H), S);
+    used += spec.rows * S * H;
+    parts.push(hidden);
+  }
+  state.release();
+  rt.release();
+  out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+} else {
+  const rt = await CpuRuntime.create(module, 1, 1 << 24, null);
+  const e = rt.exports;
+  const put = (/** @type {string} */ name) => (spec.files.includes(name) ? rt.put(file(name)) : 0);
+  const x = put('x.bin'), n = spec.N ?? spec.H;
+  const y = spec.files.includes('y.bin') ? put('y.bin') : rt.alloc(4 * spec.M * n);
+  const dtype = /** @type {any} */ (DTYPE)[spec.dtype ?? 'fp32'];
+  for (const [a, b] of spec.splits) { // column ranges, as threads would share them
+    if (spec.op === 'matmul') e.matmul(dtype, x, spec.M, spec.K, put('w.bin'), put('s.bin'), y, n, a, b, spec.mode);
+    else if (spec.op === 'gate_up') {
+      e.gate_up(dtype, x, spec.M, spec.K, put('wg.bin'), put('sg.bin'), put('wu.bin'), put('su.bin'), y, n, a, b);
+    } else e.rmsnorm(x, put('w.bin'), y, spec.M, spec.H, spec.eps, a, b);
+  }
+  out = rt.f32(y, spec.M * n);
+}
+writeFileSync(path.join(dir, 'out.bin'), new Uint8Array(out.buffer, out.byteOffset, out.byteLength));

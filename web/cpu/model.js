@@ -1,0 +1,127 @@
+// The decoder on the CPU engine (runtime.js): a pack's weights (export/wgsl_pack.py's format, or cpu_pack.py's:
+// matrices [N, K] fp32, or MatMulNBits' own uint8 blocks + fp32 scales) copied once into the engine's memory,
+// and per request a state with its KV cache [rows, kv_heads, capacity, head_dim] per layer and activations for
+// up to MAX_TOKENS tokens per call. Independent of ONNX Runtime (engines/cpu.js wraps it for the page).
+
+import { DTYPE, KIND, L, L_FIELDS, LAYER0, P } from './runtime.js';
+
+/** Tokens (rows x positions) per call: longer prompts go in several calls. */
+export const MAX_TOKENS = 64;
+const MATRICES = ['qkv', 'o', 'gate', 'up', 'down'];
+
+/**
+ * Bytes of memory the model's weights take, and a request of `rows` x `capacity` positions on top.
+ * @param {any} desc the pack's JSON @param {number} rows @param {number} capacity
+ */
+export function memoryNeeded(desc, rows, capacity) {
+  const weights = Object.values(desc.tensors).reduce((s, /** @type {any} */ t) => s + t.bytes + 64, 0);
+  const kv = 2 * desc.num_layers * rows * desc.num_key_value_heads * capacity * desc.head_dim * 4;
+  return weights + kv + 64 * 2 ** 20;
+}
+
+export class CpuModel {
+  /**
+   * @param {import('./runtime.js').CpuRuntime} rt
+   * @param {any} desc the pack's JSON
+   * @param {Uint8Array} bytes the pack's .bin
+   */
+  constructor(rt, desc, bytes) {
+    const d = desc;
+    const dtype = /** @type {Record<string, number>} */ (DTYPE)[d.dtype];
+    if (dtype === undefined) throw new Error(`the CPU engine takes fp32, int8 or q4 packs, not ${d.dtype}`);
+    if (dtype && d.block_size !== 32) throw new Error(`the CPU engine takes blocks of 32 weights (pack: ${d.block_size})`);
+    if (d.hidden_size % 32 || d.intermediate_size % 32 || d.head_dim % 4 || d.head_dim > 256) {
+      throw new Error(`the CPU engine takes sizes that are multiples of 32 and head_dim <= 256 (pack: ${d.hidden_size}, `
+        + `${d.intermediate_size}, ${d.head_dim})`);
+    }
+    this.rt = rt;
+    this.desc = d;
+    this.dtype = dtype;
+    /** @type {Record<string, number>} tensor name -> address */
+    this.at = {};
+    for (const [name, t] of Object.entries(/** @type {Record<string, any>} */ (d.tensors))) {
+      if (t.offset + t.bytes > bytes.length) throw new Error(`the CPU pack is truncated at ${name}`);
+      this.at[name] = rt.put(bytes.subarray(t.offset, t.offset + t.bytes));
+    }
+    this.mark = rt.top; // requests allocate above this and give it back when released
+    /** @type {CpuState|null} */
+    this.live = null;
+  }
+
+  /** @param {number} rows @param {number} capacity */
+  newState(rows, capacity) {
+    if (this.live) throw new Error('the CPU engine runs one request at a time');
+    if (capacity > this.desc.max_positions) {
+      throw new Error(`${capacity} positions exceed the model's ${this.desc.max_positions} (rotary table of the pack)`);
+    }
+    this.rt.top = this.mark;
+    this.live = new CpuState(this, rows, capacity);
+    return this.live;
+  }
+}
+
+export class CpuState {
+  /** @param {CpuModel} model @param {number} rows @param {number} capacity */
+  constructor(model, rows, capacity) {
+    const d = model.desc, rt = model.rt;
+    this.model = model;
+    this.rows = rows;
+    this.capacity = capacity;
+    this.length = 0;
+    this.chunk = Math.max(1, Math.floor(MAX_TOKENS / rows));
+    const M = rows * this.chunk, H = d.hidden_size, NH = d.num_heads, KVH = d.num_key_value_heads, HD = d.head_dim;
+    const floats = (/** @type {number} */ n) => rt.alloc(4 * n);
+    const kv = rows * KVH * capacity * HD;
+    this.x = floats(M * H);
+    this.out = floats(M * H);
+    const { u, f } = rt.fields();
+    Object.assign(u, { [P.CAP]: capacity, [P.H]: H, [P.I]: d.intermediate_size, [P.NH]: NH, [P.KVH]: KVH,
+      [P.HD]: HD, [P.LAYERS]: d.num_layers, [P.DTYPE]: model.dtype, [P.X]: this.x, [P.HB]: floats(M * H),
+      [P.QKV]: floats(M * (NH + 2 * KVH) * HD), [P.ATT]: floats(M * NH * HD), [P.F]: floats(M * d.intermediate_size),
+      [P.SCORES]: floats(M * NH * capacity), [P.COS]: model.at.cos, [P.SIN]: model.at.sin,
+      [P.FINAL]: model.at.final_norm, [P.OUT]: this.out });
+    f[P.EPS] = d.epsilon;
+    f[P.SCALE] = d.scale;
+    for (let i = 0; i < d.num_layers; i++) {
+      const base = LAYER0 + i * L_FIELDS, w = (/** @type {string} */ n) => model.at[`layers.${i}.${n}`] ?? 0;
+      u[base + L.LN1] = w('ln1');
+      u[base + L.LN2] = w('ln2');
+      for (const m of MATRICES) {
+        const field = /** @type {Record<string, number>} */ (L)[m.toUpperCase()];
+        u[base + field] = w(m);
+        u[base + field + 1] = w(`${m}.scales`);
+      }
+      u[base + L.K] = floats(kv);
+      u[base + L.V] = floats(kv);
+    }
+  }
+
+  /**
+   * embeds [rows, S, H] (row-major) through every layer; returns the final-norm hidden states of the last call's
+   * positions [rows, S', H] (S' = S, or the last chunk of a long prompt) and S'.
+   * @param {Float32Array} embeds @param {number} S
+   */
+  forward(embeds, S) {
+    const rt = this.model.rt, H = this.model.desc.hidden_size, B = this.rows;
+    if (this.length + S > this.capacity) {
+      throw new Error(`the KV cache holds ${this.capacity} positions; this step needs ${this.length + S}`);
+    }
+    let Pn = 0;
+    for (let start = 0; start < S; start += this.chunk) {
+      Pn = Math.min(this.chunk, S - start);
+      const x = rt.f32(this.x, B * Pn * H);
+      for (let b = 0; b < B; b++) x.set(embeds.subarray((b * S + start) * H, (b * S + start + Pn) * H), b * Pn * H);
+      const { u } = rt.fields();
+      u[P.M] = B * Pn;
+      u[P.P] = Pn;
+      u[P.PAST] = this.length;
+      rt.run(KIND.DECODER);
+      this.length += Pn;
+    }
+    return { hidden: rt.f32(this.out, B * Pn * H).slice(), positions: Pn };
+  }
+
+  release() {
+    if (this.model.live === this) this.model.live = null;
+  }
+}
