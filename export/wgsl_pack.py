@@ -47,8 +47,9 @@ def _array(tensor: onnx.TensorProto, base: Path) -> np.ndarray:
     return np.frombuffer(external_bytes(tensor, base), dtype=dtype).reshape(tuple(tensor.dims))
 
 
-def _weights(graph: onnx.GraphProto, base: Path) -> dict:
-    """(layer, role) -> arrays, and the attention attributes, from the builder's node names."""
+def _weights(graph: onnx.GraphProto, base: Path, bits: tuple = (8,)) -> dict:
+    """(layer, role) -> arrays, and the attention attributes, from the builder's node names. `bits`: the
+    MatMulNBits widths the caller's kernels take."""
     inits = {t.name: t for t in graph.initializer}
     get = lambda name: _array(inits[name], base)  # noqa: E731
     out, attention, eps = {}, None, None
@@ -73,9 +74,9 @@ def _weights(graph: onnx.GraphProto, base: Path) -> dict:
             out[(layer, ROLES[what])] = {"w": np.ascontiguousarray(get(node.input[1]).T)}
         elif node.op_type == "MatMulNBits":
             block = attrs["block_size"]
-            if attrs["bits"] != 8 or len(node.input) > 3 and node.input[3] or attrs["K"] % block or block % 16:
-                raise UserError(f"{node.name}: WGSL kernels take 8-bit weights with the default zero point and "
-                                f"whole blocks of a multiple of 16 only")
+            if attrs["bits"] not in bits or len(node.input) > 3 and node.input[3] or attrs["K"] % block or block % 16:
+                raise UserError(f"{node.name}: these kernels take {'/'.join(map(str, bits))}-bit weights with the "
+                                f"default zero point and whole blocks of a multiple of 16 only")
             out[(layer, ROLES[what])] = {"w": get(node.input[1]), "scales": get(node.input[2]), "block_size": block}
         elif node.op_type not in ("Sigmoid", "Mul"):
             raise UserError(f"{node.name}: unexpected {node.op_type} in the fused decoder")
@@ -84,11 +85,12 @@ def _weights(graph: onnx.GraphProto, base: Path) -> dict:
     return {"weights": out, "attention": attention, "epsilon": eps}
 
 
-def build_pack(graph_path: Path, config: dict, dtype: str, bin_path: Path, source_sha256: str) -> dict:
+def build_pack(graph_path: Path, config: dict, dtype: str, bin_path: Path, source_sha256: str,
+               bits: tuple = (8,)) -> dict:
     """Write the weights of `graph_path` (whose manifest sha256 is source_sha256) to bin_path; return the JSON
     description."""
     model = onnx.load(str(graph_path), load_external_data=False)
-    found = _weights(model.graph, graph_path.parent)
+    found = _weights(model.graph, graph_path.parent, bits)
     att, weights = found["attention"], found["weights"]
     layers = config["num_layers"]
     tensors, offset = {}, 0

@@ -32,6 +32,12 @@ def _wgsl_pack(args) -> int:
     return 0
 
 
+def _cpu_pack(args) -> int:
+    from janusweb.export.cpu_pack import write_cpu_packs
+    write_cpu_packs(Path(args.bundle), args.dtype.split(","))
+    return 0
+
+
 def _bench(args) -> int:
     from janusweb.bench.driver import run_bench
     from janusweb.bench.workload import Workload
@@ -105,6 +111,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("bundle", help="a bundle folder with language_model_gqa (and its int8 variant for int8)")
     g.add_argument("--dtype", default="int8", help="comma-separated: fp32, int8 (default int8)")
     g.set_defaults(run=_wgsl_pack)
+
+    c = sub.add_parser("cpu-pack", help="write the decoder's and lm_head's weights for the page's CPU engine (WASM)")
+    c.add_argument("bundle", help="a bundle folder with language_model_gqa and lm_head (and their variants)")
+    c.add_argument("--dtype", default="int8", help="comma-separated: fp32, int8, q4 (default int8)")
+    c.set_defaults(run=_cpu_pack)
 
     b = sub.add_parser("bench", help="run one workload on several backends; write report.json/.md and plots")
     b.add_argument("bundle", help="a bundle folder written by `janusweb export`")

@@ -1,7 +1,8 @@
 // Runs the CPU engine's kernels (web/cpu) under Node for tests/test_cpu_kernels.py:
 //   node cpu_check.mjs DIR    DIR/spec.json says what to run on DIR's .bin inputs; outputs go to DIR/out.bin.
 // spec: {wasm, threads, op: 'matmul'|'gate_up'|'rmsnorm', ...shapes} on x.bin, w*.bin, s*.bin, y.bin (the
-// starting output, for mode add), or {op: 'decoder', pack, calls: [S, ...], rows, capacity} on embeds.bin.
+// starting output, for mode add), or {op: 'decoder', pack, calls: [S, ...], rows, capacity} on embeds.bin (head: true gives
+// lm_head's logits of each call's positions instead of its hidden states).
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -33,7 +34,7 @@ if (spec.op === 'decoder') {
     // embeds.bin holds each call's [rows, S, H] one after the other
     const { hidden } = state.forward(embeds.subarray(used, used + spec.rows * S * H), S);
     used += spec.rows * S * H;
-    parts.push(hidden);
+    parts.push(spec.head ? model.logits(hidden, hidden.length / H) : hidden);
   }
   state.release();
   rt.release();

@@ -43,9 +43,28 @@ export class CpuModel {
       if (t.offset + t.bytes > bytes.length) throw new Error(`the CPU pack is truncated at ${name}`);
       this.at[name] = rt.put(bytes.subarray(t.offset, t.offset + t.bytes));
     }
+    const head = d.lm_head;
+    this.head = head ? { dtype: /** @type {Record<string, number>} */ (DTYPE)[head.dtype], vocab: head.vocab,
+      x: rt.alloc(4 * MAX_TOKENS * d.hidden_size), y: rt.alloc(4 * MAX_TOKENS * head.vocab) } : null;
     this.mark = rt.top; // requests allocate above this and give it back when released
     /** @type {CpuState|null} */
     this.live = null;
+  }
+
+  /**
+   * lm_head logits [M, vocab] of final-norm hidden states [M, H] (M <= MAX_TOKENS), on every thread.
+   * @param {Float32Array} hidden @param {number} M
+   */
+  logits(hidden, M) {
+    const h = this.head, rt = this.rt, H = this.desc.hidden_size;
+    if (!h) throw new Error('this CPU pack has no lm_head (write it with janusweb cpu-pack)');
+    if (M > MAX_TOKENS) throw new Error(`lm_head takes at most ${MAX_TOKENS} positions a call`);
+    rt.f32(h.x, M * H).set(hidden.subarray(0, M * H));
+    const { u } = rt.fields();
+    Object.assign(u, { [P.HEAD_DTYPE]: h.dtype, [P.HEAD_X]: h.x, [P.HEAD_M]: M, [P.HEAD_K]: H,
+      [P.HEAD_W]: this.at.lm_head, [P.HEAD_S]: this.at['lm_head.scales'] ?? 0, [P.HEAD_Y]: h.y, [P.HEAD_N]: h.vocab });
+    rt.run(KIND.HEAD);
+    return rt.f32(h.y, M * h.vocab).slice();
   }
 
   /** @param {number} rows @param {number} capacity */

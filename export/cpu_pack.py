@@ -1,0 +1,109 @@
+"""The weights of the page's CPU engine (web/cpu/, web/engines/cpu.js): `janusweb cpu-pack BUNDLE --dtype int8`.
+
+cpu/decoder{_dtype}.bin + .json hold what wgsl_pack.py's pack holds for the decoder layers (taken the same way,
+byte for byte from onnx/language_model_gqa{_dtype}.onnx: fp32 [N, K], or MatMulNBits' uint8 blocks and fp32
+scales, 8-bit or 4-bit), plus the lm_head matrix from onnx/lm_head{_dtype}.onnx, so that a text token needs no
+ONNX Runtime session after its embedding. The JSON records each source graph's sha256 (the page refuses a pack
+whose sources changed). Written into a temporary folder, renamed into cpu/, then the manifest (`cpu`, `files`).
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from janusweb.errors import UserError
+from janusweb.export.wgsl_pack import ALIGN, _array, build_pack
+from janusweb.fused import STEM, fused_file
+from janusweb.graphs import DTYPE_SUFFIX
+from janusweb.log import step
+from janusweb.quantize.records import add_files, write_json_atomic
+
+FORMAT = "janusweb-cpu/1"
+DTYPES = ("fp32", "int8", "q4")
+BITS = {"int8": 8, "q4": 4}
+
+
+def pack_paths(dtype: str) -> tuple:
+    suffix = "" if dtype == "fp32" else f"_{dtype}"
+    return f"cpu/decoder{suffix}.bin", f"cpu/decoder{suffix}.json"
+
+
+def head_matrix(path: Path) -> dict:
+    """lm_head's one MatMul ([H, V] -> [V, H] rows) or MatMulNBits (its bytes and scales as they are)."""
+    model = onnx.load(str(path), load_external_data=False)
+    nodes = [n for n in model.graph.node if n.op_type in ("MatMul", "MatMulNBits")]
+    if len(model.graph.node) != 1 or len(nodes) != 1:
+        raise UserError(f"{path.name}: expected one MatMul or MatMulNBits node, found "
+                        f"{[n.op_type for n in model.graph.node]}")
+    node = nodes[0]
+    inits = {t.name: t for t in model.graph.initializer}
+    get = lambda name: _array(inits[name], path.parent)  # noqa: E731
+    if node.op_type == "MatMul":
+        return {"dtype": "fp32", "w": np.ascontiguousarray(get(node.input[1]).T), "scales": None}
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if attrs["bits"] not in (4, 8) or attrs["block_size"] != 32 or len(node.input) > 3 and node.input[3]:
+        raise UserError(f"{path.name}: the CPU engine takes 4- or 8-bit blocks of 32 with the default zero point")
+    return {"dtype": "int8" if attrs["bits"] == 8 else "q4", "w": get(node.input[1]), "scales": get(node.input[2])}
+
+
+def _append(bin_path: Path, tensors: dict, name: str, array: np.ndarray) -> None:
+    with open(bin_path, "ab") as f:
+        offset = f.tell()
+        f.write(b"\0" * (-offset % ALIGN))
+        offset += -offset % ALIGN
+        f.write(np.ascontiguousarray(array).tobytes())
+    tensors[name] = {"offset": offset, "bytes": array.nbytes, "shape": list(array.shape),
+                     "type": "u8" if array.dtype == np.uint8 else "f32"}
+
+
+def build_cpu_pack(bundle: Path, manifest: dict, config: dict, dtype: str, bin_path: Path) -> dict:
+    """Write the decoder layers and lm_head at `dtype` to bin_path; return the JSON description."""
+    fused = fused_file(dtype)
+    desc = build_pack(bundle / fused, config, dtype, bin_path, manifest["files"][fused]["sha256"], bits=(4, 8))
+    head_rel = f"onnx/lm_head{DTYPE_SUFFIX[dtype]}.onnx"
+    head = head_matrix(bundle / head_rel)
+    _append(bin_path, desc["tensors"], "lm_head", head["w"].astype(np.uint8 if head["scales"] is not None
+                                                                   else np.float32))
+    if head["scales"] is not None:
+        _append(bin_path, desc["tensors"], "lm_head.scales", head["scales"].astype(np.float32))
+    desc |= {"format": FORMAT, "lm_head": {"dtype": head["dtype"], "vocab": int(head["w"].shape[0]),
+                                           "source": Path(head_rel).name,
+                                           "source_sha256": manifest["files"][head_rel]["sha256"]}}
+    return desc
+
+
+def write_cpu_packs(bundle: Path, dtypes: list) -> None:
+    bundle = Path(bundle)
+    if not (bundle / "manifest.json").is_file():
+        raise UserError(f"{bundle} has no manifest.json: not a janusweb bundle (write one with `janusweb export`)")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    config = json.loads((bundle / "config.json").read_text())["janusweb"]
+    fused = manifest["graphs"].get(STEM)
+    if fused is None:
+        raise UserError(f"{bundle} has no {STEM} graph (export without --no-fused)")
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise UserError(f"--dtype {dtype}: CPU packs are made for {', '.join(DTYPES)}")
+        for graph in (STEM, "lm_head"):
+            if dtype != "fp32" and dtype not in manifest["graphs"][graph].get("variants", {}):
+                raise UserError(f"{bundle} has no {dtype} variant of {graph} (run janusweb quantize --dtype "
+                                f"{'int4' if dtype == 'q4' else dtype})")
+    (bundle / "cpu").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".cpu-tmp-", dir=bundle / "cpu") as tmp:
+        staged = {}
+        for dtype in dtypes:
+            bin_rel, json_rel = pack_paths(dtype)
+            with step(f"CPU pack {dtype} from {fused_file(dtype)} and lm_head"):
+                desc = build_cpu_pack(bundle, manifest, config, dtype, Path(tmp) / Path(bin_rel).name)
+            (Path(tmp) / Path(json_rel).name).write_text(json.dumps(desc, indent=1) + "\n")
+            staged[dtype] = (bin_rel, json_rel)
+        for dtype, rels in staged.items():
+            for rel in rels:
+                os.replace(Path(tmp) / Path(rel).name, bundle / rel)
+            manifest.setdefault("cpu", {})[dtype] = {"bin": rels[0], "json": rels[1]}
+            add_files(manifest, bundle, list(rels))
+    write_json_atomic(bundle / "manifest.json", manifest)
