@@ -30,6 +30,7 @@ demo: setup
 	$(VENV)/bin/janusweb export tiny --out $(OUT)/tiny
 	$(VENV)/bin/janusweb quantize $(OUT)/tiny --dtype int8
 	$(VENV)/bin/janusweb wgsl-pack $(OUT)/tiny --dtype fp32,int8
+	$(VENV)/bin/janusweb cpu-pack $(OUT)/tiny --dtype fp32,int8
 	$(VENV)/bin/janusweb build-web $(OUT)/tiny --out $(OUT)/site
 	@echo "the page: $(VENV)/bin/janusweb serve $(OUT)/tiny  (or host $(OUT)/site with its _headers)"
 

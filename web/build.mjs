@@ -29,11 +29,14 @@ try {
   console.warn('@huggingface/transformers is not installed: building without tjs-bench.html');
 }
 const pages = ['ui.js', 'worker.js', 'bench.js', 'kernels.js', ...(tjsOrtDist ? ['tjs-bench.js'] : [])];
+// The CPU engine's kernels (web/cpu/build.py, run by make setup) and its helper thread's script.
+const CPU_KERNELS = ['kernels.wasm', 'kernels-mt.wasm', 'kernels-mt-relaxed.wasm'];
+const cpuDist = path.join(here, 'cpu', 'dist');
 
 await rm(outdir, { recursive: true, force: true });
 await mkdir(path.join(outdir, 'ort'), { recursive: true });
 await build({
-  entryPoints: pages.map((f) => path.join(here, f)),
+  entryPoints: [...pages, 'cpu/thread.js'].map((f) => path.join(here, f)),
   outdir,
   bundle: true,
   format: 'esm',
@@ -48,6 +51,11 @@ const html = [...pages.filter((f) => !['ui.js', 'worker.js'].includes(f)).map((f
   'index.html'];
 for (const f of [...html, 'style.css']) await copyFile(path.join(here, f), path.join(outdir, f));
 for (const f of ORT_FILES) await copyFile(path.join(ortDist, f), path.join(outdir, 'ort', f));
+for (const f of CPU_KERNELS) {
+  await copyFile(path.join(cpuDist, f), path.join(outdir, 'cpu', f)).catch(() => {
+    throw new Error(`web/cpu/dist/${f} is missing: build the CPU engine's kernels (make setup, or python web/cpu/build.py)`);
+  });
+}
 if (tjsOrtDist) {
   await mkdir(path.join(outdir, 'ort-tjs'));
   for (const f of ORT_FILES) await copyFile(path.join(tjsOrtDist, f), path.join(outdir, 'ort-tjs', f));

@@ -10,6 +10,9 @@
  * @property {'auto'|'grow'|'wgsl'} [kvCache] 'grow': run language_model (KV cache grown per step) even where the
  *   fused language_model_gqa could run (comparisons, benchmarks); 'wgsl': on WebGPU, run the decoder on the
  *   page's own WGSL kernels (the bundle's WGSL pack, janusweb wgsl-pack); default 'auto'
+ * @property {'auto'|'cpu'|'ort'} [engine] on WASM: 'cpu' the page's CPU engine (its own SIMD kernels; the bundle's
+ *   CPU pack, janusweb cpu-pack), 'ort' onnxruntime-web's own path; 'auto' (default): cpu where the pack exists
+ * @property {number} [threads] at most this many WASM threads (the CPU engine's)
  */
 
 /**

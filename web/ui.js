@@ -95,7 +95,9 @@ function load() {
   status('Loading the model…');
   send({ type: 'load', base, dtype: params.get('dtype') || null,
     backend: /** @type {any} */ (params.get('backend') ?? 'auto'),
-    kvCache: KV_CHOICES.includes(params.get('kv') ?? '') ? /** @type {any} */ (params.get('kv')) : 'auto' }, (msg) => {
+    kvCache: KV_CHOICES.includes(params.get('kv') ?? '') ? /** @type {any} */ (params.get('kv')) : 'auto',
+    engine: /** @type {any} */ (['cpu', 'ort'].includes(params.get('engine') ?? '') ? params.get('engine') : 'auto'),
+    threads: Number(params.get('threads')) || undefined }, (msg) => {
     if (msg.type === 'progress' && msg.what === 'download') showDownload(msg);
     else if (msg.type === 'progress' && msg.what === 'session') status(`Creating sessions… ${msg.name}`);
     else if (msg.type === 'error') fail(msg);

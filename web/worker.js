@@ -11,6 +11,7 @@ import { imageDraws } from './sampling.js';
 import { Cancelled, IMAGE_EMBEDS, generateImages, generateText } from './generate.js';
 import { BoundCache, GrowingCache } from './kv-cache.js';
 import { WgslDecoder } from './wgsl/decoder.js';
+import { createCpuEngine } from './engines/cpu.js';
 
 /** @typedef {import('./protocol.js').Request} Request */
 /** @typedef {import('./protocol.js').Reply} Reply */
@@ -131,13 +132,19 @@ async function createSession(loader, backend, name, dtype) {
  *   decoder on the page's WGSL kernels (`wgsl` is then set to the pack's manifest entry, and no language model
  *   session is made)
  * @param {string|null} requested the dtype asked for (WASM swaps a default int8 for q4: see wasmDtypes)
- * @returns {{graphs: Record<string, string>, note: string|null, wgsl?: {bin: string, json: string}}}
+ * @param {'auto'|'cpu'|'ort'} engine on WASM: 'cpu' the page's CPU engine (auto: where the bundle has its CPU
+ *   pack; `cpu` is then set to the pack's dtype, and no language_model or lm_head session is made), 'ort' ORT's own
+ * @returns {{graphs: Record<string, string>, note: string|null, wgsl?: {bin: string, json: string}, cpu?: string}}
  */
-function plan(manifest, backend, dtypes, kvCache, requested) {
+function plan(manifest, backend, dtypes, kvCache, requested, engine) {
   const fused = manifest.graphs[FUSED];
   const dtype = dtypes.language_model;
   if (backend.ep !== 'webgpu') {
     const wasm = wasmDtypes(dtypes, manifest, requested);
+    if (engine === 'cpu' || (engine === 'auto' && /** @type {any} */ (manifest).cpu?.[dtype])) {
+      const { language_model: _, lm_head: __, ...rest } = wasm.dtypes;
+      return { graphs: rest, note: wasm.note, cpu: dtype };
+    }
     const why = kvCache === 'wgsl' ? 'the WGSL decoder needs WebGPU: language_model runs on WASM' : null;
     return { graphs: wasm.dtypes, note: [wasm.note, why].filter(Boolean).join('; ') || null };
   }
@@ -258,19 +265,30 @@ async function load(req) {
   ort.env.wasm.wasmPaths = new URL('./ort/', import.meta.url).href;
   ort.env.logLevel = 'error';
   const kvCache = req.kvCache ?? 'auto';
-  let created, chosen = plan(manifest, backend, dtypes, kvCache, req.dtype);
+  const engine = req.engine ?? 'auto';
+  let created, chosen = plan(manifest, backend, dtypes, kvCache, req.dtype, engine);
   try {
     created = await createSessions(loader, backend, chosen.graphs, req.id);
   } catch (e) {
     if (backend.ep !== 'webgpu' || e instanceof ChecksumError || req.backend === 'webgpu') throw e;
     backend = wasmBackend([`WebGPU failed while creating sessions (${e instanceof Error ? e.message : e}); using WASM`]);
-    chosen = plan(manifest, backend, dtypes, kvCache, req.dtype);
+    chosen = plan(manifest, backend, dtypes, kvCache, req.dtype, engine);
     created = await createSessions(loader, backend, chosen.graphs, req.id);
   }
   const device = backend.ep === 'webgpu' ? await ort.env.webgpu.device : null;
   const { sessions } = created;
   const used = created.dtypes;
-  const decoder = await languageModel(loader, sessions, config.janusweb, device, chosen.wgsl, dtypes.language_model);
+  let decoder;
+  if (chosen.cpu) { // the CPU engine: its threads are the backend's, capped by the request's
+    const threads = Math.max(1, Math.min(backend.threads, req.threads ?? backend.threads));
+    const cpu = await createCpuEngine(loader, chosen.cpu, threads, new URL('./cpu/', import.meta.url));
+    sessions.lm_head = /** @type {any} */ (cpu.lmHead);
+    Object.assign(used, cpu.dtypes);
+    backend = { ...backend, threads };
+    decoder = cpu;
+  } else {
+    decoder = await languageModel(loader, sessions, config.janusweb, device, chosen.wgsl, dtypes.language_model);
+  }
   if (chosen.wgsl) used.language_model = dtypes.language_model;
   model = { loader, tokenizer, dims: config.janusweb, pre, graphs: { sessions, device, newCache: decoder.newCache } };
   const main = req.dtype ?? used[FUSED in used ? FUSED : 'language_model'];

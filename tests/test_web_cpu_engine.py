@@ -1,0 +1,113 @@
+"""The page's CPU engine (web/engines/cpu.js: the decoder and lm_head on the page's own WebAssembly kernels) in
+Chromium without WebGPU, on the tiny bundle with its CPU packs: greedy tokens after an image prompt and CFG image
+tokens from the same draws equal the Python reference (the fused decoder graph and lm_head at the pack's dtype
+on onnxruntime), fp32 and int8, 1 and 2 threads. ?engine=ort keeps onnxruntime-web's own path; a missing or
+stale pack is one line."""
+
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from janusweb.cli import main
+from janusweb.export.bundle import file_digest
+from janusweb.fused import STEM as FUSED
+from janusweb.generate import generate_text
+from janusweb.image import preprocess
+from janusweb.prompts import understanding_inputs
+from janusweb.site import build_site, serve_in_thread
+from test_web_page import (BROWSER_ARGS, CHROMIUM, QUESTION, TEXT_TOKENS, _replace, chat, check_images, generate,
+                           open_page, pytestmark, reference, sync_api, test_png)  # noqa: F401 (fixture)
+
+pytestmark = pytestmark
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle, tmp_path_factory):
+    out = tmp_path_factory.mktemp("web-cpu") / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    assert main(["--quiet", "quantize", str(out), "--dtype", "int8", "--no-report"]) == 0
+    assert main(["--quiet", "cpu-pack", str(out), "--dtype", "fp32,int8"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def site(bundle, tmp_path_factory):
+    return build_site(bundle, tmp_path_factory.mktemp("web-cpu") / "site")
+
+
+@pytest.fixture(scope="module")
+def site_url(site):
+    server, url = serve_in_thread(site)
+    yield url
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def wasm_browser():
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+        yield browser
+        browser.close()
+
+
+def cpu_reference_dtypes(info: dict) -> dict:
+    """The CPU engine runs the fused graph's weights (and lm_head's): those graphs are its reference."""
+    dtypes = dict(info["dtypes"])
+    dtypes[FUSED] = dtypes.pop("language_model")
+    return dtypes
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+def test_cpu_engine_matches_the_python_reference(wasm_browser, site_url, bundle, test_png, dtype, threads):
+    page = open_page(wasm_browser, site_url, f"dtype={dtype}&threads={threads}")
+    info = page.evaluate("window.janusweb.backend")
+    assert info["ep"] == "wasm" and info["threads"] == threads
+    pack = f"cpu/decoder{'' if dtype == 'fp32' else '_' + dtype}.bin"
+    assert info["kvCache"].startswith(f"CPU engine ({pack}, {threads} thread") and "language_model" in info["dtypes"]
+    assert page.inner_text("#kv-cache") == info["kvCache"]
+    assert info["dtypes"]["language_model"] == dtype and info["dtypes"]["lm_head"] == dtype
+    graphs, dims, tok, ids = reference(bundle, cpu_reference_dtypes(info))
+    answer = chat(page, QUESTION, test_png, TEXT_TOKENS)
+    pixels = preprocess(Image.open(test_png), dims.image_size)[None, None]
+    expected = generate_text(graphs, dims, understanding_inputs(tok, ids, QUESTION, dims.num_image_tokens),
+                             TEXT_TOKENS, pixel_values=pixels, eos_id=ids.eos)
+    assert answer["tokens"] == expected
+    images = generate(page, 2, 5.0, 1.0, 7)
+    check_images(bundle, cpu_reference_dtypes(info), images, 2, 5.0, 1.0, 7)
+    page.context.close()
+
+
+def test_engine_ort_keeps_onnxruntimes_path(wasm_browser, site_url):
+    page = open_page(wasm_browser, site_url, "dtype=fp32&engine=ort")
+    info = page.evaluate("window.janusweb.backend")
+    assert info["kvCache"].startswith("language_model") and "lm_head" in info["dtypes"]
+    page.context.close()
+
+
+@pytest.mark.parametrize("case", ["missing", "stale"])
+def test_cpu_engine_without_its_pack_is_one_line(wasm_browser, bundle, tmp_path, case):
+    model = build_site(bundle, tmp_path / "site") / "model"
+    manifest = json.loads((model / "manifest.json").read_text())
+    if case == "missing":
+        del manifest["cpu"]
+    else:  # a pack made from an earlier lm_head: its recorded source checksum differs
+        desc = json.loads((model / "cpu" / "decoder.json").read_text())
+        desc["lm_head"]["source_sha256"] = "0" * 64
+        _replace(model / "cpu" / "decoder.json", json.dumps(desc))
+        manifest["files"]["cpu/decoder.json"] = file_digest(model / "cpu" / "decoder.json")
+    _replace(model / "manifest.json", json.dumps(manifest))
+    server, url = serve_in_thread(model.parent)
+    try:
+        page = open_page(wasm_browser, url, "dtype=fp32&engine=cpu")
+        error = page.evaluate("window.janusweb.error")
+        assert error["kind"] == "input" and not page.evaluate("window.janusweb.ready")
+        expected = ("the bundle has no fp32 CPU pack: run janusweb cpu-pack" if case == "missing"
+                    else "the fp32 CPU pack was made from another lm_head.onnx")
+        assert expected in error["message"] and expected in page.inner_text("#status")
+        assert "\n" not in error["message"]
+        page.context.close()
+    finally:
+        server.shutdown()
