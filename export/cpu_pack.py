@@ -7,20 +7,15 @@ ONNX Runtime session after its embedding. The JSON records each source graph's s
 whose sources changed). Written into a temporary folder, renamed into cpu/, then the manifest (`cpu`, `files`).
 """
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 
 from janusweb.errors import UserError
-from janusweb.export.wgsl_pack import ALIGN, _array, build_pack
+from janusweb.export.wgsl_pack import ALIGN, _array, _bundle_files, build_pack, install_packs
 from janusweb.fused import STEM, fused_file
 from janusweb.graphs import DTYPE_SUFFIX
-from janusweb.log import step
-from janusweb.quantize.records import add_files, write_json_atomic
 
 FORMAT = "janusweb-cpu/1"
 DTYPES = ("fp32", "int8", "q4")
@@ -78,12 +73,8 @@ def build_cpu_pack(bundle: Path, manifest: dict, config: dict, dtype: str, bin_p
 
 def write_cpu_packs(bundle: Path, dtypes: list) -> None:
     bundle = Path(bundle)
-    if not (bundle / "manifest.json").is_file():
-        raise UserError(f"{bundle} has no manifest.json: not a janusweb bundle (write one with `janusweb export`)")
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    config = json.loads((bundle / "config.json").read_text())["janusweb"]
-    fused = manifest["graphs"].get(STEM)
-    if fused is None:
+    manifest, config = _bundle_files(bundle)
+    if STEM not in manifest["graphs"]:
         raise UserError(f"{bundle} has no {STEM} graph (export without --no-fused)")
     for dtype in dtypes:
         if dtype not in DTYPES:
@@ -92,18 +83,6 @@ def write_cpu_packs(bundle: Path, dtypes: list) -> None:
             if dtype != "fp32" and dtype not in manifest["graphs"][graph].get("variants", {}):
                 raise UserError(f"{bundle} has no {dtype} variant of {graph} (run janusweb quantize --dtype "
                                 f"{'int4' if dtype == 'q4' else dtype})")
-    (bundle / "cpu").mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".cpu-tmp-", dir=bundle / "cpu") as tmp:
-        staged = {}
-        for dtype in dtypes:
-            bin_rel, json_rel = pack_paths(dtype)
-            with step(f"CPU pack {dtype} from {fused_file(dtype)} and lm_head"):
-                desc = build_cpu_pack(bundle, manifest, config, dtype, Path(tmp) / Path(bin_rel).name)
-            (Path(tmp) / Path(json_rel).name).write_text(json.dumps(desc, indent=1) + "\n")
-            staged[dtype] = (bin_rel, json_rel)
-        for dtype, rels in staged.items():
-            for rel in rels:
-                os.replace(Path(tmp) / Path(rel).name, bundle / rel)
-            manifest.setdefault("cpu", {})[dtype] = {"bin": rels[0], "json": rels[1]}
-            add_files(manifest, bundle, list(rels))
-    write_json_atomic(bundle / "manifest.json", manifest)
+    install_packs(bundle, manifest, "cpu", {dtype: pack_paths(dtype) for dtype in dtypes},
+                  lambda dtype, bin_path: build_cpu_pack(bundle, manifest, config, dtype, bin_path),
+                  lambda dtype: f"CPU pack {dtype} from {fused_file(dtype)} and lm_head")

@@ -128,13 +128,9 @@ def build_pack(graph_path: Path, config: dict, dtype: str, bin_path: Path, sourc
 
 
 def write_packs(bundle: Path, dtypes: list) -> None:
-    """Write the packs for `dtypes` into the bundle: staged in a temporary folder, renamed into wgsl/, then the
-    manifest (its `wgsl` entry and `files` table) is replaced last."""
+    """Write the packs for `dtypes` into the bundle (see install_packs)."""
     bundle = Path(bundle)
-    if not (bundle / "manifest.json").is_file():
-        raise UserError(f"{bundle} has no manifest.json: not a janusweb bundle (write one with `janusweb export`)")
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    config = json.loads((bundle / "config.json").read_text())["janusweb"]
+    manifest, config = _bundle_files(bundle)
     fused = manifest["graphs"].get(STEM)
     if fused is None:
         raise UserError(f"{bundle} has no {STEM} graph (export without --no-fused)")
@@ -143,19 +139,34 @@ def write_packs(bundle: Path, dtypes: list) -> None:
             raise UserError(f"--dtype {dtype}: WGSL packs are made for {', '.join(DTYPES)}")
         if dtype != "fp32" and dtype not in fused.get("variants", {}):
             raise UserError(f"{bundle} has no {dtype} variant of {STEM} (run janusweb quantize --dtype {dtype})")
-    (bundle / "wgsl").mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".wgsl-tmp-", dir=bundle / "wgsl") as tmp:
-        staged = {}
-        for dtype in dtypes:
-            bin_rel, json_rel = pack_paths(dtype)
-            with step(f"WGSL pack {dtype} from {fused_file(dtype)}"):
-                desc = build_pack(bundle / fused_file(dtype), config, dtype, Path(tmp) / Path(bin_rel).name,
-                                  manifest["files"][fused_file(dtype)]["sha256"])
+    install_packs(bundle, manifest, "wgsl", {dtype: pack_paths(dtype) for dtype in dtypes},
+                  lambda dtype, bin_path: build_pack(bundle / fused_file(dtype), config, dtype, bin_path,
+                                                     manifest["files"][fused_file(dtype)]["sha256"]),
+                  lambda dtype: f"WGSL pack {dtype} from {fused_file(dtype)}")
+
+
+def _bundle_files(bundle: Path) -> tuple:
+    """The bundle's manifest and config.json's janusweb block."""
+    if not (bundle / "manifest.json").is_file():
+        raise UserError(f"{bundle} has no manifest.json: not a janusweb bundle (write one with `janusweb export`)")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    return manifest, json.loads((bundle / "config.json").read_text())["janusweb"]
+
+
+def install_packs(bundle: Path, manifest: dict, key: str, paths: dict, build, label) -> None:
+    """Build each pack (`paths`: dtype -> (bin, json) bundle-relative, in one folder; build(dtype, bin_path) ->
+    its JSON) in a temporary folder, rename them into place, then replace the manifest (its `key` entry and
+    `files` table) last."""
+    folder = bundle / Path(next(iter(paths.values()))[0]).parent
+    folder.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{key}-tmp-", dir=folder) as tmp:
+        for dtype, (bin_rel, json_rel) in paths.items():
+            with step(label(dtype)):
+                desc = build(dtype, Path(tmp) / Path(bin_rel).name)
             (Path(tmp) / Path(json_rel).name).write_text(json.dumps(desc, indent=1) + "\n")
-            staged[dtype] = (bin_rel, json_rel)
-        for dtype, rels in staged.items():
+        for dtype, rels in paths.items():
             for rel in rels:
                 os.replace(Path(tmp) / Path(rel).name, bundle / rel)
-            manifest.setdefault("wgsl", {})[dtype] = {"bin": rels[0], "json": rels[1]}
+            manifest.setdefault(key, {})[dtype] = {"bin": rels[0], "json": rels[1]}
             add_files(manifest, bundle, list(rels))
     write_json_atomic(bundle / "manifest.json", manifest)

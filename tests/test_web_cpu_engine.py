@@ -17,8 +17,8 @@ from janusweb.generate import generate_text
 from janusweb.image import preprocess
 from janusweb.prompts import understanding_inputs
 from janusweb.site import build_site, serve_in_thread
-from test_web_page import (BROWSER_ARGS, CHROMIUM, QUESTION, TEXT_TOKENS, _replace, chat, check_images, generate,
-                           open_page, pytestmark, reference, sync_api, test_png)  # noqa: F401 (fixture)
+from test_web_page import (QUESTION, TEXT_TOKENS, _replace, browsers, chat, check_images, generate,  # noqa: F401
+                           open_page, playwright, pytestmark, reference, test_png)  # (fixtures)
 
 pytestmark = pytestmark
 
@@ -45,11 +45,8 @@ def site_url(site):
 
 
 @pytest.fixture(scope="module")
-def wasm_browser():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-        yield browser
-        browser.close()
+def wasm_browser(browsers):
+    return browsers["wasm"]
 
 
 def cpu_reference_dtypes(info: dict) -> dict:
@@ -70,11 +67,10 @@ def test_cpu_engine_matches_the_python_reference(wasm_browser, site_url, bundle,
     assert page.inner_text("#kv-cache") == info["kvCache"]
     assert info["dtypes"]["language_model"] == dtype and info["dtypes"]["lm_head"] == dtype
     graphs, dims, tok, ids = reference(bundle, cpu_reference_dtypes(info))
-    answer = chat(page, QUESTION, test_png, TEXT_TOKENS)
+    inputs = understanding_inputs(tok, ids, QUESTION, dims.num_image_tokens)
     pixels = preprocess(Image.open(test_png), dims.image_size)[None, None]
-    expected = generate_text(graphs, dims, understanding_inputs(tok, ids, QUESTION, dims.num_image_tokens),
-                             TEXT_TOKENS, pixel_values=pixels, eos_id=ids.eos)
-    assert answer["tokens"] == expected
+    expected = generate_text(graphs, dims, inputs, TEXT_TOKENS, pixel_values=pixels, eos_id=ids.eos)
+    assert chat(page, QUESTION, test_png, TEXT_TOKENS)["tokens"] == expected
     images = generate(page, 2, 5.0, 1.0, 7)
     check_images(bundle, cpu_reference_dtypes(info), images, 2, 5.0, 1.0, 7)
     page.context.close()

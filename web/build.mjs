@@ -36,7 +36,7 @@ const cpuDist = path.join(here, 'cpu', 'dist');
 await rm(outdir, { recursive: true, force: true });
 await mkdir(path.join(outdir, 'ort'), { recursive: true });
 await build({
-  entryPoints: [...pages, 'cpu/thread.js'].map((f) => path.join(here, f)),
+  entryPoints: [...pages, 'cpu/thread.js', 'cpu/bench.js'].map((f) => path.join(here, f)),
   outdir,
   bundle: true,
   format: 'esm',
@@ -51,6 +51,7 @@ const html = [...pages.filter((f) => !['ui.js', 'worker.js'].includes(f)).map((f
   'index.html'];
 for (const f of [...html, 'style.css']) await copyFile(path.join(here, f), path.join(outdir, f));
 for (const f of ORT_FILES) await copyFile(path.join(ortDist, f), path.join(outdir, 'ort', f));
+await copyFile(path.join(here, 'cpu', 'bench.html'), path.join(outdir, 'cpu', 'bench.html'));
 for (const f of CPU_KERNELS) {
   await copyFile(path.join(cpuDist, f), path.join(outdir, 'cpu', f)).catch(() => {
     throw new Error(`web/cpu/dist/${f} is missing: build the CPU engine's kernels (make setup, or python web/cpu/build.py)`);

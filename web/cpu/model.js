@@ -23,7 +23,8 @@ export class CpuModel {
   /**
    * @param {import('./runtime.js').CpuRuntime} rt
    * @param {any} desc the pack's JSON
-   * @param {Uint8Array} bytes the pack's .bin
+   * @param {Uint8Array|((name: string, into: Uint8Array) => void)} bytes the pack's .bin, or what fills each tensor
+   *   in place (benchmarks on random weights)
    */
   constructor(rt, desc, bytes) {
     const d = desc;
@@ -40,6 +41,11 @@ export class CpuModel {
     /** @type {Record<string, number>} tensor name -> address */
     this.at = {};
     for (const [name, t] of Object.entries(/** @type {Record<string, any>} */ (d.tensors))) {
+      if (typeof bytes === 'function') {
+        this.at[name] = rt.alloc(t.bytes);
+        bytes(name, rt.u8(this.at[name], t.bytes));
+        continue;
+      }
       if (t.offset + t.bytes > bytes.length) throw new Error(`the CPU pack is truncated at ${name}`);
       this.at[name] = rt.put(bytes.subarray(t.offset, t.offset + t.bytes));
     }
