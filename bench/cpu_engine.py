@@ -10,6 +10,7 @@ same run before and after the browser. Several rounds: the report gives the medi
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ def read_bandwidth(gib: float = 1.0, repeats: int = 5) -> float:
 
 
 def run(out: Path, rounds: int = 3, repeats: int = 5) -> dict:
-    bandwidth = [read_bandwidth()]
+    bandwidth, load = [read_bandwidth()], [os.getloadavg()[0]]
     results = []
     with tempfile.TemporaryDirectory(prefix="janusweb-cpu-bench-") as tmp:
         build_page(Path(tmp))
@@ -51,7 +52,9 @@ def run(out: Path, rounds: int = 3, repeats: int = 5) -> dict:
                         results.append(page.evaluate("(o) => window.cpuBench(o)", {**config, "repeats": repeats}))
             version = browser.version
     bandwidth.append(read_bandwidth())
-    report = {"versions": {**versions(), "chromium": version}, "numpy_read_gbps": bandwidth, "runs": results}
+    load.append(os.getloadavg()[0])
+    report = {"versions": {**versions(), "chromium": version}, "numpy_read_gbps": bandwidth, "load_average_1min": load,
+              "cpus": os.cpu_count(), "runs": results}
     with atomic_dir(out) as tmp_out:
         (tmp_out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (tmp_out / "report.md").write_text(markdown(report))
@@ -63,7 +66,9 @@ def markdown(report: dict) -> str:
     lines = [f"# CPU engine kernels, janus-pro-1b shapes int8, random weights ({time.strftime('%Y-%m-%d')})", "",
              f"Versions: {report['versions']}", "",
              f"numpy read bandwidth (1 GiB sum), before / after: "
-             f"{' / '.join(f'{g:.1f}' for g in report['numpy_read_gbps'])} GB/s", "",
+             f"{' / '.join(f'{g:.1f}' for g in report['numpy_read_gbps'])} GB/s; 1-minute load average before / "
+             f"after: {' / '.join(f'{x:.1f}' for x in report.get('load_average_1min', []))} on "
+             f"{report.get('cpus')} CPUs", "",
              "Median ms over all rounds (min-max of the per-round medians); GB/s = weight bytes / median time; "
              "% of the best numpy read bandwidth.", "",
              "| job | build | threads | median ms | spread ms | GB/s | % of read bw |", "|---|---|---|---|---|---|---|"]
