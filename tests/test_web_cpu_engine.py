@@ -1,8 +1,8 @@
 """The page's CPU engine (web/engines/cpu.js: the decoder and lm_head on the page's own WebAssembly kernels) in
 Chromium without WebGPU, on the tiny bundle with its CPU packs: greedy tokens after an image prompt and CFG image
 tokens from the same draws equal the Python reference (the fused decoder graph and lm_head at the pack's dtype
-on onnxruntime), fp32 and int8, 1 and 2 threads. ?engine=ort keeps onnxruntime-web's own path; a missing or
-stale pack is one line."""
+on onnxruntime), fp32 and int8, 1 and 2 threads. ?engine=ort-grow keeps onnxruntime-web's own path; a missing
+or stale pack is one line."""
 
 import json
 import shutil
@@ -61,7 +61,7 @@ def cpu_reference_dtypes(info: dict) -> dict:
 def test_cpu_engine_matches_the_python_reference(wasm_browser, site_url, bundle, test_png, dtype, threads):
     page = open_page(wasm_browser, site_url, f"dtype={dtype}&threads={threads}")
     info = page.evaluate("window.janusweb.backend")
-    assert info["ep"] == "wasm" and info["threads"] == threads
+    assert info["ep"] == "wasm" and info["threads"] == threads and info["engine"] == "cpu"
     pack = f"cpu/decoder{'' if dtype == 'fp32' else '_' + dtype}.bin"
     assert info["kvCache"].startswith(f"CPU engine ({pack}, {threads} thread") and "language_model" in info["dtypes"]
     assert page.inner_text("#kv-cache") == info["kvCache"]
@@ -76,10 +76,11 @@ def test_cpu_engine_matches_the_python_reference(wasm_browser, site_url, bundle,
     page.context.close()
 
 
-def test_engine_ort_keeps_onnxruntimes_path(wasm_browser, site_url):
-    page = open_page(wasm_browser, site_url, "dtype=fp32&engine=ort")
+def test_engine_ort_grow_keeps_onnxruntimes_path(wasm_browser, site_url):
+    page = open_page(wasm_browser, site_url, "dtype=fp32&engine=ort-grow")
     info = page.evaluate("window.janusweb.backend")
-    assert info["kvCache"].startswith("language_model") and "lm_head" in info["dtypes"]
+    assert info["engine"] == "ort-grow" and info["kvCache"].startswith("language_model")
+    assert "lm_head" in info["dtypes"] and "(language_model): requested" in page.inner_text("#notes")
     page.context.close()
 
 

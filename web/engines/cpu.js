@@ -1,76 +1,28 @@
-// The CPU engine on the page (WASM backend): the decoder layers and lm_head on the page's own WebAssembly SIMD
-// kernels (../cpu/), weights from the bundle's CPU pack (janusweb cpu-pack) in the engine's own memory, threads
-// as Web Workers sharing it when the page is cross-origin isolated. To the generation loops (generate.js) it is a
-// KV cache factory (newCache -> step(embeds) -> hidden states) and an lm_head "session" (run({hidden_states}) ->
-// {logits}); ONNX Runtime keeps prepare_inputs_embeds (token embeddings, vision tower), gen_step and image_decode.
+// CPU: the decoder layers and lm_head on the page's own WebAssembly SIMD kernels (../cpu/), WASM, from the
+// bundle's CPU pack (janusweb cpu-pack: the fused graph's and lm_head's weights), in the engine's own memory (not
+// ONNX Runtime's heap), threads as Web Workers sharing it when the page is cross-origin isolated. ONNX Runtime
+// keeps prepare_inputs_embeds (token embeddings, vision tower), gen_step and image_decode.
 
 import * as ort from 'onnxruntime-web/webgpu';
 import { CpuModel, memoryNeeded } from '../cpu/model.js';
 import { CpuRuntime, hasRelaxedSimd, kernelsFile } from '../cpu/runtime.js';
+import { InputError } from '../errors.js';
 
-/** @param {string} message */
-const inputError = (message) => Object.assign(new Error(message), { kind: 'input' });
-
-/**
- * The CPU pack of `dtype`, checked against the graphs it was made from.
- * @param {import('../loader.js').BundleLoader} loader
- * @param {string} dtype
- */
-export async function cpuPack(loader, dtype) {
-  const manifest = /** @type {any} */ (loader.manifest);
-  const pack = manifest.cpu?.[dtype];
-  if (!pack) throw inputError(`the bundle has no ${dtype} CPU pack: run janusweb cpu-pack BUNDLE --dtype ${dtype}`);
-  const desc = await loader.json(pack.json);
-  for (const src of [desc, desc.lm_head]) {
-    if (manifest.files[`onnx/${src.source}`]?.sha256 !== src.source_sha256) {
-      throw inputError(`the ${dtype} CPU pack was made from another ${src.source}: run janusweb cpu-pack BUNDLE `
-        + `--dtype ${dtype} again`);
-    }
-  }
-  return { pack, desc };
-}
+/** Where the kernels (*.wasm) and thread.js are served: cpu/ beside the worker's bundle. */
+const BASE = new URL('./cpu/', import.meta.url);
 
 /**
- * @param {import('../loader.js').BundleLoader} loader
- * @param {string} dtype the pack's
- * @param {number} threads
- * @param {URL} base where the kernels (cpu/*.wasm) and thread.js are served
+ * Threads 1..n-1 of the engine: module Web Workers running thread.js over the shared memory.
+ * @param {number} _t @param {object} init
  */
-export async function createCpuEngine(loader, dtype, threads, base) {
-  const { pack, desc } = await cpuPack(loader, dtype);
-  const file = kernelsFile(threads);
-  const module = await WebAssembly.compileStreaming(fetch(new URL(file, base)));
-  const spawn = (/** @type {number} */ _t, /** @type {object} */ init) => new Promise((resolve, reject) => {
-    const w = new Worker(new URL('thread.js', base), { type: 'module' });
-    w.onmessage = () => resolve(w);
-    w.onerror = (e) => reject(new Error(`CPU engine thread: ${e.message}`));
-    w.postMessage(init);
-  });
-  const rt = await CpuRuntime.create(module, threads, memoryNeeded(desc, 2, 1024), spawn);
-  const model = new CpuModel(rt, desc, await loader.file(pack.bin));
-  const H = desc.hidden_size;
-  const lmHead = {
-    /** @param {{hidden_states: ort.Tensor}} feeds */
-    async run(feeds) {
-      const [B, S] = feeds.hidden_states.dims;
-      const logits = model.logits(/** @type {Float32Array} */ (feeds.hidden_states.data), B * S);
-      return { logits: new ort.Tensor('float32', logits, [B, S, desc.lm_head.vocab]) };
-    },
-    release: async () => undefined,
-  };
-  const simd = threads > 1 ? `${file}${hasRelaxedSimd() ? '' : ', no relaxed SIMD'}` : file;
-  return {
-    /** @param {number} rows @param {number} capacity */
-    newCache: (rows, capacity) => new CpuCache(model.newState(rows, capacity), H),
-    lmHead,
-    dtypes: { language_model: dtype, lm_head: desc.lm_head.dtype },
-    kvCache: `CPU engine (${pack.bin}, ${threads} thread${threads > 1 ? 's' : ''}, ${simd}; `
-      + `${(rt.memory.buffer.byteLength / 2 ** 20).toFixed(0)} MiB of its own memory): KV cache preallocated`,
-    release: () => rt.release(),
-  };
-}
+const spawn = (_t, init) => new Promise((resolve, reject) => {
+  const w = new Worker(new URL('thread.js', BASE), { type: 'module' });
+  w.onmessage = () => resolve(w);
+  w.onerror = (e) => reject(new Error(`CPU engine thread: ${e.message}`));
+  w.postMessage(init);
+});
 
-/** @implements {import('../kv-cache.js').KVCache} */
+/** @implements {import('./engine.js').KVCache} */
 class CpuCache {
   /** @param {import('../cpu/model.js').CpuState} state @param {number} H */
   constructor(state, H) {
@@ -90,3 +42,45 @@ class CpuCache {
     this.state.release();
   }
 }
+
+/** @type {import('./engine.js').EngineSpec} */
+export const engine = {
+  name: 'cpu',
+  label: "CPU engine (the page's WebAssembly kernels)",
+  auto: 1,
+  unsupported: (backend) => (backend.ep === 'wasm' ? null : 'the CPU engine runs on WASM'),
+  plan: (manifest, dtype) => {
+    const pack = /** @type {any} */ (manifest).cpu?.[dtype];
+    if (!pack) return `the bundle has no ${dtype} CPU pack: run janusweb cpu-pack BUNDLE --dtype ${dtype}`;
+    return { graphs: {}, replaces: ['lm_head'], data: pack };
+  },
+  create: async ({ loader, backend, dtype, plan }) => {
+    const pack = plan.data;
+    const desc = await loader.json(pack.json);
+    const files = /** @type {any} */ (loader.manifest).files;
+    for (const src of [desc, desc.lm_head]) {
+      if (files[`onnx/${src.source}`]?.sha256 !== src.source_sha256) {
+        throw new InputError(`the ${dtype} CPU pack was made from another ${src.source}: run janusweb cpu-pack `
+          + `BUNDLE --dtype ${dtype} again`);
+      }
+    }
+    const threads = backend.threads, file = kernelsFile(threads);
+    const module = await WebAssembly.compileStreaming(fetch(new URL(file, BASE)));
+    const rt = await CpuRuntime.create(module, threads, memoryNeeded(desc, 2, 1024), spawn);
+    const model = new CpuModel(rt, desc, await loader.file(pack.bin));
+    const H = desc.hidden_size;
+    const simd = threads > 1 && !hasRelaxedSimd() ? ', no relaxed SIMD' : '';
+    return {
+      kvCache: `CPU engine (${pack.bin}, ${threads} thread${threads > 1 ? 's' : ''}, ${file}${simd}; `
+        + `${(rt.memory.buffer.byteLength / 2 ** 20).toFixed(0)} MiB of its own memory): KV cache preallocated`,
+      dtypes: { language_model: dtype, lm_head: desc.lm_head.dtype },
+      newCache: (rows, capacity) => new CpuCache(model.newState(rows, capacity), H),
+      textLogits: async (hidden) => {
+        const [, S] = hidden.dims;
+        const data = /** @type {Float32Array} */ (await hidden.getData());
+        return model.logits(data.subarray((S - 1) * H, S * H), 1);
+      },
+      release: () => rt.release(),
+    };
+  },
+};
