@@ -256,7 +256,9 @@ def test_engine_resolver_picks_by_backend_bundle_and_request(tmp_path):
     assert by["auto", "webgpu", "fp32"] == {"engine": "ort-gqa", "graphs": {"language_model_gqa": "fp32"}, "note": None}
     assert by["auto", "webgpu", "q4"]["engine"] == "ort-grow" and by["auto", "webgpu", "q4"]["graphs"] == \
         {"language_model": "q4"} and "no q4 variant of language_model_gqa" in by["auto", "webgpu", "q4"]["note"]
-    assert by["auto", "wasm", "int8"] == {"engine": "ort-grow", "graphs": {"language_model": "int8"}, "note": None}
+    assert by["auto", "wasm", "int8"] == {"engine": "ort-grow", "graphs": {"language_model": "int8"},
+                                          "note": "KV cache grown per step (language_model): the bundle has no int8 "
+                                                  "CPU pack: run janusweb cpu-pack BUNDLE --dtype int8"}
     assert by["grow", "webgpu", "fp32"]["engine"] == "ort-grow" and "requested" in by["grow", "webgpu", "fp32"]["note"]
     assert by["ort-grow", "wasm", "fp32"] == {"engine": "ort-grow", "graphs": {"language_model": "fp32"}, "note": None}
     assert by["wgsl", "webgpu", "fp32"]["engine"] == "wgsl" and by["wgsl", "webgpu", "fp32"]["graphs"] == {}
@@ -266,6 +268,21 @@ def test_engine_resolver_picks_by_backend_bundle_and_request(tmp_path):
     assert by["ort-gqa", "wasm", "fp32"]["engine"] == "ort-grow"
     assert by["ort-gqa", "webgpu", "q4"]["input"] and "no q4 variant" in by["ort-gqa", "webgpu", "q4"]["error"]
     assert by["turbo", "webgpu", "fp32"]["input"] and "ort-gqa" in by["turbo", "webgpu", "fp32"]["error"]
+
+
+@needs_node
+def test_engine_resolver_prefers_the_cpu_engine_on_wasm(tmp_path):
+    """With a CPU pack at the decoder's dtype, WASM's auto is the CPU engine (lm_head replaced); ort-grow when asked
+    for (said so); ?engine=cpu without the pack at that dtype is an InputError; WebGPU never picks it."""
+    manifest = {"graphs": {"language_model": _graph("language_model", "int8")},
+                "cpu": {"int8": {"bin": "cpu/decoder_int8.bin", "json": "cpu/decoder_int8.json"}}}
+    cases = [["auto", "wasm", "int8"], ["ort-grow", "wasm", "int8"], ["cpu", "wasm", "fp32"], ["cpu", "webgpu", "int8"]]
+    got = dict(zip(map(tuple, cases), run_node(RESOLVE, tmp_path, {"manifest": manifest, "cases": cases})))
+    assert got["auto", "wasm", "int8"] == {"engine": "cpu", "graphs": {}, "note": None}
+    assert got["ort-grow", "wasm", "int8"]["engine"] == "ort-grow" and "requested" in got["ort-grow", "wasm", "int8"]["note"]
+    assert got["cpu", "wasm", "fp32"] == {"kind": "input", "input": True,
+                                         "error": "the bundle has no fp32 CPU pack: run janusweb cpu-pack BUNDLE --dtype fp32"}
+    assert got["cpu", "webgpu", "int8"]["engine"] == "ort-grow" and "runs on WASM" in got["cpu", "webgpu", "int8"]["note"]
 
 
 @needs_node
