@@ -16,9 +16,8 @@ from tokenizers import Tokenizer
 
 import janusweb
 from janusweb.atomic import atomic_dir
-from janusweb.export.bundle import (TOKENIZER_FILES, check_output_dir, config_json, file_table,
-                                    generation_config_json, preprocessor_config_json, processor_config_json,
-                                    write_json)
+from janusweb.export.bundle import (TOKENIZER_FILES, check_output_dir, config_json, generation_config_json,
+                                    preprocessor_config_json, processor_config_json)
 from janusweb.export.checkpoint import load_source
 from janusweb.export.fused import export_fused_language_model
 from janusweb.export.onnx_export import OPSET, export_graph
@@ -28,7 +27,10 @@ from janusweb.export.validate import (Check, EndToEnd, Report, check_graph, firs
 from janusweb.fused import STEM as FUSED
 from janusweb.generate import ModelDims, generate_images, generate_text
 from janusweb.graphs import OrtGraphs, TorchGraphs
+from janusweb import manifest as manifests
 from janusweb.log import log, step
+from janusweb.manifest import file_table
+from janusweb.manifest import write_json_atomic as write_json
 from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
 from janusweb.sampling import uniforms
 
@@ -142,10 +144,7 @@ def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps, fused
                 "max_abs_diff_vs_pytorch": report.graph_max_diff(spec.name), "tolerance": spec.tolerance,
             }
         graphs.update(extra)
-        write_json(tmp / "manifest.json", {
-            "format": "janusweb-bundle/1", "source": src.description, "tools": tool_versions(),
-            "graphs": graphs, "files": files,
-            "validation": {"graphs_ok": report.ok, "end_to_end": e2e.__dict__ | {"ok": e2e.ok}},
-        })
+        manifests.write(tmp, manifests.new(src.description, tool_versions(), graphs, files,
+                                           {"graphs_ok": report.ok, "end_to_end": e2e.__dict__ | {"ok": e2e.ok}}))
     log.info("bundle written to %s", out)
     return out

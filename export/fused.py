@@ -26,9 +26,10 @@ import torch
 from transformers import JanusForConditionalGeneration, LlamaConfig, LlamaForCausalLM
 
 from janusweb.errors import UserError
-from janusweb.export.bundle import TOKENIZER_FILES, file_digest
+from janusweb.export.bundle import TOKENIZER_FILES
 from janusweb.fused import ATTENTION_MASK_KEY, STEM, hidden_state_diff
 from janusweb.log import log, step
+from janusweb.manifest import file_digest
 
 # The builder's quantization pass logs every node at INFO through its own handler.
 logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
