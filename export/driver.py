@@ -22,14 +22,14 @@ from janusweb.export.checkpoint import load_source
 from janusweb.export.fused import export_fused_language_model
 from janusweb.export.onnx_export import OPSET, export_graph
 from janusweb.export.specs import graph_specs
-from janusweb.export.validate import (Check, EndToEnd, Report, check_graph, first_divergence,
-                                      transformers_greedy)
+from janusweb.export.validate import Check, EndToEnd, Report, check_graph, transformers_greedy
 from janusweb.fused import STEM as FUSED
 from janusweb.generate import ModelDims, generate_images, generate_text
 from janusweb.graphs import OrtGraphs, TorchGraphs
 from janusweb import manifest as manifests
 from janusweb.log import log, step
 from janusweb.manifest import file_table
+from janusweb.metrics import first_divergence
 from janusweb.manifest import write_json_atomic as write_json
 from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
 from janusweb.sampling import uniforms

@@ -27,7 +27,8 @@ from janusweb.quantize import graph_io
 from janusweb.dtypes import DType
 from janusweb.manifest import add_files, add_variants, read_json, write_json_atomic
 from janusweb.quantize.records import update_config
-from janusweb.quantize.report import RANDOM_WEIGHTS_NOTE, Settings, measure, table
+from janusweb.quantize.report import RANDOM_WEIGHTS_NOTE, Settings, measure
+from janusweb.quantize.table import table
 from janusweb.quantize.targets import quantizer, target
 
 REPORT = "quantize_report.json"
