@@ -162,3 +162,8 @@ def hidden_state_diff(fused: Path, reference: Path, config: dict, batches=(1, 2)
             ref_cache, ours_cache, past = ref[1:], ours[1:], past + seq
         result[f"batch={batch}"] = {"max_abs_diff": worst, "reference_abs_max": scale}
     return result
+
+
+# Graphs that stand in for another (other inputs, same role): name -> how their outputs are compared with the
+# replaced graph's ONNX file (export validates the fp32 graph with it, quantize measures each variant)
+REPLACEMENTS = {STEM: hidden_state_diff}

@@ -61,10 +61,12 @@ def file_digest(path: Path) -> dict:
             "sri": "sha256-" + base64.b64encode(h.digest()).decode()}
 
 
-def file_table(root: Path) -> dict:
-    """sha256, SRI and size of every file of the bundle but the manifest itself."""
-    return {p.relative_to(root).as_posix(): file_digest(p)
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != NAME}
+def file_table(root: Path, known: dict | None = None) -> dict:
+    """sha256, SRI and size of every file of the bundle but the manifest itself; `known` digests (path ->
+    digest, of files just written) are taken as they are rather than hashed again."""
+    known = known or {}
+    return {rel: known.get(rel) or file_digest(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != NAME for rel in (p.relative_to(root).as_posix(),)}
 
 
 def add_files(manifest: dict, root: Path, rels: list) -> dict:

@@ -19,8 +19,7 @@ import onnxruntime
 
 from janusweb import manifest as manifests
 from janusweb.errors import UserError
-from janusweb.fused import STEM as FUSED
-from janusweb.fused import hidden_state_diff
+from janusweb.fused import REPLACEMENTS
 from janusweb.graphs import GRAPH_NAMES
 from janusweb.log import log, step
 from janusweb.quantize import graph_io
@@ -40,8 +39,9 @@ TEMP_PREFIX = ".quantize-"
 
 
 def _check_bundle(bundle: Path) -> tuple:
-    """(manifest, config, {graph: fp32 .onnx path}) of a valid fp32 bundle, else UserError. The graphs are
-    GRAPH_NAMES plus the fused WebGPU decoder when the bundle has it."""
+    """(manifest, config, {graph: fp32 .onnx path}) of a valid fp32 bundle, else UserError. The graphs are the
+    manifest's: GRAPH_NAMES plus those that replace one of them (the fused WebGPU decoder) when the bundle has
+    them."""
     if not bundle.is_dir():
         raise UserError(f"{bundle} is not a folder")
     if not (bundle / "manifest.json").is_file():
@@ -57,8 +57,7 @@ def _check_bundle(bundle: Path) -> tuple:
     if not (bundle / "tokenizer.json").is_file():
         raise UserError(f"{bundle} has no tokenizer.json (the accuracy report needs it)")
     sources = {}
-    for name in GRAPH_NAMES + ((FUSED,) if FUSED in manifest["graphs"] else ()):
-        entry = manifest["graphs"][name]
+    for name, entry in manifest["graphs"].items():
         path = bundle / "onnx" / f"{name}.onnx"
         files = entry.get("files", {})
         absent = [rel for rel in files if not (bundle / rel).is_file()]
@@ -138,8 +137,8 @@ def _stage(bundle, staged, manifest, config, sources, t, spelling, opts, setting
 
 
 def _report(bundle, staged, manifest, variants, t, opts, settings, run_it) -> dict:
-    """Sizes (the total over GRAPH_NAMES: the fused decoder is an alternative to language_model, not an
-    addition) and, when `run_it`, the measured accuracy."""
+    """Sizes (the total over GRAPH_NAMES: a graph that replaces another is an alternative, not an addition) and,
+    when `run_it`, the measured accuracy (a replacing graph's against the fp32 graph it replaces)."""
     fp32_bytes = {name: sum(f["bytes"] for f in manifest["graphs"][name]["files"].values()) for name in variants}
     sizes = {name: sum((staged / rel).stat().st_size for rel in v["files"]) for name, v in variants.items()}
     rep = {"dtype": t.name, **opts,
@@ -155,22 +154,24 @@ def _report(bundle, staged, manifest, variants, t, opts, settings, run_it) -> di
             measured = measure(bundle, staged, t.name, settings)
         for name in GRAPH_NAMES:
             rep["graphs"][name].update(measured["graphs"][name])
-        if FUSED in variants:
-            rep["graphs"][FUSED].update(_fused_accuracy(bundle, staged, variants[FUSED]))
+        for name in variants:
+            replaces = manifest["graphs"][name].get("replaces")
+            if replaces:
+                rep["graphs"][name].update(_replacement_accuracy(bundle, staged, name, replaces, variants[name]))
         rep["end_to_end"] = measured["end_to_end"]
         rep["settings"] = measured["settings"]
     return rep
 
 
-def _fused_accuracy(bundle: Path, staged: Path, variant: dict) -> dict:
-    """The quantized fused decoder's hidden states against the fp32 language_model.onnx (random embeddings,
-    prefill + 4 steps, batch 1 and 2)."""
+def _replacement_accuracy(bundle: Path, staged: Path, name: str, replaces: str, variant: dict) -> dict:
+    """A quantized replacing graph against the fp32 graph it replaces, with its comparison (janusweb.fused's
+    REPLACEMENTS; the fused decoder: hidden states on random embeddings, prefill + 4 steps, batch 1 and 2)."""
     config = json.loads((bundle / "config.json").read_text())["janusweb"]
     main = next(rel for rel in variant["files"] if rel.endswith(".onnx"))
-    with step(f"{FUSED}: hidden states against the fp32 language_model"):
-        check = hidden_state_diff(staged / main, bundle / "onnx" / "language_model.onnx", config)
+    with step(f"{name}: against the fp32 {replaces}"):
+        check = REPLACEMENTS[name](staged / main, bundle / "onnx" / f"{replaces}.onnx", config)
     return {"max_abs_diff": max(c["max_abs_diff"] for c in check.values()),
-            "hidden_states_vs_fp32_language_model": check}
+            f"hidden_states_vs_fp32_{replaces}": check}
 
 
 def _commit(bundle: Path, staged: Path, manifest: dict, t: DType) -> None:
