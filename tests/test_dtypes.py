@@ -60,3 +60,22 @@ def test_unknown_dtype_is_one_clear_line(tiny_bundle, capsys):
     assert main(["--quiet", "quantize", str(tiny_bundle), "--dtype", "fp32"]) == 2
     err = capsys.readouterr().err
     assert "unknown dtype 'fp32'; choose one of: int8, q4, int4, fp16" in err and err.count("\n") == 1
+
+
+def test_a_new_format_is_one_table_entry(tiny_bundle, tmp_path, monkeypatch):
+    """A format added to the table alone (here int8 with blocks of 64, reusing the nbits quantizer) is written,
+    named and recorded by quantize with no other change."""
+    from janusweb import dtypes
+    extra = dtypes.DType("int8b64", "_int8b64", "int8 (64)", 8, quantizer="janusweb.quantize.nbits", block_size=64)
+    table = dtypes.TABLE + (extra,)
+    monkeypatch.setattr(dtypes, "TABLE", table)
+    monkeypatch.setattr(dtypes, "_SPELLINGS", {**dtypes._SPELLINGS, extra.name: extra})
+    out = tmp_path / "tiny"
+    shutil.copytree(tiny_bundle, out)
+    quantize_bundle(out, "int8b64", report=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dtypes"]["int8b64"] == {"suffix": "_int8b64", "label": "int8 (64)", "bits": 8, "requires": None}
+    assert manifest["quantization"]["int8b64"]["block_size"] == 64
+    for name, graph in manifest["graphs"].items():
+        assert f"onnx/{name}_int8b64.onnx" in graph["variants"]["int8b64"]["files"]
+        assert (out / "onnx" / f"{name}_int8b64.onnx").is_file()
