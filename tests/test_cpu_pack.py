@@ -1,4 +1,4 @@
-"""`janusweb cpu-pack`: the CPU engine's weights are the bundle's own graph initializers byte for byte, and the
+"""`janusweb pack --engine cpu` (`janusweb cpu-pack`): the CPU engine's weights are the bundle's own graph initializers byte for byte, and the
 engine (web/cpu under Node, 1 and 2 threads) on them gives the hidden states of the fused decoder graph on
 onnxruntime and the logits of the lm_head graph, fp32 / int8 / q4. Bad input: one line."""
 
@@ -15,9 +15,9 @@ import pytest
 from onnx import numpy_helper
 
 from janusweb.cli import main
-from janusweb.fused import FusedLanguageModel, fused_file
+from janusweb.dtypes import graph_file
+from janusweb.fused import STEM, FusedLanguageModel
 from janusweb.generate import ModelDims
-from janusweb.graphs import DTYPE_SUFFIX
 
 pytest.importorskip("ziglang", reason="the kernels are built with PyPI ziglang: pip install -e .")
 REPO = Path(__file__).resolve().parent.parent
@@ -53,16 +53,16 @@ def test_pack_holds_the_graphs_bytes(bundle, dtype):
     desc = json.loads((bundle / manifest["cpu"][dtype]["json"]).read_text())
     data = (bundle / manifest["cpu"][dtype]["bin"]).read_bytes()
     got = lambda name: data[desc["tensors"][name]["offset"]:][:desc["tensors"][name]["bytes"]]  # noqa: E731
-    assert desc["source_sha256"] == manifest["files"][fused_file(dtype)]["sha256"]
-    assert desc["lm_head"]["source_sha256"] == manifest["files"][f"onnx/lm_head{DTYPE_SUFFIX[dtype]}.onnx"]["sha256"]
-    head = list(initializers(bundle / f"onnx/lm_head{DTYPE_SUFFIX[dtype]}.onnx").values())
+    assert desc["source_sha256"] == manifest["files"][graph_file(STEM, dtype)]["sha256"]
+    assert desc["lm_head"]["source_sha256"] == manifest["files"][graph_file("lm_head", dtype)]["sha256"]
+    head = list(initializers(bundle / graph_file("lm_head", dtype)).values())
     if dtype == "fp32":
         assert got("lm_head") == np.ascontiguousarray(head[0].T).tobytes()
     else:
         q = next(a for a in head if a.dtype == np.uint8)
         s = next(a for a in head if a.dtype == np.float32)
         assert got("lm_head") == q.tobytes() and got("lm_head.scales") == s.tobytes()
-    fused = initializers(bundle / fused_file(dtype))
+    fused = initializers(bundle / graph_file(STEM, dtype))
     layer0 = {n: a for n, a in fused.items() if "layers.0" in n and "qkv" in n}
     want = next(a for a in layer0.values() if a.ndim == (2 if dtype == "fp32" else 3))
     assert got("layers.0.qkv") == (np.ascontiguousarray(want.T) if dtype == "fp32" else want).tobytes()
@@ -75,8 +75,8 @@ def test_engine_matches_onnxruntime(bundle, wasm, tmp_path, dtype, threads):
     dims, H, rows, calls = ModelDims.from_bundle_config(config), config["hidden_size"], 2, [6, 1, 1]
     rng = np.random.default_rng(1)
     embeds = [rng.standard_normal((rows, S, H)).astype(np.float32) for S in calls]
-    lm = FusedLanguageModel(bundle / fused_file(dtype), dims, capacity=sum(calls))
-    head = ort.InferenceSession(str(bundle / f"onnx/lm_head{DTYPE_SUFFIX[dtype]}.onnx"),
+    lm = FusedLanguageModel(bundle / graph_file(STEM, dtype), dims, capacity=sum(calls))
+    head = ort.InferenceSession(str(bundle / graph_file("lm_head", dtype)),
                                 providers=["CPUExecutionProvider"])
     names = [f"past_key_values.{i // 2}.{('key', 'value')[i % 2]}" for i in range(2 * dims.layers)]
     cache = [np.zeros((rows, dims.kv_heads, 0, dims.head_dim), np.float32)] * len(names)

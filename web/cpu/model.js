@@ -1,4 +1,4 @@
-// The decoder on the CPU engine (runtime.js): a pack's weights (export/wgsl_pack.py's format, or cpu_pack.py's:
+// The decoder on the CPU engine (runtime.js): a pack's weights (pack/cpu.py's format, pack/wgsl.py's plus lm_head:
 // matrices [N, K] fp32, or MatMulNBits' own uint8 blocks + fp32 scales) copied once into the engine's memory,
 // and per request a state with its KV cache [rows, kv_heads, capacity, head_dim] per layer and activations for
 // up to MAX_TOKENS tokens per call. Independent of ONNX Runtime (engines/cpu.js wraps it for the page).

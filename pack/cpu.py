@@ -1,30 +1,33 @@
-"""The weights of the page's CPU engine (web/cpu/, web/engines/cpu.js): `janusweb cpu-pack BUNDLE --dtype int8`.
+"""The weights of the page's CPU engine (web/cpu/, web/engines/cpu.js): `janusweb pack BUNDLE --engine cpu
+--dtype int8` (or `janusweb cpu-pack`).
 
-cpu/decoder{_dtype}.bin + .json hold what wgsl_pack.py's pack holds for the decoder layers (taken the same way,
-byte for byte from onnx/language_model_gqa{_dtype}.onnx: fp32 [N, K], or MatMulNBits' uint8 blocks and fp32
-scales, 8-bit or 4-bit), plus the lm_head matrix from onnx/lm_head{_dtype}.onnx, so that a text token needs no
+cpu/decoder{suffix}.bin + .json hold what pack/wgsl.py's pack holds for the decoder layers (taken the same way,
+byte for byte from onnx/language_model_gqa{suffix}.onnx: fp32 [N, K], or MatMulNBits' uint8 blocks and fp32
+scales, 8-bit or 4-bit), plus the lm_head matrix from onnx/lm_head{suffix}.onnx, so that a text token needs no
 ONNX Runtime session after its embedding. The JSON records each source graph's sha256 (the page refuses a pack
-whose sources changed). Written into a temporary folder, renamed into cpu/, then the manifest (`cpu`, `files`).
+whose sources changed).
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from janusweb.dtypes import dtype as lookup
+from janusweb.dtypes import graph_file
 from janusweb.errors import UserError
-from janusweb.export.wgsl_pack import ALIGN, _array, _bundle_files, build_pack, install_packs
-from janusweb.fused import STEM, fused_file
-from janusweb.graphs import DTYPE_SUFFIX
+from janusweb.fused import STEM
+from janusweb.pack.wgsl import ALIGN, _array, build_pack
 
-FORMAT = "janusweb-cpu/1"
+NAME = "cpu"
 DTYPES = ("fp32", "int8", "q4")
-BITS = {"int8": 8, "q4": 4}
+FORMAT = "janusweb-cpu/1"
 
 
-def pack_paths(dtype: str) -> tuple:
-    suffix = "" if dtype == "fp32" else f"_{dtype}"
-    return f"cpu/decoder{suffix}.bin", f"cpu/decoder{suffix}.json"
+def paths(dtype: str) -> dict:
+    suffix = lookup(dtype).suffix
+    return {"bin": f"cpu/decoder{suffix}.bin", "json": f"cpu/decoder{suffix}.json"}
 
 
 def head_matrix(path: Path) -> dict:
@@ -55,11 +58,20 @@ def _append(bin_path: Path, tensors: dict, name: str, array: np.ndarray) -> None
                      "type": "u8" if array.dtype == np.uint8 else "f32"}
 
 
-def build_cpu_pack(bundle: Path, manifest: dict, config: dict, dtype: str, bin_path: Path) -> dict:
-    """Write the decoder layers and lm_head at `dtype` to bin_path; return the JSON description."""
-    fused = fused_file(dtype)
+def check(bundle: Path, manifest: dict, dtype: str) -> None:
+    for graph in (STEM, "lm_head"):
+        entry = manifest["graphs"].get(graph)
+        if entry is None:
+            raise UserError(f"{bundle} has no {graph} graph" + (" (export without --no-fused)" if graph == STEM else ""))
+        if dtype != "fp32" and dtype not in entry.get("variants", {}):
+            raise UserError(f"{bundle} has no {dtype} variant of {graph} (run janusweb quantize --dtype {dtype})")
+
+
+def write(bundle: Path, manifest: dict, dtype: str, staged: Path) -> None:
+    config = json.loads((bundle / "config.json").read_text())["janusweb"]
+    fused, head_rel, rels = graph_file(STEM, dtype), graph_file("lm_head", dtype), paths(dtype)
+    bin_path = staged / rels["bin"]
     desc = build_pack(bundle / fused, config, dtype, bin_path, manifest["files"][fused]["sha256"], bits=(4, 8))
-    head_rel = f"onnx/lm_head{DTYPE_SUFFIX[dtype]}.onnx"
     head = head_matrix(bundle / head_rel)
     _append(bin_path, desc["tensors"], "lm_head", head["w"].astype(np.uint8 if head["scales"] is not None
                                                                    else np.float32))
@@ -68,21 +80,4 @@ def build_cpu_pack(bundle: Path, manifest: dict, config: dict, dtype: str, bin_p
     desc |= {"format": FORMAT, "lm_head": {"dtype": head["dtype"], "vocab": int(head["w"].shape[0]),
                                            "source": Path(head_rel).name,
                                            "source_sha256": manifest["files"][head_rel]["sha256"]}}
-    return desc
-
-
-def write_cpu_packs(bundle: Path, dtypes: list) -> None:
-    bundle = Path(bundle)
-    manifest, config = _bundle_files(bundle)
-    if STEM not in manifest["graphs"]:
-        raise UserError(f"{bundle} has no {STEM} graph (export without --no-fused)")
-    for dtype in dtypes:
-        if dtype not in DTYPES:
-            raise UserError(f"--dtype {dtype}: CPU packs are made for {', '.join(DTYPES)}")
-        for graph in (STEM, "lm_head"):
-            if dtype != "fp32" and dtype not in manifest["graphs"][graph].get("variants", {}):
-                raise UserError(f"{bundle} has no {dtype} variant of {graph} (run janusweb quantize --dtype "
-                                f"{'int4' if dtype == 'q4' else dtype})")
-    install_packs(bundle, manifest, "cpu", {dtype: pack_paths(dtype) for dtype in dtypes},
-                  lambda dtype, bin_path: build_cpu_pack(bundle, manifest, config, dtype, bin_path),
-                  lambda dtype: f"CPU pack {dtype} from {fused_file(dtype)} and lm_head")
+    (staged / rels["json"]).write_text(json.dumps(desc, indent=1) + "\n")
