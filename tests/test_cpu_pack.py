@@ -1,7 +1,7 @@
 """`janusweb pack --engine cpu` (`janusweb cpu-pack`): the CPU engine's weights are the bundle's own graph
-initializers byte for byte, and the
-engine (web/cpu under Node, 1 and 2 threads) on them gives the hidden states of the fused decoder graph on
-onnxruntime and the logits of the lm_head graph, fp32 / int8 / q4. Bad input: one line."""
+initializers byte for byte, and the engine (web/cpu under Node, 1 and 2 threads) on them gives the hidden states
+of the fused decoder graph on onnxruntime and the logits of the lm_head graph, fp32 / int8 / q4. Bad input: one
+line."""
 
 import json
 import shutil
