@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from janusweb.cli import main
-from janusweb.export.bundle import file_digest
+from janusweb.manifest import file_digest
 from janusweb.fused import STEM as FUSED
 from janusweb.generate import generate_text
 from janusweb.image import preprocess
