@@ -32,13 +32,13 @@ def folder_bytes(path: Path) -> int:
 
 
 def janusweb_wheel(repo: Path, dest: Path) -> Path:
-    """A wheel of the committed tree (HEAD), built without network."""
+    """A wheel of the committed tree (HEAD) (pip fetches setuptools to build it)."""
     with tempfile.TemporaryDirectory(prefix="janusweb-wheel-") as tmp:
         src = Path(tmp) / "src"
         src.mkdir()
         archive = subprocess.run(["git", "archive", "HEAD"], cwd=repo, capture_output=True, check=True).stdout
         subprocess.run(["tar", "xf", "-"], cwd=src, input=archive, check=True)
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
                         str(dest), str(src)], check=True, capture_output=True)
     return next(dest.glob("janusweb-*.whl"))
 
