@@ -67,6 +67,21 @@ class Backend:
         raise NotImplementedError
 
 
+class BrowserBackend(Backend):
+    """A backend that runs in Chromium on a temporary site of the bundle (bench/browser.py); `ep`: webgpu or wasm."""
+    ep = ""
+
+    def unavailable(self, ctx: BenchContext) -> str | None:
+        from janusweb.bench import browser
+        return browser.unavailable(ctx)
+
+    @contextlib.contextmanager
+    def session(self, ctx: BenchContext):
+        from janusweb.bench import browser
+        with browser.site_runner(ctx, self.ep) as runner:
+            yield runner
+
+
 def load(name: str) -> Backend:
     module, cls = REGISTRY[name].split(":")
     return getattr(importlib.import_module(module), cls)()

@@ -2,15 +2,14 @@
 bundle dtype and, on WebGPU, per decoder engine asked for (--kv-cache auto,grow,wgsl)."""
 
 import base64
-import contextlib
 import json
 
 from janusweb.bench import browser
-from janusweb.bench.backends import Backend, BenchContext
+from janusweb.bench.backends import BenchContext, BrowserBackend
 from janusweb.bench.rows import Row
 
 
-class _Page(Backend):
+class _Page(BrowserBackend):
     def engines(self, ctx: BenchContext) -> list:
         return ["auto"]
 
@@ -21,12 +20,7 @@ class _Page(Backend):
     def unavailable(self, ctx: BenchContext) -> str | None:
         if ctx.w.image_steps not in (None, ctx.inp.dims.num_image_tokens):
             return "the page always generates whole images (--image-steps must be left at its default)"
-        return browser.unavailable(ctx)
-
-    @contextlib.contextmanager
-    def session(self, ctx: BenchContext):
-        with browser.site_runner(ctx, self.name) as runner:
-            yield runner
+        return super().unavailable(ctx)
 
     def run(self, ctx: BenchContext, case: Row, runner) -> Row:
         w, inp = ctx.w, ctx.inp
@@ -50,11 +44,11 @@ class _Page(Backend):
 
 
 class WebGpu(_Page):
-    name = "webgpu"
+    name = ep = "webgpu"
 
     def engines(self, ctx: BenchContext) -> list:
         return list(ctx.engines)
 
 
 class Wasm(_Page):
-    name = "wasm"
+    name = ep = "wasm"

@@ -1,23 +1,11 @@
 """tjs-webgpu and tjs-wasm: transformers.js on the same bundle in the same Chromium (bench/tjs.py)."""
 
-import contextlib
-
 from janusweb.bench import browser, tjs
-from janusweb.bench.backends import Backend, BenchContext
+from janusweb.bench.backends import BenchContext, BrowserBackend
 from janusweb.bench.rows import Row
 
 
-class _Tjs(Backend):
-    ep = ""
-
-    def unavailable(self, ctx: BenchContext) -> str | None:
-        return browser.unavailable(ctx)
-
-    @contextlib.contextmanager
-    def session(self, ctx: BenchContext):
-        with browser.site_runner(ctx, self.ep) as runner:
-            yield runner
-
+class _Tjs(BrowserBackend):
     def run(self, ctx: BenchContext, case: Row, runner) -> Row:
         raw = runner.call("tjs-bench.html", "runTransformersJs",
                           {**tjs.config(ctx.inp, ctx.w), "backend": self.ep, "dtype": case.dtype})
