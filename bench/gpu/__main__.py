@@ -27,9 +27,9 @@ def main(argv=None) -> int:
         c.add_argument("--carry", default=".carry/gpu1")
     c = sub.add_parser("step2", help="on the host: page + Chromium part 2, then collect")
     c.add_argument("--carry", default=".carry/gpu2")
-    c.add_argument("--wait", type=int, default=510)
+    c.add_argument("--until", type=int, default=540, help="wait at most until this many s after step1")
     c = sub.add_parser("collect", help="on the host: wait for the chain, copy its results to $OUT")
-    c.add_argument("--wait", type=int, default=270)
+    c.add_argument("--until", type=int, default=660, help="wait at most until this many s after step1")
     r = sub.add_parser("rehearse", help="here: the same calls from clean folders, on tiny, software WebGPU")
     r.add_argument("--work", required=True, help="an empty folder (the simulated host's /tmp)")
     r.add_argument("--model", default="tiny")
@@ -57,9 +57,9 @@ def _run(args) -> int:
         from janusweb.bench.gpu.chain import chain
         return chain(args.model, args.quick)
     if args.what == "step2":
-        return host.step2(Path(args.carry), args.wait)
+        return host.step2(Path(args.carry), args.until)
     if args.what == "collect":
-        return host.collect(args.wait)
+        return host.collect(args.until)
     from janusweb.bench.gpu import rehearse, stage
     kit = Path(args.kit) if getattr(args, "kit", None) else rehearse.find_kit(REPO)
     if args.what == "stage":

@@ -34,11 +34,12 @@ def step1(model: str, quick: bool, carry: Path) -> int:
     (setsid: it outlives this call)."""
     root = jw()
     root.mkdir(parents=True, exist_ok=True)
+    (root / "started").write_text(f"{time.time()}\n")  # the calls' waits count from here
     if (carry / "chr.part.aa").is_file():
         shutil.copyfile(carry / "chr.part.aa", "/tmp/chr.part.aa")
     argv = [sys.executable, "-m", "janusweb.bench.gpu", "chain", "--model", model, *(["--quick"] if quick else [])]
     with open(root / "chain.log", "a") as log:
-        chain = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        chain = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
     import janusweb
     lines = [f"chain started: pid {chain.pid}, session of its own; {' '.join(argv)}",
              f"janusweb from {Path(janusweb.__file__).parent}", json.dumps(versions())]
@@ -60,7 +61,7 @@ def chromium_variables(carry: Path) -> dict:
     return {k: env[k] for k in CHROMIUM_KEYS if k in env}
 
 
-def step2(carry: Path, wait_s: int) -> int:
+def step2(carry: Path, until_s: int) -> int:
     root = jw()
     page = root / "page"
     shutil.rmtree(page, ignore_errors=True)
@@ -71,7 +72,7 @@ def step2(carry: Path, wait_s: int) -> int:
     tmp.write_text(json.dumps(env))
     tmp.rename(root / "chromium.json")  # the chain waits for this file: written whole
     say(f"Chromium ready: {env['CHROMIUM']}; page in {page}")
-    return collect(wait_s)
+    return collect(until_s)
 
 
 def _steps() -> list:
@@ -79,10 +80,11 @@ def _steps() -> list:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
-def collect(wait_s: int) -> int:
-    """Wait for the chain (at most wait_s), then copy what it wrote to $OUT."""
+def collect(until_s: int) -> int:
+    """Wait for the chain, at most until `until_s` seconds after step1 started it, then copy what it wrote to
+    $OUT (whatever it has by then: the device time is a hard limit, the results are not)."""
     root, out = jw(), out_dir()
-    deadline, last = time.time() + wait_s, None
+    deadline, last = float((root / "started").read_text()) + until_s, None
     while not (root / "done").is_file() and time.time() < deadline:
         steps = _steps()
         if steps and steps[-1] != last:
