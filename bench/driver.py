@@ -20,7 +20,8 @@ from janusweb.export.checkpoint import load_source
 from janusweb.log import log, step
 
 BACKENDS = registry.NAMES
-ENGINES = ("auto", "grow", "wgsl")  # the page's decoder engines on WebGPU (web/bench.js kvCache)
+# the page's decoder engines on WebGPU (web/engines/list.js; 'grow' is ort-grow's old name, kept)
+ENGINES = ("auto", "ort-gqa", "ort-grow", "wgsl", "grow")
 
 
 def cpu_model() -> str:
@@ -98,8 +99,9 @@ def reference_run(rows: list, ctx: BenchContext) -> dict:
 def run_bench(bundle: Path, backends: list, out: Path, w: Workload, browser: str | None = None,
               headed: bool = False, dtypes: list | None = None, page: Path | None = None,
               kv_cache: str = "auto", driver: str = "auto") -> dict:
-    """kv_cache: the page's decoder engine(s) on WebGPU, comma-separated ('auto': the fused language_model_gqa
-    where it runs, 'grow': language_model, 'wgsl': the page's WGSL decoder on the bundle's WGSL pack)."""
+    """kv_cache: the page's decoder engine(s) on WebGPU, comma-separated ('auto': the page's choice; 'ort-gqa':
+    the fused language_model_gqa, 'ort-grow' (or 'grow'): language_model, its KV cache grown per step; 'wgsl':
+    the page's WGSL decoder on the bundle's WGSL pack)."""
     bundle = Path(bundle)
     if not (bundle / "manifest.json").is_file():
         raise UserError(f"{bundle} is not a janusweb bundle (no manifest.json)")

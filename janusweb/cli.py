@@ -126,9 +126,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--page", default=None, help="an already built page (web/build.mjs --outdir DIR), for hosts "
                                                 "without node")
     b.add_argument("--kv-cache", default="auto",
-                   help="WebGPU, comma-separated to compare several in one run: auto runs the fused "
-                        "language_model_gqa (KV cache bound in place) when the bundle has it; grow runs language_model (for before/after comparisons); wgsl runs the decoder on "
-                        "the page's own WGSL kernels (needs `janusweb wgsl-pack`)")
+                   help="WebGPU: the page's decoder engine(s), comma-separated to compare several in one run: auto "
+                        "(the page's choice), ort-gqa (the fused language_model_gqa, KV cache bound in place), "
+                        "ort-grow or grow (language_model, cache grown per step: the before of before/after), wgsl "
+                        "(the page's own WGSL kernels; needs `janusweb wgsl-pack`)")
     b.add_argument("--driver", choices=("auto", "playwright", "http"), default="auto",
                    help="how Chromium is driven: playwright, or http (Chromium on the page's URL, results POSTed "
                         "to a local server; for hosts without Playwright); auto: playwright where installed")

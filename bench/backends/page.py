@@ -1,5 +1,5 @@
 """webgpu and wasm: the demo page's own worker in Chromium (web/bench.js through bench/browser.py), one row per
-bundle dtype and, on WebGPU, per decoder engine asked for (--kv-cache auto,grow,wgsl)."""
+bundle dtype and, on WebGPU, per decoder engine asked for (--kv-cache ort-gqa,ort-grow,wgsl)."""
 
 import base64
 import json
@@ -36,7 +36,7 @@ class _Page(BrowserBackend):
         adapter = info.get("adapter", "")
         label = {"device": browser.webgpu_device(self.name, adapter), "ep": info["ep"], "adapter": adapter,
                  "threads": info.get("threads"), "dtypes": info.get("dtypes"), "cpu_nodes": info.get("cpuNodes"),
-                 "kv_cache": info.get("kvCache"), "browser": runner.version, "user_agent": raw["userAgent"],
+                 "engine": info.get("engine"), "kv_cache": info.get("kvCache"), "browser": runner.version, "user_agent": raw["userAgent"],
                  "notes": info.get("notes")}
         dims = json.loads((ctx.bundle / "config.json").read_text())["janusweb"]
         return Row(case.name, case.dtype, case.variant, label=label, load_s=raw["load_ms"] / 1000,

@@ -25,7 +25,7 @@ def workload(model: str, quick: bool) -> dict:
                 "kernels": ["--shape", "2x64x96", "--repeats", "2"]}
     # native-cuda last: its torch.compile warm-up is the least predictable cost, and rows.partial.json keeps the
     # browser rows if the run is cut short
-    return {"bench": ["--backends", "webgpu,tjs-webgpu,native-cuda", "--kv-cache", "auto,grow,wgsl",
+    return {"bench": ["--backends", "webgpu,tjs-webgpu,native-cuda", "--kv-cache", "ort-gqa,ort-grow,wgsl",
                       "--text-tokens", "128"], "kernels": ["--repeats", "20"]}
 
 
