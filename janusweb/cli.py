@@ -27,9 +27,9 @@ def _quantize(args) -> int:
     return 0
 
 
-def _wgsl_pack(args) -> int:
-    from janusweb.export.wgsl_pack import write_packs
-    write_packs(Path(args.bundle), args.dtype.split(","))
+def _pack(args) -> int:
+    from janusweb.pack.driver import write_packs
+    write_packs(Path(args.bundle), args.engine, args.dtype.split(","))
     return 0
 
 
@@ -94,9 +94,9 @@ def parser() -> argparse.ArgumentParser:
                         "random presets; the fused decoder is still checked against language_model)")
     e.set_defaults(run=_export)
 
-    q = sub.add_parser("quantize", help="write int8 / int4 / fp16 variants of a bundle's graphs, with a report")
+    q = sub.add_parser("quantize", help="write int8 / q4 / fp16 variants of a bundle's graphs, with a report")
     q.add_argument("bundle", help="a bundle folder written by `janusweb export`")
-    q.add_argument("--dtype", required=True, help="int8 (MatMulNBits bits=8), int4 (_q4) or fp16")
+    q.add_argument("--dtype", required=True, help="int8 (MatMulNBits bits=8), q4 (4 bits; alias int4) or fp16")
     q.add_argument("--block-size", type=int, default=None, help="weights per scale, a power of two >= 16 "
                                                                  "(default 32)")
     q.add_argument("--accuracy-level", type=int, default=None,
@@ -108,7 +108,14 @@ def parser() -> argparse.ArgumentParser:
     g = sub.add_parser("wgsl-pack", help="write the decoder's weights for the page's WGSL kernels (?engine=wgsl)")
     g.add_argument("bundle", help="a bundle folder with language_model_gqa (and its int8 variant for int8)")
     g.add_argument("--dtype", default="int8", help="comma-separated: fp32, int8 (default int8)")
-    g.set_defaults(run=_wgsl_pack)
+    g.set_defaults(run=_pack, engine="wgsl")
+
+    from janusweb.pack import PACKERS
+    pk = sub.add_parser("pack", help="write a bundle's weights for one of the page's own engines")
+    pk.add_argument("bundle", help="a bundle folder written by `janusweb export` (and `janusweb quantize`)")
+    pk.add_argument("--engine", required=True, choices=tuple(PACKERS), help="the packer")
+    pk.add_argument("--dtype", default="int8", help="comma-separated dtypes (default int8)")
+    pk.set_defaults(run=_pack)
 
     b = sub.add_parser("bench", help="run one workload on several backends; write report.json/.md and plots")
     b.add_argument("bundle", help="a bundle folder written by `janusweb export`")
