@@ -73,31 +73,35 @@ def end_to_end(model, specs, bundle: Path, tok: Tokenizer, ids: SpecialIds, seed
 
 
 def export_bundle(source: str, out: Path, seed: int = 0, allow_mismatch: bool = False, text_steps: int = 32,
-                  image_steps: int | None = None, fused: bool = True) -> Path:
-    """fused: also write the WebGPU decoder language_model_gqa (GroupQueryAttention, KV cache bound in place)."""
+                  image_steps: int | None = None, fused: bool = True, validate: bool = True) -> Path:
+    """fused: also write the WebGPU decoder language_model_gqa (GroupQueryAttention, KV cache bound in place).
+    validate=False skips the per-graph checks against PyTorch and the end-to-end runs (for benchmark bundles of
+    random presets; the fused decoder's check against language_model.onnx still runs); the manifest says so."""
     out = Path(out)
     check_output_dir(out)
     t0 = time.perf_counter()
     src = load_source(source, seed)
     log.info("✓ loaded %s (%.1f s)", source, time.perf_counter() - t0)
     try:
-        return _export(src, Path(out), seed, allow_mismatch, text_steps, image_steps, fused)
+        return _export(src, Path(out), seed, allow_mismatch, text_steps, image_steps, fused, validate)
     finally:
         if src.description["kind"] == "preset":
             shutil.rmtree(src.tokenizer_dir, ignore_errors=True)
 
 
-def _export_traced(spec, model, tmp: Path, report: Report, label: str) -> dict:
-    """torch.onnx export of a GraphSpec, validated against its PyTorch wrapper; its manifest entry (file digests
-    are filled in from the bundle's file table)."""
+def _export_traced(spec, model, tmp: Path, report: Report, label: str, validate: bool = True) -> dict:
+    """torch.onnx export of a GraphSpec, validated against its PyTorch wrapper unless validate=False; its
+    manifest entry (file digests are filled in from the bundle's file table)."""
     module = spec.wrapper(model).eval()
     with step(f"{label} export {spec.name}"):
         written = export_graph(spec, module, tmp / "onnx")
-    with step(f"{label} validate {spec.name} against PyTorch"):
-        check_graph(spec, module, written[0], report)
+    if validate:
+        with step(f"{label} validate {spec.name} against PyTorch"):
+            check_graph(spec, module, written[0], report)
     return {"graph": spec.name, "dtype": "fp32", "files": {p.relative_to(tmp).as_posix(): None for p in written},
             "opset": OPSET, "inputs": _tensor_meta(spec.inputs), "outputs": _tensor_meta(spec.outputs),
-            "max_abs_diff_vs_pytorch": report.graph_max_diff(spec.name), "tolerance": spec.tolerance}
+            "max_abs_diff_vs_pytorch": report.graph_max_diff(spec.name) if validate else None,
+            "tolerance": spec.tolerance}
 
 
 def _export_built(spec, model, tmp: Path, report: Report, label: str, tokenizer_dir: Path, config: dict) -> dict:
@@ -118,13 +122,13 @@ def _with_digests(entry: dict, files: dict) -> dict:
     return {**entry, "files": digests, "bytes": sum(f["bytes"] for f in digests.values())}
 
 
-def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps, fused) -> Path:
+def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps, fused, validate) -> Path:
     model = src.model
     tok = Tokenizer.from_file(str(src.tokenizer_dir / "tokenizer.json"))
     ids = SpecialIds.from_tokenizer(tok)
     traced = graph_specs(model)
     specs = traced + (built_specs(traced) if fused else [])
-    exporters = {GraphSpec: _export_traced,
+    exporters = {GraphSpec: partial(_export_traced, validate=validate),
                  BuiltSpec: partial(_export_built, tokenizer_dir=src.tokenizer_dir,
                                     config=runtime_config(model.config, ids))}
     report = Report()
@@ -146,14 +150,16 @@ def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps, fused
         write_json(tmp / "generation_config.json", generation_config_json(ids, tokens))
         write_json(tmp / "preprocessor_config.json", preprocessor_config_json(model.config.vision_config.image_size))
         write_json(tmp / "processor_config.json", processor_config_json(tokens))
-        e2e = end_to_end(model, traced, tmp, tok, ids, seed, text_steps, image_steps)
-        sys.stdout.write(report.table() + "\n" + e2e.summary() + "\n")
-        if not (report.ok and e2e.ok) and not allow_mismatch:
+        e2e = end_to_end(model, traced, tmp, tok, ids, seed, text_steps, image_steps) if validate else None
+        sys.stdout.write(report.table() + "\n" + (e2e.summary() if e2e else "end to end: not run (--no-validate)")
+                         + "\n")
+        if not (report.ok and (e2e is None or e2e.ok)) and not allow_mismatch:
             raise MismatchError("the exported graphs differ from PyTorch beyond tolerance (see the table); "
                                 "nothing was written (--allow-mismatch keeps the bundle anyway)")
         files = file_table(tmp, known={rel: d for g in graphs.values() for rel, d in g["files"].items() if d})
         graphs = {name: _with_digests(entry, files) for name, entry in graphs.items()}
-        manifests.write(tmp, manifests.new(src.description, tool_versions(), graphs, files,
-                                           {"graphs_ok": report.ok, "end_to_end": e2e.__dict__ | {"ok": e2e.ok}}))
+        validation = ({"graphs_ok": report.ok, "end_to_end": e2e.__dict__ | {"ok": e2e.ok}} if e2e else
+                      {"skipped": "per-graph checks and end-to-end runs (--no-validate)", "built_checked": report.ok})
+        manifests.write(tmp, manifests.new(src.description, tool_versions(), graphs, files, validation))
     log.info("bundle written to %s", out)
     return out
