@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from janusweb.atomic import atomic_dir
-from janusweb.bench.browser import served_browser
+from janusweb.bench.pagerun import page_runner
 from janusweb.env import chromium_path, versions
 from janusweb.log import step
 from janusweb.site import build_page
@@ -42,15 +42,12 @@ def run(out: Path, rounds: int = 3, repeats: int = 5) -> dict:
     results = []
     with tempfile.TemporaryDirectory(prefix="janusweb-cpu-bench-") as tmp:
         build_page(Path(tmp))
-        with served_browser(Path(tmp), "wasm", chromium_path()) as (browser, url):
-            page = browser.new_page()
-            page.goto(url + "cpu/bench.html")
-            page.wait_for_function("window.cpuBenchReady", timeout=60_000)
+        with page_runner(Path(tmp), "wasm", chromium_path()) as runner:
             for r in range(rounds):
                 for config in CONFIGS:
                     with step(f"round {r + 1}/{rounds}: {config}"):
-                        results.append(page.evaluate("(o) => window.cpuBench(o)", {**config, "repeats": repeats}))
-            version = browser.version
+                        results.append(runner.call("cpu/bench.html", "cpuBench", {**config, "repeats": repeats}))
+            version = runner.version
     bandwidth.append(read_bandwidth())
     load.append(os.getloadavg()[0])
     report = {"versions": {**versions(), "chromium": version}, "numpy_read_gbps": bandwidth, "load_average_1min": load,
