@@ -21,6 +21,7 @@ from onnx import numpy_helper
 
 from janusweb.errors import UserError
 from janusweb.fused import STEM, fused_file
+from janusweb.integrity import verify_bundle
 from janusweb.log import step
 from janusweb.quantize.graph_io import external_bytes
 from janusweb.quantize.records import add_files, write_json_atomic
@@ -129,10 +130,7 @@ def write_packs(bundle: Path, dtypes: list) -> None:
     """Write the packs for `dtypes` into the bundle: staged in a temporary folder, renamed into wgsl/, then the
     manifest (its `wgsl` entry and `files` table) is replaced last."""
     bundle = Path(bundle)
-    if not (bundle / "manifest.json").is_file():
-        raise UserError(f"{bundle} has no manifest.json: not a janusweb bundle (write one with `janusweb export`)")
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    config = json.loads((bundle / "config.json").read_text())["janusweb"]
+    manifest = verify_bundle(bundle, graphs=(), others=("config.json",))
     fused = manifest["graphs"].get(STEM)
     if fused is None:
         raise UserError(f"{bundle} has no {STEM} graph (export without --no-fused)")
@@ -141,6 +139,8 @@ def write_packs(bundle: Path, dtypes: list) -> None:
             raise UserError(f"--dtype {dtype}: WGSL packs are made for {', '.join(DTYPES)}")
         if dtype != "fp32" and dtype not in fused.get("variants", {}):
             raise UserError(f"{bundle} has no {dtype} variant of {STEM} (run janusweb quantize --dtype {dtype})")
+        verify_bundle(bundle, graphs=(STEM,), dtype=dtype, others=())
+    config = json.loads((bundle / "config.json").read_text())["janusweb"]
     (bundle / "wgsl").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".wgsl-tmp-", dir=bundle / "wgsl") as tmp:
         staged = {}
