@@ -6,6 +6,16 @@ from pathlib import Path
 
 from janusweb import log as logmod
 from janusweb.errors import UserError
+from janusweb.interrupt import Interrupted, signals_raise
+
+QUANTIZE_DTYPES = ("int8", "q4", "int4", "fp16")  # q4 and int4 name the same 4-bit format
+WGSL_DTYPES = ("fp32", "int8")
+START_HERE = """start here (the embedded default, `tiny`, takes about a minute):
+  janusweb export tiny --out out/tiny             # checkpoint or preset -> validated ONNX bundle
+  janusweb quantize out/tiny --dtype int8         # int8 variants + accuracy report
+  janusweb serve out/tiny                         # the page, on WebGPU or WASM: http://127.0.0.1:8000/
+
+exit codes: 0 done; 1 validation failed (mismatch); 2 bad input or arguments; 130/143 stopped by SIGINT/SIGTERM"""
 
 
 def _export(args) -> int:
@@ -21,14 +31,16 @@ def _export(args) -> int:
 
 def _quantize(args) -> int:
     from janusweb.quantize.driver import quantize_bundle
-    quantize_bundle(Path(args.bundle), args.dtype, block_size=args.block_size, accuracy_level=args.accuracy_level,
+    from janusweb.quantize.targets import TARGETS
+    dtype = args.dtype if args.dtype in TARGETS else {"q4": "int4", "int4": "q4"}.get(args.dtype, args.dtype)
+    quantize_bundle(Path(args.bundle), dtype, block_size=args.block_size, accuracy_level=args.accuracy_level,
                     report=not args.no_report)
     return 0
 
 
 def _wgsl_pack(args) -> int:
     from janusweb.export.wgsl_pack import write_packs
-    write_packs(Path(args.bundle), args.dtype.split(","))
+    write_packs(Path(args.bundle), args.dtype)
     return 0
 
 
@@ -72,10 +84,40 @@ def _env(args) -> int:
     return 0
 
 
+def _dtype_list(value: str) -> list:
+    names = value.split(",")
+    bad = [n for n in names if n not in WGSL_DTYPES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{', '.join(bad)}: WGSL packs are made for {', '.join(WGSL_DTYPES)}")
+    return names
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0..65535; 0 picks a free one)")
+    return port
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line on stderr (argparse's default adds the whole usage)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="janusweb", description="Janus-Pro to validated ONNX and a WebGPU page.")
+    # global flags, accepted before or after the subcommand (SUPPRESS: a subcommand that does not see the flag
+    # leaves the value set before it alone)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    p = _Parser(prog="janusweb", description="Janus-Pro to validated ONNX and a WebGPU page.", epilog=START_HERE,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)  # every subcommand lists the global flags
 
     e = sub.add_parser("export", help="export a checkpoint or preset to a validated ONNX bundle")
     e.add_argument("source", help="a local checkpoint folder (transformers or DeepSeek layout) or a preset: "
@@ -92,7 +134,8 @@ def parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("quantize", help="write int8 / int4 / fp16 variants of a bundle's graphs, with a report")
     q.add_argument("bundle", help="a bundle folder written by `janusweb export`")
-    q.add_argument("--dtype", required=True, help="int8 (MatMulNBits bits=8), int4 (_q4) or fp16")
+    q.add_argument("--dtype", required=True, choices=QUANTIZE_DTYPES,
+                   help="int8 (MatMulNBits bits=8), q4 = int4 (files *_q4.onnx) or fp16")
     q.add_argument("--block-size", type=int, default=None, help="weights per scale, a power of two >= 16 "
                                                                  "(default 32)")
     q.add_argument("--accuracy-level", type=int, default=None,
@@ -103,7 +146,7 @@ def parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("wgsl-pack", help="write the decoder's weights for the page's WGSL kernels (?engine=wgsl)")
     g.add_argument("bundle", help="a bundle folder with language_model_gqa (and its int8 variant for int8)")
-    g.add_argument("--dtype", default="int8", help="comma-separated: fp32, int8 (default int8)")
+    g.add_argument("--dtype", type=_dtype_list, default=["int8"], help="comma-separated: fp32, int8 (default int8)")
     g.set_defaults(run=_wgsl_pack)
 
     b = sub.add_parser("bench", help="run one workload on several backends; write report.json/.md and plots")
@@ -145,7 +188,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve a bundle (or a built site) with the page, on WebGPU or WASM")
     s.add_argument("path", help="a bundle folder, or a site written by `janusweb build-web`")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    s.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
     s.set_defaults(run=_serve)
 
     v = sub.add_parser("env", help="print versions of the tools janusweb uses")
@@ -157,9 +200,13 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     logmod.setup(quiet=args.quiet)
     try:
-        return args.run(args)
+        with signals_raise():
+            return args.run(args)
     except UserError as e:
         sys.stderr.write(f"janusweb: error: {e}\n")
+        return e.exit_code
+    except Interrupted as e:
+        sys.stderr.write(f"janusweb: {args.command} stopped by {e} (temporary files removed)\n")
         return e.exit_code
 
 
