@@ -4,6 +4,7 @@ The temporary folder is named `.NAME.tmp-PID-XXXX`: a run stopped by SIGINT/SIGT
 signal is an exception, see janusweb/interrupt.py); one killed outright (SIGKILL, power loss) cannot, so the
 next run beside the same NAME removes those whose process is gone, and names any it cannot attribute."""
 
+import glob
 import os
 import re
 import shutil
@@ -24,20 +25,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale(final: Path) -> None:
-    """Remove `.NAME.tmp-PID-*` / `.NAME.old-PID` folders beside `final` left by runs that no longer exist."""
-    final = Path(final)
-    pattern = re.compile(rf"^\.{re.escape(final.name)}\.(tmp|old)-(?:(\d+)(?:-|$))?")
-    for p in sorted(final.parent.glob(f".{final.name}.*")):
+def remove_orphans(parent: Path, prefix: str) -> None:
+    """Remove the `PREFIX<pid>-*` / `PREFIX<pid>` entries of `parent` whose process is gone; name (log) those
+    without a pid (an older janusweb's names), which may belong to a run still going."""
+    pattern = re.compile(rf"^{re.escape(prefix)}(?:(\d+)(?:-|$))?")
+    for p in sorted(Path(parent).glob(f"{glob.escape(prefix)}*")):
         m = pattern.match(p.name)
-        if not m:
-            continue
-        if m.group(2) is None:
-            log.warning("%s was left by an interrupted run (owner unknown); remove it when no run is writing %s",
-                        p, final.name)
-        elif int(m.group(2)) != os.getpid() and not _alive(int(m.group(2))):
-            log.info("removing %s, left by an interrupted run (process %s is gone)", p.name, m.group(2))
+        if m.group(1) is None:
+            log.warning("%s was left by an interrupted run (owner unknown); remove it if no janusweb run is using it",
+                        p)
+        elif int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            log.info("removing %s, left by an interrupted run (process %s is gone)", p, m.group(1))
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def remove_stale(final: Path) -> None:
+    """The temporary and old folders beside `final` left by runs that no longer exist."""
+    for kind in ("tmp", "old"):
+        remove_orphans(Path(final).parent, f".{Path(final).name}.{kind}-")
 
 
 @contextmanager

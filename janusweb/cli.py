@@ -65,14 +65,14 @@ def _bench_kernels(args) -> int:
 
 
 def _build_web(args) -> int:
-    from janusweb.site import build_site
+    from janusweb.site.page import build_site
     out = build_site(Path(args.bundle), Path(args.out))
     sys.stdout.write(f"site written to {out}\n")
     return 0
 
 
 def _serve(args) -> int:
-    from janusweb.site import serve
+    from janusweb.site.serve import serve
     serve(Path(args.path), args.host, args.port)
     return 0
 
