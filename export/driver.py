@@ -21,12 +21,13 @@ from janusweb.export.bundle import (TOKENIZER_FILES, check_output_dir, config_js
                                     write_json)
 from janusweb.export.checkpoint import load_source
 from janusweb.export.fused import export_fused_language_model
+from janusweb.export.image_check import image_end_to_end
 from janusweb.export.onnx_export import OPSET, export_graph
 from janusweb.export.specs import graph_specs
 from janusweb.export.validate import (Check, EndToEnd, Report, check_graph, first_divergence,
                                       transformers_greedy)
 from janusweb.fused import STEM as FUSED
-from janusweb.generate import ModelDims, generate_images, generate_text
+from janusweb.generate import ModelDims, generate_text
 from janusweb.graphs import OrtGraphs, TorchGraphs
 from janusweb.log import log, step
 from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
@@ -63,12 +64,10 @@ def end_to_end(model, specs, bundle: Path, tok: Tokenizer, ids: SpecialIds, seed
     steps = min(image_steps or dims.num_image_tokens, dims.num_image_tokens)
     draws = uniforms(seed, steps).reshape(1, steps)
     prompt = generation_prompt(tok, ids, IMAGE_PROMPT)
-    with step(f"end to end: CFG image, {steps} tokens (onnxruntime vs PyTorch)"):
-        a = generate_images(ort_graphs, dims, ids, prompt, draws)
-        b = generate_images(TorchGraphs(model, specs), dims, ids, prompt, draws)
-    return EndToEnd(len(ref), ours == ref, first_divergence(ours, ref), steps,
-                    bool(np.array_equal(a.tokens, b.tokens)), float(np.abs(a.images - b.images).max()),
-                    first_divergence(a.tokens.ravel().tolist(), b.tokens.ravel().tolist()))
+    with step(f"end to end: CFG image, {steps} tokens (onnxruntime vs PyTorch, teacher-forced)"):
+        image = image_end_to_end(ort_graphs, TorchGraphs(model, specs), dims, ids, prompt, draws)
+    return EndToEnd(len(ref), ours == ref, first_divergence(ours, ref),
+                    image.__dict__ | {"ok": image.ok, "summary": image.summary()})
 
 
 def export_bundle(source: str, out: Path, seed: int = 0, allow_mismatch: bool = False, text_steps: int = 32,
