@@ -24,6 +24,7 @@ from janusweb.export.fused import export_fused_language_model
 from janusweb.export.image_check import image_end_to_end
 from janusweb.export.onnx_export import OPSET, export_graph
 from janusweb.export.specs import graph_specs
+from janusweb.export.tokenizer import set_chat_templates
 from janusweb.export.validate import (Check, EndToEnd, Report, check_graph, first_divergence,
                                       transformers_greedy)
 from janusweb.fused import STEM as FUSED
@@ -117,6 +118,7 @@ def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps, fused
         for name in TOKENIZER_FILES:
             if (src.tokenizer_dir / name).exists():
                 shutil.copyfile(src.tokenizer_dir / name, tmp / name)
+        set_chat_templates(tmp / "tokenizer_config.json")  # named, as transformers.js's Janus processor reads them
         external = {s.name: len(written[s.name]) > 1 for s in specs}
         write_json(tmp / "config.json", config_json(model.config, ids, external))
         tokens = model.config.vision_config.num_image_tokens
