@@ -23,7 +23,8 @@ def run(*args, timeout=60):
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("argv", [["export", "tiny", "--out", "X", "--quiet"], ["--quiet", "export", "tiny", "--out", "X"]])
+@pytest.mark.parametrize("argv", [["export", "tiny", "--out", "X", "--quiet"],
+                                  ["--quiet", "export", "tiny", "--out", "X"]])
 def test_global_flags_on_either_side(argv):
     assert parser().parse_args(argv).quiet is True
     assert parser().parse_args(["export", "tiny", "--out", "X"]).quiet is False
