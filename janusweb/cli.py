@@ -103,8 +103,9 @@ def _port(value: str) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line on stderr (argparse's default adds the whole usage)
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+    def error(self, message: str):  # one line on stderr, as every other error (argparse's adds the usage)
+        command = self.prog.removeprefix("janusweb").strip()
+        self.exit(2, f"janusweb: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -197,7 +198,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a refused argument (2, its line already written)
+        return e.code
     logmod.setup(quiet=args.quiet)
     try:
         with signals_raise():
