@@ -3,7 +3,7 @@
 // verification is dropped and fetched once more from the network, never in a loop.
 
 import { graphFiles } from './dtypes.js';
-import { ChecksumError } from './errors.js';
+import { ChecksumError, JanuswebError } from './errors.js';
 
 const CACHE_NAME = 'janusweb-bundle-v1';
 
@@ -34,8 +34,8 @@ async function openCache() {
 
 const RESUME_TRIES = 5; // consecutive attempts without progress before a download gives up
 
-/** A download error that another attempt cannot fix (HTTP error, wrong size, wrong range). */
-class DownloadError extends Error {}
+/** A file that could not be downloaded whole: HTTP error, wrong size or range, or a connection that kept breaking. */
+export class DownloadError extends JanuswebError {}
 
 /** @param {number} failures */
 const backoff = (failures) => new Promise((resolve) => setTimeout(resolve, 250 * 2 ** failures));
@@ -75,19 +75,21 @@ async function download(url, expected, onProgress) {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        if (loaded + value.length > expected) throw new DownloadError(`${url}: larger than the manifest's ${expected} bytes`);
+        if (loaded + value.length > expected) {
+          throw new DownloadError(`${url}: larger than the manifest's ${expected} bytes`);
+        }
         out.set(value, loaded);
         loaded += value.length;
         onProgress(loaded);
       }
       if (loaded === expected) return out;
     } catch (e) {
-      if (e instanceof DownloadError) throw e;
+      if (e instanceof DownloadError) throw e; // another attempt cannot fix it
       lastError = e; // the connection broke: resume below
     }
     failures = loaded > start ? 0 : failures + 1;
     if (failures >= RESUME_TRIES) {
-      throw new Error(`${url}: ${loaded} of the manifest's ${expected} bytes after ${RESUME_TRIES} tries`
+      throw new DownloadError(`${url}: ${loaded} of the manifest's ${expected} bytes after ${RESUME_TRIES} tries`
         + (lastError ? ` (${lastError})` : ''));
     }
     await backoff(failures);
