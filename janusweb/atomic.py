@@ -32,7 +32,7 @@ def remove_orphans(parent: Path, prefix: str) -> None:
     for p in sorted(Path(parent).glob(f"{glob.escape(prefix)}*")):
         m = pattern.match(p.name)
         if m.group(1) is None:
-            log.warning("%s was left by an interrupted run (owner unknown); remove it if no janusweb run is using it",
+            log.info("%s was left by an interrupted run (owner unknown); remove it if no janusweb run is using it",
                         p)
         elif int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
             log.info("removing %s, left by an interrupted run (process %s is gone)", p, m.group(1))

@@ -94,11 +94,14 @@ def test_leftovers_of_a_killed_run_are_removed_by_the_next(tmp_path):
     handler = logging.Handler()
     handler.emit = records.append
     log.addHandler(handler)
+    level = log.level
+    log.setLevel(logging.INFO)
     try:
         with atomic_dir(tmp_path / "term") as tmp:
             (tmp / "f").write_text("x")
     finally:
         log.removeHandler(handler)
+        log.setLevel(level)
     assert _leftovers(tmp_path) == sorted([".term.tmp-k2x9ab_q", f".term.tmp-{os.getpid()}-live"])
     assert any(".term.tmp-k2x9ab_q" in r.getMessage() for r in records)
     assert (tmp_path / "term" / "f").read_text() == "x"

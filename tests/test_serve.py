@@ -168,7 +168,7 @@ def test_serve_leaves_no_temporary_page(tiny_bundle):
                               capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and str(busy) in done.stderr
     assert _pages() <= before
-    proc = subprocess.Popen([sys.executable, "-m", "janusweb", "serve", str(tiny_bundle), "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "janusweb", "serve", str(tiny_bundle), "--port", "0", "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert "http://127.0.0.1:" in proc.stdout.readline()
     assert len(_pages() - before) == 1  # the page it built, while it runs

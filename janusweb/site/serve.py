@@ -35,9 +35,9 @@ def serve(path: Path, host: str, port: int) -> None:
         server, tmp = _listen(path, None, host, port), None
     else:
         check_node()
-        remove_orphans(Path(tempfile.gettempdir()), PAGE_PREFIX)
         tmp = Path(tempfile.gettempdir()) / f"{PAGE_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
         server = _listen(tmp, path, host, port)  # bound before anything is built: a taken port leaves nothing
+        remove_orphans(tmp.parent, PAGE_PREFIX)
     try:
         if tmp:
             tmp.mkdir()
