@@ -108,10 +108,3 @@ class EndToEnd:
         div = "" if self.first_text_divergence is None else f" (first divergence at {self.first_text_divergence})"
         return (f"end to end: greedy text {self.text_tokens} tokens {'identical' if self.text_equal else 'DIFFER'}"
                 f"{div}; {self.image['summary']} -> {'OK' if self.ok else 'NOT OK'}")
-
-
-def first_divergence(a: list, b: list) -> int | None:
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            return i
-    return None if len(a) == len(b) else min(len(a), len(b))

@@ -13,7 +13,7 @@ import pytest
 from onnx import numpy_helper
 
 from janusweb.cli import main
-from janusweb.export.bundle import file_digest
+from janusweb.manifest import file_digest
 from janusweb.graphs import GRAPH_NAMES, OrtGraphs
 from janusweb.quantize import driver
 from janusweb.quantize.embedding import quantize_gathers

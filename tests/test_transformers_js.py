@@ -23,8 +23,8 @@ from janusweb.generate import KVCache, ModelDims, generate_text
 from janusweb.graphs import GRAPH_NAMES, OrtGraphs
 from janusweb.image import preprocess, to_uint8
 from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
+from janusweb.quantize.workload import sample_image
 from janusweb.sampling import cfg_logits
-from janusweb.quantize.report import sample_image
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "js" / "transformers_js_check.mjs"
