@@ -161,7 +161,8 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cpu-pack", help="write the decoder's and lm_head's weights for the page's CPU engine (WASM)")
     c.add_argument("bundle", help="a bundle folder with language_model_gqa and lm_head (and their variants)")
-    c.add_argument("--dtype", default="int8", help="comma-separated: fp32, int8, q4 (default int8)")
+    c.add_argument("--dtype", type=lambda v: v.split(","), default=["int8"],
+                   help="comma-separated: fp32, int8, q4 (default int8)")
     c.set_defaults(run=_pack, engine="cpu")
 
     b = sub.add_parser("bench", help="run one workload on several backends; write report.json/.md and plots")
