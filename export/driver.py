@@ -23,6 +23,7 @@ from janusweb.export.checkpoint import load_source
 from janusweb.export.fused import export_fused_language_model
 from janusweb.export.onnx_export import OPSET, export_graph
 from janusweb.export.specs import graph_specs
+from janusweb.export.stream import choose_stream, export_streamed
 from janusweb.export.validate import (Check, EndToEnd, Report, check_graph, first_divergence,
                                       transformers_greedy)
 from janusweb.fused import STEM as FUSED
@@ -72,10 +73,13 @@ def end_to_end(model, specs, bundle: Path, tok: Tokenizer, ids: SpecialIds, seed
 
 
 def export_bundle(source: str, out: Path, seed: int = 0, allow_mismatch: bool = False, text_steps: int = 32,
-                  image_steps: int | None = None, fused: bool = True) -> Path:
-    """fused: also write the WebGPU decoder language_model_gqa (GroupQueryAttention, KV cache bound in place)."""
+                  image_steps: int | None = None, fused: bool = True, stream: bool = False) -> Path:
+    """fused: also write the WebGPU decoder language_model_gqa (GroupQueryAttention, KV cache bound in place).
+    stream: export graph by graph from bf16 weights (export.stream); chosen anyway when the model does not fit."""
     out = Path(out)
     check_output_dir(out)
+    if choose_stream(source, stream):
+        return export_streamed(source, out, seed, allow_mismatch)
     t0 = time.perf_counter()
     src = load_source(source, seed)
     log.info("✓ loaded %s (%.1f s)", source, time.perf_counter() - t0)
