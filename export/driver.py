@@ -21,6 +21,7 @@ from janusweb.export.bundle import (TOKENIZER_FILES, check_output_dir, config_js
                                     write_json)
 from janusweb.export.checkpoint import load_source
 from janusweb.export.fused import export_fused_language_model
+from janusweb.export.limits import buffer_limits
 from janusweb.export.onnx_export import OPSET, export_graph
 from janusweb.export.specs import graph_specs
 from janusweb.export.stream import choose_stream, export_streamed
@@ -148,7 +149,7 @@ def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps, fused
         graphs.update(extra)
         write_json(tmp / "manifest.json", {
             "format": "janusweb-bundle/1", "source": src.description, "tools": tool_versions(),
-            "graphs": graphs, "files": files,
+            "graphs": graphs, "files": files, "buffers": buffer_limits(tmp / "onnx", [s.name for s in specs]),
             "validation": {"graphs_ok": report.ok, "end_to_end": e2e.__dict__ | {"ok": e2e.ok}},
         })
     log.info("bundle written to %s", out)

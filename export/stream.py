@@ -22,6 +22,7 @@ from janusweb.atomic import atomic_dir
 from janusweb.errors import UserError
 from janusweb.export import bundle, checkpoint, deepseek, presets, tokenizer
 from janusweb.export.layerwise import check_language_model, export_language_model
+from janusweb.export.limits import buffer_limits
 from janusweb.export.memory import LANGUAGE_MODEL, graph_parameters, meta_model
 from janusweb.export.onnx_export import OPSET, export_graph
 from janusweb.export.specs import graph_specs
@@ -109,16 +110,14 @@ def export_streamed(source: str, out: Path, seed: int = 0, allow_mismatch: bool 
     model = meta_model(config)
     store = _store(model, description, folder, seed)
     buffers = _real_buffers(model)
+    report, specs, written = Report(), graph_specs(model), {}
     tok_dir = folder or Path(tempfile.mkdtemp(prefix="janusweb-tokenizer-"))
     try:
         if folder is None:
             description["seed"] = seed
             tokenizer.write_tiny_tokenizer(tok_dir, presets.TINY_VOCAB)
-        specs = graph_specs(model)
-        report = Report()
         with atomic_dir(out) as tmp:
             (tmp / "onnx").mkdir()
-            written = {}
             for k, spec in enumerate(specs, 1):
                 where = f"[{k}/{len(specs)}] {spec.name}"
                 written[spec.name] = _one_graph(spec, model, store, buffers, tmp / "onnx", report, where, block)
@@ -181,6 +180,7 @@ def _write_manifest(tmp: Path, specs, written: dict, report: Report, description
             "max_abs_diff_vs_pytorch": report.graph_max_diff(spec.name), "tolerance": spec.tolerance}
     bundle.write_json(tmp / "manifest.json", {
         "format": "janusweb-bundle/1", "source": description, "tools": tools, "graphs": graphs, "files": files,
+        "buffers": buffer_limits(tmp / "onnx", [spec.name for spec in specs]),
         "export": {"streamed": True, "fused": "not written: onnxruntime-genai's builder holds the whole model"},
         "validation": {"graphs_ok": report.ok, "end_to_end": {"ok": None, "skipped": E2E_SKIPPED}}})
 

@@ -27,6 +27,7 @@ from janusweb.quantize.embedding import quantize_gathers
 from janusweb.quantize.fp16 import to_fp16
 from janusweb.quantize.matmul import quantize_matmuls
 from janusweb.quantize.records import add_files, add_variants, update_config, write_json_atomic
+from janusweb.quantize.stream import STREAM_BYTES, graph_bytes, quantize_large_graph
 from janusweb.quantize.report import RANDOM_WEIGHTS_NOTE, Settings, measure, table
 from janusweb.quantize.targets import Target, check_options, target
 
@@ -97,6 +98,8 @@ def quantize_graph(src: Path, out_dir: Path, stem: str, t: Target, block_size: i
                    accuracy_level: int | None) -> dict:
     """One graph: load (weights included), convert, save. Returns its manifest entry (files relative to the
     staging root)."""
+    if t.bits is not None and graph_bytes(src) > STREAM_BYTES:
+        return quantize_large_graph(src, out_dir, stem, t, block_size, accuracy_level)
     model = graph_io.load(src)
     if t.bits is None:
         model, info = to_fp16(model)
