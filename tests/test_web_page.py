@@ -190,10 +190,10 @@ def shown_images_are_not_blank(page, count: int) -> None:
     assert page.locator("#gallery a[download]").count() == count
 
 
-CASES = [  # backend, KV cache (?kv=), dtype
+CASES = [  # backend, decoder engine (?engine=), dtype
     pytest.param("webgpu", "auto", "fp32", id="webgpu-fp32"),
     pytest.param("webgpu", "auto", "int8", id="webgpu-int8", marks=INT8),
-    pytest.param("webgpu", "grow", "fp32", id="webgpu-grown-kv-fp32"),  # language_model on WebGPU: comparisons
+    pytest.param("webgpu", "ort-grow", "fp32", id="webgpu-grown-kv-fp32"),  # language_model on WebGPU: comparisons
     pytest.param("webgpu", "wgsl", "fp32", id="webgpu-wgsl-fp32"),  # the decoder on the page's WGSL kernels
     pytest.param("webgpu", "wgsl", "int8", id="webgpu-wgsl-int8", marks=INT8),
     pytest.param("wasm", "auto", "fp32", id="wasm-fp32"),
@@ -201,23 +201,24 @@ CASES = [  # backend, KV cache (?kv=), dtype
 ]
 
 
-@pytest.mark.parametrize(("backend", "kv", "dtype"), CASES)
-def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png, backend, kv, dtype):
+@pytest.mark.parametrize(("backend", "engine", "dtype"), CASES)
+def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png, backend, engine, dtype):
     if backend == "webgpu" and not browsers["webgpu_ok"]:
         pytest.skip("this Chromium offers no WebGPU adapter (not even SwiftShader)")
     t0 = time.perf_counter()
-    page = open_page(browsers[backend], site_url, f"dtype={dtype}" + (f"&kv={kv}" if kv != "auto" else ""))
+    page = open_page(browsers[backend], site_url, f"dtype={dtype}" + (f"&engine={engine}" if engine != "auto" else ""))
     load_s = time.perf_counter() - t0
     info = page.evaluate("window.janusweb.backend")
     assert info["ep"] == backend
     assert page.inner_text("#ep").startswith("WebGPU" if backend == "webgpu" else "WASM")
     assert page.inner_text("#adapter") == info["adapter"] and info["adapter"]
     assert page.inner_text("#dtype").startswith(dtype)
-    fused = backend == "webgpu" and kv == "auto"  # WebGPU: the KV cache bound in place
+    assert info["engine"] == ("ort-gqa" if backend == "webgpu" else "ort-grow") if engine == "auto" else engine
+    fused = backend == "webgpu" and engine == "auto"  # WebGPU: the KV cache bound in place
     lm = FUSED if fused else "language_model"
     assert info["dtypes"][lm] == dtype and {FUSED, "language_model"} & set(info["dtypes"]) == {lm}
     assert page.inner_text("#kv-cache") == info["kvCache"]
-    if kv == "wgsl":  # the fused graph's weights on the page's kernels: the fused graph is the reference
+    if engine == "wgsl":  # the fused graph's weights on the page's kernels: the fused graph is the reference
         assert info["kvCache"].startswith("WGSL decoder") and f"decoder{'' if dtype == 'fp32' else '_' + dtype}.bin" \
             in info["kvCache"]
     else:
@@ -248,7 +249,7 @@ def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png,
         # one row of logits per token, plus at most 3 at the image prompt (the mask arithmetic ORT keeps on the
         # CPU in prepare_inputs_embeds@image reads its inputs back once)
         assert answer["gpuReads"] <= len(answer["tokens"]) + 4, answer["gpuReads"]
-    key = f"{backend}{'' if kv == 'auto' else '-grown-kv' if kv == 'grow' else '-wgsl'}-{dtype}"
+    key = f"{backend}{'' if engine == 'auto' else '-grown-kv' if engine == 'ort-grow' else '-wgsl'}-{dtype}"
     METRICS[key] = {"load_s": round(load_s, 2), "tokens_per_s": round(answer["tokensPerSecond"], 2),
                                      "image_s_2x16_tokens": round(images["seconds"], 2),
                                      "gpu_reads_image": images.get("gpuReads"), "dtypes": info["dtypes"]}
@@ -344,7 +345,7 @@ def test_wgsl_decoder_without_its_pack_is_a_clear_error(browsers, bundle, tmp_pa
     _replace(model / "manifest.json", json.dumps(manifest))
     server, url = serve_in_thread(model.parent)
     try:
-        page = open_page(browsers["webgpu"], url, "dtype=fp32&kv=wgsl")
+        page = open_page(browsers["webgpu"], url, "dtype=fp32&kv=wgsl")  # ?kv=, the old name of ?engine=
         error = page.evaluate("window.janusweb.error")
         assert error["kind"] == "input" and not page.evaluate("window.janusweb.ready")
         expected = ("the bundle has no fp32 WGSL pack: run janusweb wgsl-pack" if case == "missing"

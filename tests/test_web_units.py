@@ -146,6 +146,13 @@ def test_gen_step_follows_the_sampling_rule(tiny_model, temperature, n):
         assert torch.equal(out, expected) and torch.equal(out64, expected.long())
 
 
+# The table the export writes into manifest.json (dtype -> file suffix, page label, bits, adapter requirement).
+DTYPES = {"fp32": {"suffix": "", "label": "fp32", "bits": 32, "requires": None},
+          "int8": {"suffix": "_int8", "label": "int8", "bits": 8, "requires": None},
+          "q4": {"suffix": "_q4", "label": "4-bit", "bits": 4, "requires": None},
+          "fp16": {"suffix": "_fp16", "label": "fp16", "bits": 16, "requires": "shader-f16"}}
+
+
 @needs_node
 def test_backend_choice_checks_the_adapter_against_the_bundle(tmp_path):
     """WebGPU only when an adapter exists, its buffer limits hold the largest buffer, and it has shader-f16 when
@@ -154,15 +161,16 @@ def test_backend_choice_checks_the_adapter_against_the_bundle(tmp_path):
                            "num_image_tokens": 576}}
     got = run_node("""
 import fs from 'fs';
-const { config } = JSON.parse(fs.readFileSync(process.argv[2]));
+const { config, table } = JSON.parse(fs.readFileSync(process.argv[2]));
 const adapter = (maxBufferSize, f16) => ({ info: { vendor: 'v', architecture: 'a' },
   features: new Set(f16 ? ['shader-f16'] : []), limits: { maxBufferSize, maxStorageBufferBindingSize: maxBufferSize } });
 globalThis.self = { crossOriginIsolated: true };
 const set = (a) => Object.defineProperty(globalThis, 'navigator', { configurable: true,
   value: { hardwareConcurrency: 4, ...(a === undefined ? {} : { gpu: { requestAdapter: async () => a } }) } });
 const { bundleNeeds, chooseBackend } = await import('@WEB@/backend.js');
-const fp32 = bundleNeeds(config, { lm_head: 'fp32', language_model: 'fp32' });
-const fp16 = bundleNeeds(config, { lm_head: 'fp16', language_model: 'fp16' });
+const fp32 = bundleNeeds(config, table, { lm_head: 'fp32', language_model: 'fp32' });
+const fp16 = bundleNeeds(config, table, { lm_head: 'fp16', language_model: 'fp16' });
+const q4 = bundleNeeds(config, table, { lm_head: 'q4', language_model: 'q4' });
 const out = {};
 for (const [name, a, needs] of [['fits', adapter(2 ** 31, false), fp32], ['small', adapter(2 ** 28, false), fp32],
   ['nof16', adapter(2 ** 31, false), fp16], ['f16', adapter(2 ** 31, true), fp16], ['none', null, fp32],
@@ -173,8 +181,10 @@ for (const [name, a, needs] of [['fits', adapter(2 ** 31, false), fp32], ['small
 set(adapter(2 ** 31, false));
 out.forced = await chooseBackend('wasm', fp32);
 out.largest = fp32.largestBuffer;
-console.log(JSON.stringify(out));""", tmp_path, {"config": config})
+out.largestQ4 = q4.largestBuffer;
+console.log(JSON.stringify(out));""", tmp_path, {"config": config, "table": DTYPES})
     assert got["largest"] == 102400 * 2048 * 4  # the embedding table at fp32
+    assert got["largestQ4"] == 102400 * 2048 // 2  # at the manifest's 4 bits
     assert got["fits"]["ep"] == "webgpu" and got["fits"]["adapter"] == "v a"
     assert got["small"]["ep"] == "wasm" and "maxBufferSize" in got["small"]["notes"][0]
     assert got["nof16"]["ep"] == "wasm" and "shader-f16" in got["nof16"]["notes"][0]
@@ -188,12 +198,12 @@ console.log(JSON.stringify(out));""", tmp_path, {"config": config})
 def test_wasm_prefers_q4_over_a_default_int8(tmp_path):
     """On WASM a default int8 becomes q4 where the bundle has it (same speed there, half the memory: see
     bench/results/2026-11-23-cpu-2core-matmul-formats); an asked-for dtype is kept."""
-    manifest = {"graphs": {"language_model": {"variants": {"int8": {}, "q4": {}}}, "lm_head": {"variants": {"int8": {}}},
-                           "image_decode": {}}}
+    manifest = {"graphs": {"language_model": {"variants": {"int8": {"files": {}}, "q4": {"files": {}}}},
+                           "lm_head": {"variants": {"int8": {"files": {}}}}, "image_decode": {}}}
     got = run_node("""
 import fs from 'fs';
 const { manifest } = JSON.parse(fs.readFileSync(process.argv[2]));
-const { wasmDtypes } = await import('@WEB@/backend.js');
+const { wasmDtypes } = await import('@WEB@/dtypes.js');
 const dtypes = { language_model: 'int8', lm_head: 'int8', image_decode: 'fp32' };
 console.log(JSON.stringify({ auto: wasmDtypes(dtypes, manifest, null), asked: wasmDtypes(dtypes, manifest, 'int8') }));
 """, tmp_path, {"manifest": manifest})
@@ -201,3 +211,128 @@ console.log(JSON.stringify({ auto: wasmDtypes(dtypes, manifest, null), asked: wa
     assert "language_model" in got["auto"]["note"] and "lm_head" not in got["auto"]["note"]
     assert got["asked"] == {"dtypes": {"language_model": "int8", "lm_head": "int8", "image_decode": "fp32"},
                             "note": None}
+
+
+def _graph(name: str, *dtypes: str, external: bool = False) -> dict:
+    """A manifest entry: the base (fp32) file and one variant per dtype, named as the export names them."""
+    def files(suffix):
+        main = {f"onnx/{name}{suffix}.onnx": {"bytes": 10, "sha256": "0" * 64}}
+        return {**main, f"onnx/{name}{suffix}.onnx_data": {"bytes": 90, "sha256": "1" * 64}} if external else main
+    return {"dtype": "fp32", "files": files(""),
+            "variants": {d: {"dtype": d, "files": files(DTYPES[d]["suffix"]), "quantization": {"bits": DTYPES[d]["bits"]}}
+                         for d in dtypes}}
+
+
+RESOLVE = """
+import fs from 'fs';
+const { manifest, cases } = JSON.parse(fs.readFileSync(process.argv[2]));
+const { resolveEngine } = await import('@WEB@/engines/engine.js');
+const errors = await import('@WEB@/errors.js');
+const out = cases.map(([requested, ep, dtype]) => {
+  try {
+    const r = resolveEngine(requested, manifest, { ep }, dtype);
+    return { engine: r.spec.name, graphs: r.plan.graphs, note: r.note };
+  } catch (e) {
+    return { error: e.message, kind: e.kind, input: e instanceof errors.InputError };
+  }
+});
+console.log(JSON.stringify(out));
+"""
+
+
+@needs_node
+def test_engine_resolver_picks_by_backend_bundle_and_request(tmp_path):
+    """?engine=auto: the fused graph on WebGPU where the bundle has it at the decoder's dtype, else the growing
+    cache (with the reason); an engine asked for that cannot run on this backend gives way, with a note; one whose
+    files the bundle lacks is an InputError; ?kv=grow is ort-grow."""
+    manifest = {"graphs": {"language_model": _graph("language_model", "int8", "q4"),
+                           "language_model_gqa": _graph("language_model_gqa", "int8")},
+                "wgsl": {"fp32": {"bin": "wgsl/decoder.bin", "json": "wgsl/decoder.json"}}}
+    cases = [["auto", "webgpu", "fp32"], ["auto", "webgpu", "q4"], ["auto", "wasm", "int8"], ["grow", "webgpu", "fp32"],
+             ["ort-grow", "wasm", "fp32"], ["wgsl", "webgpu", "fp32"], ["wgsl", "webgpu", "int8"],
+             ["wgsl", "wasm", "fp32"], ["ort-gqa", "wasm", "fp32"], ["ort-gqa", "webgpu", "q4"], ["turbo", "webgpu", "fp32"]]
+    got = run_node(RESOLVE, tmp_path, {"manifest": manifest, "cases": cases})
+    by = dict(zip(map(tuple, cases), got))
+    assert by["auto", "webgpu", "fp32"] == {"engine": "ort-gqa", "graphs": {"language_model_gqa": "fp32"}, "note": None}
+    assert by["auto", "webgpu", "q4"]["engine"] == "ort-grow" and by["auto", "webgpu", "q4"]["graphs"] == \
+        {"language_model": "q4"} and "no q4 variant of language_model_gqa" in by["auto", "webgpu", "q4"]["note"]
+    assert by["auto", "wasm", "int8"] == {"engine": "ort-grow", "graphs": {"language_model": "int8"}, "note": None}
+    assert by["grow", "webgpu", "fp32"]["engine"] == "ort-grow" and "requested" in by["grow", "webgpu", "fp32"]["note"]
+    assert by["ort-grow", "wasm", "fp32"] == {"engine": "ort-grow", "graphs": {"language_model": "fp32"}, "note": None}
+    assert by["wgsl", "webgpu", "fp32"]["engine"] == "wgsl" and by["wgsl", "webgpu", "fp32"]["graphs"] == {}
+    assert by["wgsl", "webgpu", "int8"] == {"kind": "input", "input": True, "error": "the bundle has no int8 WGSL "
+                                            "pack: run janusweb wgsl-pack BUNDLE --dtype int8"}
+    assert by["wgsl", "wasm", "fp32"]["engine"] == "ort-grow" and "needs WebGPU" in by["wgsl", "wasm", "fp32"]["note"]
+    assert by["ort-gqa", "wasm", "fp32"]["engine"] == "ort-grow"
+    assert by["ort-gqa", "webgpu", "q4"]["input"] and "no q4 variant" in by["ort-gqa", "webgpu", "q4"]["error"]
+    assert by["turbo", "webgpu", "fp32"]["input"] and "ort-gqa" in by["turbo", "webgpu", "fp32"]["error"]
+
+
+@needs_node
+def test_dtype_resolver_takes_files_and_labels_from_the_manifest(tmp_path):
+    """manifest + request + backend -> {graph: {dtype, file, external, device}}: the files are the manifest's own
+    (its variants' .onnx and external data), labels its table's; a dtype the bundle lacks falls back to fp32 with a
+    note; on WASM a default int8 becomes q4 where there is one. A bundle without the table gets one derived from
+    its variants."""
+    graphs = {"lm_head": _graph("lm_head", "int8", "q4"), "language_model": _graph("language_model", "int8", external=True),
+              "image_decode": _graph("image_decode")}
+    got = run_node("""
+import fs from 'fs';
+const { manifest, table } = JSON.parse(fs.readFileSync(process.argv[2]));
+const d = await import('@WEB@/dtypes.js');
+const withTable = { ...manifest, dtypes: table };
+const names = ['lm_head', 'language_model', 'image_decode'];
+const req = d.requestedDtypes(withTable, {}, names, 'int8');
+const cfg = { 'transformers.js_config': { dtype: { lm_head: 'q4', language_model: 'int8' } } };
+let missing;
+try { d.graphFiles(withTable, 'image_decode', 'q4'); } catch (e) { missing = { kind: e.kind, message: e.message }; }
+console.log(JSON.stringify({
+  requested: req,
+  webgpu: d.resolveGraphs(withTable, req.dtypes, 'int8', { ep: 'webgpu' }),
+  wasm: d.resolveGraphs(withTable, d.requestedDtypes(withTable, { 'transformers.js_config': { dtype: 'int8' } },
+    names, null).dtypes, null, { ep: 'wasm' }),
+  configured: d.requestedDtypes(withTable, cfg, names, null).dtypes,
+  shown: d.describeDtypes(withTable, { lm_head: 'q4', language_model: 'int8' }, 'int8'),
+  derived: d.dtypeTable(manifest), missing,
+}));""", tmp_path, {"manifest": {"graphs": graphs}, "table": DTYPES})
+    assert got["requested"]["dtypes"] == {"lm_head": "int8", "language_model": "int8", "image_decode": "fp32"}
+    assert got["requested"]["notes"] == ["image_decode runs at fp32: the bundle has no int8 variant of it"]
+    assert got["webgpu"]["graphs"] == {
+        "lm_head": {"dtype": "int8", "file": "onnx/lm_head_int8.onnx", "external": [], "device": "webgpu"},
+        "language_model": {"dtype": "int8", "file": "onnx/language_model_int8.onnx",
+                           "external": ["onnx/language_model_int8.onnx_data"], "device": "webgpu"},
+        "image_decode": {"dtype": "fp32", "file": "onnx/image_decode.onnx", "external": [], "device": "webgpu"}}
+    assert {g: p["file"] for g, p in got["wasm"]["graphs"].items()} == {
+        "lm_head": "onnx/lm_head_q4.onnx", "language_model": "onnx/language_model_int8.onnx",
+        "image_decode": "onnx/image_decode.onnx"}
+    assert "lm_head" in got["wasm"]["note"]
+    assert got["configured"] == {"lm_head": "q4", "language_model": "int8", "image_decode": "fp32"}
+    assert got["shown"] == "int8 (lm_head: 4-bit)"  # the manifest's label, not the dtype's name
+    assert got["derived"] == {"fp32": {"label": "fp32", "bits": 32, "requires": None},
+                              "int8": {"label": "int8", "bits": 8, "requires": None},
+                              "q4": {"label": "q4", "bits": 4, "requires": None}}
+    assert got["missing"]["kind"] == "input" and "no q4 variant of image_decode" in got["missing"]["message"]
+
+
+@needs_node
+def test_error_classes_carry_the_kinds_the_page_shows(tmp_path):
+    """Each error class is its own kind, recognised by instanceof; ORT's messages become ours in one place."""
+    got = run_node("""
+const e = await import('@WEB@/errors.js');
+const cases = { input: new e.InputError('x'), backend: new e.BackendError('x'), oom: new e.OutOfMemoryError(),
+  checksum: new e.ChecksumError('f', 'a', 'b'), plain: new Error('x'), cancelled: new e.Cancelled(),
+  ortOom: e.fromOrt(new Error('failed: std::bad_alloc')),
+  ortKernel: e.fromOrt(new Error('Could not find an implementation for GatherBlockQuantized(1) node')),
+  ortFallback: e.fromOrt(new Error('... fallback to CPU EP has been explicitly disabled ...')),
+  ortOther: e.fromOrt(new Error('something else')) };
+console.log(JSON.stringify(Object.fromEntries(Object.entries(cases).map(([k, v]) => [k, {
+  kind: e.errorKind(v), name: v.name, message: v.message, backend: v instanceof e.BackendError,
+  oom: v instanceof e.OutOfMemoryError, op: v.op ?? null }]))));""", tmp_path, {})
+    assert {k: v["kind"] for k, v in got.items()} == {
+        "input": "input", "backend": "backend", "oom": "backend", "checksum": "checksum", "plain": "other",
+        "cancelled": "other", "ortOom": "backend", "ortKernel": "backend", "ortFallback": "backend", "ortOther": "other"}
+    assert got["oom"]["oom"] and got["oom"]["backend"] and "WASM heap of at most 4 GB" in got["oom"]["message"]
+    assert got["ortOom"]["name"] == "OutOfMemoryError" and got["ortOom"]["message"].startswith("out of memory while running")
+    assert got["ortKernel"]["name"] == "MissingKernelError" and got["ortKernel"]["op"] == "GatherBlockQuantized"
+    assert got["ortFallback"]["name"] == "CpuFallbackError" and not got["ortOther"]["backend"]
+    assert got["checksum"]["name"] == "ChecksumError" and "checksum mismatch for f" in got["checksum"]["message"]

@@ -1,7 +1,7 @@
 // Backend choice at start-up and the session options of each execution provider.
 //
 // WebGPU when an adapter exists and its limits fit the bundle (largest buffer vs maxBufferSize and
-// maxStorageBufferBindingSize; shader-f16 when a graph is fp16), else WASM (threads when the page is
+// maxStorageBufferBindingSize; the features its dtypes need, e.g. shader-f16), else WASM (threads when the page is
 // cross-origin isolated), else a clear message. One execution provider per session.
 
 /**
@@ -15,24 +15,31 @@
 /**
  * @typedef {object} Needs
  * @property {number} largestBuffer bytes of the largest GPU buffer the bundle needs (estimate)
- * @property {boolean} f16 whether a graph is fp16 (needs the shader-f16 feature)
+ * @property {Record<string, string[]>} features adapter features the dtypes need -> the dtypes that need them
  */
-
-const BYTES = { fp32: 4, fp16: 2, int8: 1, q4: 0.5 };
 
 /**
  * The largest buffer: the token embedding / LM head matrix at its dtype, or one layer's KV cache for 4 images
  * with CFG (8 rows) at 1024 prompt tokens plus the image tokens, whichever is larger.
+ * The bits of a dtype and the adapter features it needs come from the manifest's dtype table (dtypes.js); a dtype
+ * of unknown bits counts as 32.
  * @param {any} config config.json
+ * @param {Record<string, import('./dtypes.js').DtypeInfo>} table the manifest's dtype table
  * @param {Record<string, string>} dtypes graph -> dtype
  * @returns {Needs}
  */
-export function bundleNeeds(config, dtypes) {
+export function bundleNeeds(config, table, dtypes) {
   const j = config.janusweb;
-  const embedBytes = BYTES[dtypes.lm_head] ?? 4;
+  const embedBytes = (table[dtypes.lm_head]?.bits ?? 32) / 8;
   const embedding = j.vocab_size * j.hidden_size * embedBytes;
   const kv = 8 * j.num_key_value_heads * (1024 + j.num_image_tokens) * j.head_dim * 4;
-  return { largestBuffer: Math.max(embedding, kv), f16: Object.values(dtypes).includes('fp16') };
+  /** @type {Record<string, string[]>} */
+  const features = {};
+  for (const d of new Set(Object.values(dtypes))) {
+    const f = table[d]?.requires;
+    if (f) (features[f] ??= []).push(table[d].label);
+  }
+  return { largestBuffer: Math.max(embedding, kv), features };
 }
 
 /** An adapter in words: vendor, architecture, device, description. @param {GPUAdapter} adapter */
@@ -59,8 +66,10 @@ export async function probeWebGPU(needs) {
       `limit ${mib(limit)} (maxBufferSize ${mib(maxBufferSize)}, ` +
       `maxStorageBufferBindingSize ${mib(maxStorageBufferBindingSize)})` };
   }
-  if (needs.f16 && !adapter.features.has('shader-f16')) {
-    return { adapter: name, reason: `${name} lacks shader-f16, which the fp16 graphs need` };
+  for (const [feature, dtypes] of Object.entries(needs.features)) {
+    if (!adapter.features.has(feature)) {
+      return { adapter: name, reason: `${name} lacks ${feature}, which the ${dtypes.join('/')} graphs need` };
+    }
   }
   return { adapter: name, reason: null };
 }
@@ -120,21 +129,4 @@ export function sessionOptions(backend, { onGpu, forceCpu, strict, externalData 
     preferredOutputLocation: Object.fromEntries(onGpu.map((name) => [name, /** @type {const} */ ('gpu-buffer')])),
     ...(strict ? { extra: { session: { disable_cpu_ep_fallback: '1' } } } : {}),
   };
-}
-
-/**
- * On WASM, q4 in place of a default int8: onnxruntime-web's WASM MatMulNBits runs 4- and 8-bit weights at the
- * same speed (about 12x slower than fp32: bench/results/2026-11-23-cpu-2core-matmul-formats) and q4 halves the
- * download and the memory, which a 1B model needs to fit in WASM's 4 GB. Only when no dtype was asked for and
- * the bundle has the q4 variant.
- * @param {Record<string, string>} dtypes graph -> dtype
- * @param {{graphs: Record<string, any>}} manifest
- * @param {string|null} requested the dtype the user asked for
- * @returns {{dtypes: Record<string, string>, note: string|null}}
- */
-export function wasmDtypes(dtypes, manifest, requested) {
-  const swap = requested ? [] : Object.keys(dtypes).filter((g) => dtypes[g] === 'int8' && manifest.graphs[g]?.variants?.q4);
-  if (!swap.length) return { dtypes, note: null };
-  return { dtypes: { ...dtypes, ...Object.fromEntries(swap.map((g) => [g, 'q4'])) },
-    note: `WASM: q4 instead of the default int8 for ${swap.join(', ')} (the same speed there, half the memory)` };
 }

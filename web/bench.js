@@ -62,12 +62,12 @@ async function generation(c) {
 /**
  * @param {{backend: string, dtype: string|null, question: string, imagePng: string, textTokens: number,
  *   prompt: string, counts: number[], guidance: number, temperature: number, seed: number, repeats: number,
- *   kvCache: 'auto'|'grow'|'wgsl'}} c
+ *   kvCache: string}} c kvCache: the ?engine= value (protocol.js's LoadRequest.engine; 'grow' for ort-grow)
  */
 async function runBench(c) {
   const image = await (await fetch(`data:image/png;base64,${c.imagePng}`)).blob();
   const load = await request({ type: 'load', base: new URL('model/', location.href).href, dtype: c.dtype,
-    backend: c.backend, kvCache: c.kvCache });
+    backend: c.backend, engine: c.kvCache });
   const sessions = load.replies.filter((r) => r.msg.type === 'progress' && r.msg.what === 'session')
     .map((r) => ({ name: r.msg.name, ms: r.t - load.t0 }));
   const out = { backend: load.replies.at(-1).msg.backend, load_ms: load.replies.at(-1).t - load.t0, sessions,

@@ -2,19 +2,18 @@
 // against the manifest's sha256 before use. A mismatch is an error (ChecksumError); a cached copy that fails
 // verification is dropped and fetched once more from the network, never in a loop.
 
+import { graphFiles } from './dtypes.js';
+import { ChecksumError } from './errors.js';
+
 const CACHE_NAME = 'janusweb-bundle-v1';
-const SUFFIX = { fp32: '', int8: '_int8', q4: '_q4', fp16: '_fp16' };
 
 /** @typedef {{bytes: number, sha256: string, sri?: string}} FileEntry */
-/** @typedef {{files: Record<string, FileEntry>, graphs: Record<string, any>}} Manifest */
-
-export class ChecksumError extends Error {
-  /** @param {string} file @param {string} expected @param {string} actual */
-  constructor(file, expected, actual) {
-    super(`checksum mismatch for ${file}: manifest sha256 ${expected}, downloaded file ${actual}`);
-    this.name = 'ChecksumError';
-  }
-}
+/**
+ * @typedef {object} Manifest
+ * @property {Record<string, FileEntry>} files
+ * @property {Record<string, any>} graphs
+ * @property {Record<string, import('./dtypes.js').DtypeInfo>} [dtypes] dtype -> label, bits, adapter requirement
+ */
 
 /** @param {ArrayBuffer|Uint8Array} data */
 async function sha256Hex(data) {
@@ -111,37 +110,18 @@ export class BundleLoader {
   }
 
   /**
-   * The files of one graph at one dtype: the .onnx and its external data files.
+   * The files of one graph at one dtype (dtypes.js names them): the .onnx and its external data files.
    * @param {string} graph
-   * @param {string} dtype fp32, int8, q4 or fp16
+   * @param {string} dtype
    * @returns {Promise<{model: Uint8Array, externalData: {path: string, data: Uint8Array}[]}>}
    */
   async graph(graph, dtype) {
-    const entry = this.manifest?.graphs[graph];
-    if (!entry) throw new Error(`the bundle has no graph ${graph}`);
-    const files = dtype === 'fp32' ? entry.files : entry.variants?.[dtype]?.files;
-    if (!files) throw new Error(`the bundle has no ${dtype} variant of ${graph} (run janusweb quantize)`);
-    const main = `onnx/${graph}${SUFFIX[/** @type {keyof SUFFIX} */ (dtype)] ?? ''}.onnx`;
-    if (!(main in files)) throw new Error(`the manifest's ${dtype} files of ${graph} lack ${main}`);
+    const { file: main, external } = graphFiles(/** @type {Manifest} */ (this.manifest), graph, dtype);
     const model = await this.file(main);
     const externalData = [];
-    for (const rel of Object.keys(files).filter((f) => f !== main)) {
+    for (const rel of external) {
       externalData.push({ path: rel.split('/').pop() ?? rel, data: await this.file(rel) });
     }
     return { model, externalData };
   }
-}
-
-/**
- * The dtype of each graph: the URL/UI choice when given, else config.json's transformers.js_config.dtype (a
- * string or a per-graph map), else fp32.
- * @param {any} config
- * @param {string[]} graphs
- * @param {string|null} requested
- * @returns {Record<string, string>}
- */
-export function graphDtypes(config, graphs, requested) {
-  const configured = config['transformers.js_config']?.dtype ?? 'fp32';
-  return Object.fromEntries(graphs.map((g) => [g, requested
-    ?? (typeof configured === 'string' ? configured : configured[g] ?? 'fp32')]));
 }

@@ -7,9 +7,10 @@
  * @property {string} base URL of the bundle folder, ending with '/'
  * @property {string|null} dtype fp32, int8, q4, fp16, or null for the bundle's default
  * @property {'auto'|'webgpu'|'wasm'} backend
- * @property {'auto'|'grow'|'wgsl'} [kvCache] 'grow': run language_model (KV cache grown per step) even where the
- *   fused language_model_gqa could run (comparisons, benchmarks); 'wgsl': on WebGPU, run the decoder on the
- *   page's own WGSL kernels (the bundle's WGSL pack, janusweb wgsl-pack); default 'auto'
+ * @property {string} [engine] the decoder engine (engines/list.js): 'ort-gqa' (language_model_gqa, KV cache bound
+ *   in place; WebGPU), 'ort-grow' (language_model, KV cache grown per step: comparisons, benchmarks), 'wgsl' (the
+ *   page's own WGSL kernels on the bundle's WGSL pack, janusweb wgsl-pack; WebGPU), or 'auto' (default: the first
+ *   that runs here). The old ?kv= value 'grow' stands for 'ort-grow'.
  */
 
 /**
@@ -84,6 +85,7 @@
  * @property {number} threads
  * @property {string[]} notes fallbacks and their reasons
  * @property {string} kvCache which language model graph runs and how it holds the KV cache
+ * @property {string} engine the decoder engine's name (?engine=)
  * @property {Record<string, string>} cpuNodes WebGPU: the graphs with some nodes on the CPU EP, and why: 'named nodes'
  *   (placed there on purpose: the vision tower of the text-only prepare_inputs_embeds session, the mask
  *   arithmetic of language_model_gqa) or 'ORT fallback' (nodes ORT itself put there: shape arithmetic; created

@@ -46,3 +46,10 @@ export function slicePositions(device, t, start, count) {
   device.queue.submit([encoder.finish()]);
   return out;
 }
+
+/** @param {{num_layers: number}} d @returns {string[]} the KV cache's tensor names, {layer}.{key,value} */
+export function kvNames(d) {
+  const names = [];
+  for (let i = 0; i < d.num_layers; i++) for (const k of ['key', 'value']) names.push(`${i}.${k}`);
+  return names;
+}

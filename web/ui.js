@@ -6,7 +6,6 @@
 
 const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(id));
 const params = new URLSearchParams(location.search);
-const KV_CHOICES = ['auto', 'grow', 'wgsl']; // ?kv=: see protocol.js's LoadRequest
 const base = new URL(params.get('model') ?? 'model/', location.href).href;
 
 const state = {
@@ -95,7 +94,7 @@ function load() {
   status('Loading the model…');
   send({ type: 'load', base, dtype: params.get('dtype') || null,
     backend: /** @type {any} */ (params.get('backend') ?? 'auto'),
-    kvCache: KV_CHOICES.includes(params.get('kv') ?? '') ? /** @type {any} */ (params.get('kv')) : 'auto' }, (msg) => {
+    engine: params.get('engine') ?? params.get('kv') ?? 'auto' }, (msg) => { // ?kv=: the old name of ?engine=
     if (msg.type === 'progress' && msg.what === 'download') showDownload(msg);
     else if (msg.type === 'progress' && msg.what === 'session') status(`Creating sessions… ${msg.name}`);
     else if (msg.type === 'error') fail(msg);
@@ -109,7 +108,7 @@ function load() {
   });
   fetch(base + 'manifest.json').then((r) => r.json()).then((m) => {
     const dtypes = new Set(Object.values(m.graphs).flatMap((g) => Object.keys(/** @type {any} */ (g).variants ?? {})));
-    for (const d of ['fp32', ...dtypes]) $('dtype-choice').append(new Option(d, d));
+    for (const d of ['fp32', ...dtypes]) $('dtype-choice').append(new Option(m.dtypes?.[d]?.label ?? d, d));
     $('dtype-choice').value = params.get('dtype') ?? '';
   }).catch(() => undefined); // the worker reports a missing manifest
 }

@@ -88,7 +88,7 @@ export class WgslDecoder {
   }
 }
 
-/** @implements {import('../kv-cache.js').KVCache} */
+/** @implements {import('../engines/engine.js').KVCache} */
 export class WgslCache {
   /** @param {WgslDecoder} dec @param {number} rows @param {number} capacity */
   constructor(dec, rows, capacity) {

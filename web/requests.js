@@ -1,0 +1,107 @@
+// The generate requests: chat about an image (or none) and text-to-image, replying as they go (protocol.js).
+
+import { Cancelled, InputError } from './errors.js';
+import { generateImages, generateText } from './generate.js';
+import { gpuReads } from './gpu-reads.js';
+import { preprocess } from './preprocess.js';
+import { imageDraws } from './sampling.js';
+
+/** @typedef {import('./model.js').Model} Model */
+/** @typedef {(msg: import('./protocol.js').Reply, transfer?: Transferable[]) => void} Reply */
+
+/** Decode an uploaded image as PIL would (no colour management) and preprocess it. @param {Blob} blob @param {any} pre */
+async function pixelValues(blob, pre) {
+  const bitmap = await createImageBitmap(blob, { premultiplyAlpha: 'none', colorSpaceConversion: 'none' });
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const ctx = /** @type {OffscreenCanvasRenderingContext2D} */ (canvas.getContext('2d'));
+  ctx.drawImage(bitmap, 0, 0);
+  const { data } = ctx.getImageData(0, 0, bitmap.width, bitmap.height);
+  return preprocess(data, bitmap.width, bitmap.height, pre);
+}
+
+/**
+ * @param {Model} m
+ * @param {import('./protocol.js').ChatRequest} req
+ * @param {Reply} reply
+ * @param {() => Promise<boolean>} cancelled
+ */
+export async function chat(m, req, reply, cancelled) {
+  const pixels = req.image ? await pixelValues(req.image, m.pre) : null;
+  const prompt = { ...m.tokenizer.understandingInputs(req.question, m.dims.num_image_tokens, !!pixels), pixels };
+  const reads = gpuReads();
+  const start = performance.now();
+  let first = 0;
+  /** @type {number[]} */
+  const tokens = [];
+  const speed = () => (tokens.length > 1 ? (tokens.length - 1) / ((performance.now() - first) / 1000) : 0);
+  let wasCancelled = false;
+  try {
+    await generateText(m.graphs, m.dims, prompt, {
+      maxNewTokens: req.maxNewTokens, eosId: req.stopAtEos === false ? -1 : m.tokenizer.ids.eos, cancelled,
+      onToken: (token) => {
+        if (!tokens.length) first = performance.now();
+        tokens.push(token);
+        reply({ type: 'token', id: req.id, token, text: m.tokenizer.decode(tokens), tokensPerSecond: speed() });
+      },
+    });
+  } catch (e) {
+    if (!(e instanceof Cancelled)) throw e;
+    wasCancelled = true;
+  }
+  reply({ type: 'done', id: req.id, cancelled: wasCancelled, tokens, text: m.tokenizer.decode(tokens),
+    tokensPerSecond: speed(), seconds: (performance.now() - start) / 1000, gpuReads: gpuReads() - reads });
+}
+
+/** decoded [3,H,W] in [-1,1] -> RGBA bytes, as janusweb.image.to_uint8. @param {Float32Array} x @param {number} size */
+function toRgba(x, size) {
+  const plane = size * size;
+  const out = new Uint8ClampedArray(plane * 4);
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) {
+      const v = Math.fround(Math.fround(Math.fround(x[c * plane + i] + 1) / 2) * 255);
+      out[i * 4 + c] = Math.trunc(Math.min(255, Math.max(0, v)));
+    }
+    out[i * 4 + 3] = 255;
+  }
+  return out;
+}
+
+/**
+ * @param {Model} m
+ * @param {import('./protocol.js').ImageRequest} req
+ * @param {Reply} reply
+ * @param {() => Promise<boolean>} cancelled
+ */
+export async function image(m, req, reply, cancelled) {
+  const n = req.count, T = m.dims.num_image_tokens, size = m.dims.decoded_image_size;
+  if (!(Number.isInteger(n) && n >= 1 && n <= 4)) throw new InputError('count must be 1 to 4');
+  if (!Number.isInteger(req.seed)) throw new InputError('the seed must be an integer');
+  const promptIds = m.tokenizer.generationPrompt(req.prompt);
+  const reads = gpuReads();
+  const start = performance.now();
+  let result;
+  try {
+    result = await generateImages(m.graphs, m.dims, {
+      promptIds, uncondIds: m.tokenizer.unconditional(promptIds), draws: imageDraws(req.seed, n, T), n,
+      guidance: req.guidance, temperature: req.temperature,
+    }, {
+      onStep: (done, total) => reply({ type: 'progress', id: req.id, what: 'step', name: 'image', done, total }),
+      cancelled,
+    });
+  } catch (e) {
+    if (!(e instanceof Cancelled)) throw e;
+    reply({ type: 'done', id: req.id, cancelled: true, seconds: (performance.now() - start) / 1000 });
+    return;
+  }
+  const seconds = (performance.now() - start) / 1000;
+  const readsDuring = gpuReads() - reads;
+  const pixels = 3 * size * size;
+  for (let i = 0; i < n; i++) {
+    const decoded = result.images.slice(i * pixels, (i + 1) * pixels);
+    const rgba = toRgba(decoded, size);
+    const tokens = Array.from(result.tokens.subarray(i * T, (i + 1) * T), Number);
+    reply({ type: 'image', id: req.id, index: i, width: size, height: size, rgba, decoded, tokens },
+      [rgba.buffer, decoded.buffer]);
+  }
+  reply({ type: 'done', id: req.id, cancelled: false, seconds, gpuReads: readsDuring });
+}
