@@ -2,8 +2,9 @@
 
 Two ways to export: the whole fp32 model held at once (export.driver), or streamed (export.stream): bf16
 weights read per graph and, for the language model, per decoder layer, so that only the largest graph's or
-layer's fp32 weights are held. `plan(source)` picks the whole-model export when it fits, the streamed one when
-only that fits, and refuses with one line when neither does, before any weight is read.
+layer's fp32 weights are held. `plan(source)` keeps the whole-model export where the machine could hold it,
+streams where it could not, and refuses with one line when not even the streamed export fits, before any weight
+is read.
 
 The factors are measured peaks over fp32 weight bytes (README, "Export cost"): janus-pro-1b's whole-model
 export peaked at 19.6 GB for an 8.3 GB fp32 model (2.36x); a streamed graph holds its fp32 weights, the
@@ -16,6 +17,7 @@ import torch
 from transformers import JanusConfig, JanusForConditionalGeneration
 
 from janusweb.errors import UserError
+from janusweb.log import log
 
 GB = 1e9
 BASE_BYTES = int(1.5 * GB)  # torch, transformers, onnxruntime and the tokenizer, before any weight
@@ -33,13 +35,22 @@ class Needs:
     largest_unit_bytes: int  # its fp32 weights
 
 
-def mem_available() -> int:
-    """MemAvailable of /proc/meminfo, in bytes."""
+def _meminfo(field: str) -> int:
     with open("/proc/meminfo") as f:
         for line in f:
-            if line.startswith("MemAvailable:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError("/proc/meminfo has no MemAvailable line")
+    raise RuntimeError(f"/proc/meminfo has no {field} line")
+
+
+def mem_available() -> int:
+    """MemAvailable of /proc/meminfo, in bytes: what can be used now without swapping."""
+    return _meminfo("MemAvailable")
+
+
+def mem_total() -> int:
+    """MemTotal of /proc/meminfo, in bytes: the machine's memory."""
+    return _meminfo("MemTotal")
 
 
 def meta_model(config: JanusConfig) -> JanusForConditionalGeneration:
@@ -82,12 +93,19 @@ def needs(config: JanusConfig) -> Needs:
                  BASE_BYTES + int(STREAM_FACTOR * sizes[largest]), largest, sizes[largest])
 
 
-def plan(name: str, config: JanusConfig, stream: bool, available: int | None = None) -> bool:
-    """True: export streamed. stream forces it; otherwise the whole-model export is chosen when it fits.
-    UserError (one line) when not even the streamed export fits in `available` (default: MemAvailable)."""
+def plan(name: str, config: JanusConfig, stream: bool, available: int | None = None,
+         total: int | None = None) -> bool:
+    """True: export streamed. stream forces it; otherwise the whole-model export is kept wherever the machine
+    could hold it (`total`, default MemTotal; below MemAvailable it is logged, as other work may be using memory),
+    and streaming is chosen when it never could. UserError (one line) when not even the streamed export fits in
+    `available` (default: MemAvailable)."""
     n = needs(config)
     available = mem_available() if available is None else available
-    if not stream and n.whole_bytes <= available:
+    total = mem_total() if total is None else total
+    if not stream and n.whole_bytes <= total:
+        if n.whole_bytes > available:
+            log.warning("%s: the whole-model export needs about %.1f GB, %.1f GB are available now (--stream needs "
+                        "about %.1f GB)", name, n.whole_bytes / GB, available / GB, n.stream_bytes / GB)
         return False
     if n.stream_bytes <= available:
         return True

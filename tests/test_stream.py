@@ -46,11 +46,11 @@ def test_plan_whole_streamed_or_refused():
     config = stream.source_config("janus-pro-7b")[0]
     n = memory.needs(config)
     assert n.parameters > 7e9 and n.stream_bytes < 20 * GB < n.whole_bytes  # 7B streams within 20 GB
-    assert memory.plan("x", config, stream=False, available=n.whole_bytes) is False
-    assert memory.plan("x", config, stream=False, available=n.whole_bytes - 1) is True
-    assert memory.plan("x", config, stream=True, available=n.whole_bytes) is True
+    assert memory.plan("x", config, stream=False, available=n.stream_bytes, total=n.whole_bytes) is False
+    assert memory.plan("x", config, stream=False, available=n.stream_bytes, total=n.whole_bytes - 1) is True
+    assert memory.plan("x", config, stream=True, available=n.stream_bytes, total=n.whole_bytes) is True
     with pytest.raises(memory.UserError, match=r"needs about 10\.\d GB .* this machine has 4\.0 GB available"):
-        memory.plan("x", config, stream=False, available=int(4 * GB))
+        memory.plan("x", config, stream=False, available=int(4 * GB), total=int(24 * GB))
 
 
 def test_source_that_cannot_fit_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
