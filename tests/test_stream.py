@@ -71,8 +71,8 @@ def test_source_that_cannot_fit_is_refused_before_any_work(tmp_path, monkeypatch
 
 def test_streamed_7b_wide_preset_peak_memory(tmp_path):
     """janus-pro-7b-2l: two decoder layers at Janus-Pro-7B's widths (0.76 B parameters, 1.5 GB in bf16). The
-    streamed export's peak resident memory stays below 1.5 GB (the runtime) + 1.5 x the bf16 weights, less than
-    the runtime plus the fp32 model (2 x bf16), so an export that held the fp32 model would fail here."""
+    streamed export's peak resident memory stays below 1.5 GB (the runtime) + the bf16 weights once: an export
+    that held the fp32 model (2 x bf16) beside the runtime would fail here (measured: 2.66 GB, bound 3.02 GB)."""
     config = stream.source_config("janus-pro-7b-2l")[0]
     bf16 = 2 * memory.needs(config).parameters
     out = tmp_path / "bundle"
@@ -82,7 +82,7 @@ def test_streamed_7b_wide_preset_peak_memory(tmp_path):
     run = subprocess.run(cmd, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     peak = int(run.stdout.strip().splitlines()[-1]) * 1024
-    bound = memory.BASE_BYTES + 1.5 * bf16
+    bound = memory.BASE_BYTES + bf16
     assert peak <= bound, f"peak {peak / GB:.2f} GB > bound {bound / GB:.2f} GB (bf16 weights {bf16 / GB:.2f} GB)"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["validation"]["graphs_ok"]
