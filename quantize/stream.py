@@ -30,6 +30,16 @@ def _eligible(node: ir.Node, block_size: int) -> str | None:
     return None
 
 
+def _read(tensor) -> np.ndarray:
+    """The weight's values, read from its external data file rather than memory-mapped: a mapping stays resident
+    (and counted) until the graph is closed, which for the 7B language model would be all its 24 GB."""
+    if isinstance(tensor, ir.ExternalTensor):
+        shape = tuple(tensor.shape.numpy())
+        return np.fromfile(tensor.path, dtype=np.float32, count=int(np.prod(shape)),
+                           offset=tensor.offset or 0).reshape(shape)
+    return tensor.numpy()
+
+
 class _Quantized:
     """The packed weight and the scales of one MatMul, computed once when the first of the two is written."""
 
@@ -38,7 +48,7 @@ class _Quantized:
 
     def part(self, index: int) -> np.ndarray:
         if self.parts is None:
-            self.parts = self.quantizer.qbits_block_quant(self.weight.numpy())[:2]
+            self.parts = self.quantizer.qbits_block_quant(_read(self.weight))[:2]
         value = self.parts[index]
         self.read.add(index)
         if len(self.read) == 2:  # both written: drop them (a later read computes them again)
