@@ -27,6 +27,7 @@ from janusweb.export import wrappers
 from janusweb.export.onnx_export import OPSET, _dynamic_shapes, compact_node_names
 from janusweb.export.validate import Check, Report
 from janusweb.export.weights import full_names, materialized
+from janusweb.log import log
 
 LAYER = re.compile(r"/lm\.layers\.(\d+)[:.]")
 
@@ -153,6 +154,7 @@ def check_language_model(spec, model, store, onnx_path: Path, report: Report, bl
         last = min(first + block, layers) - 1
         outputs = [bounds[last + 1]] + [f"present.{k}.{kv}" for k in range(first, last + 1) for kv in ("key", "value")]
         inputs = _needed_inputs(proto.graph, outputs, {bounds[first]})
+        log.info("  decoder layers %d-%d of %d", first, last, layers)
         with tempfile.NamedTemporaryFile(suffix=".onnx", dir=onnx_path.parent) as part:
             onnx.save(extractor.extract_model(inputs, outputs), part.name)
             _check_block(spec, model, store, Path(part.name), first, last, inputs, outputs, bounds, report)
