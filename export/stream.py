@@ -18,6 +18,7 @@ import torch
 from tokenizers import Tokenizer
 from transformers import JanusConfig
 
+from janusweb import manifest as manifests
 from janusweb.atomic import atomic_dir
 from janusweb.errors import UserError
 from janusweb.export import bundle, checkpoint, deepseek, presets, tokenizer
@@ -164,11 +165,11 @@ def _write_configs(tmp: Path, cfg, tok_dir: Path, external: dict) -> None:
                 "preprocessor_config.json": bundle.preprocessor_config_json(size),
                 "processor_config.json": bundle.processor_config_json(tokens)}
     for name, data in contents.items():
-        bundle.write_json(tmp / name, data)
+        manifests.write_json_atomic(tmp / name, data)
 
 
 def _write_manifest(tmp: Path, specs, written: dict, report: Report, description: dict, tools: dict) -> None:
-    files = bundle.file_table(tmp)
+    files = manifests.file_table(tmp)
     graphs = {}
     for spec in specs:
         own = {p.relative_to(tmp).as_posix(): None for p in written[spec.name]}
@@ -178,11 +179,11 @@ def _write_manifest(tmp: Path, specs, written: dict, report: Report, description
             "opset": OPSET, "inputs": [{"name": t.name, "dims": list(t.dims), "dtype": t.dtype} for t in spec.inputs],
             "outputs": [{"name": t.name, "dims": list(t.dims), "dtype": t.dtype} for t in spec.outputs],
             "max_abs_diff_vs_pytorch": report.graph_max_diff(spec.name), "tolerance": spec.tolerance}
-    bundle.write_json(tmp / "manifest.json", {
-        "format": "janusweb-bundle/1", "source": description, "tools": tools, "graphs": graphs, "files": files,
-        "buffers": buffer_limits(tmp / "onnx", [spec.name for spec in specs]),
-        "export": {"streamed": True, "fused": "not written: onnxruntime-genai's builder holds the whole model"},
-        "validation": {"graphs_ok": report.ok, "end_to_end": {"ok": None, "skipped": E2E_SKIPPED}}})
+    validation = {"graphs_ok": report.ok, "end_to_end": {"ok": None, "skipped": E2E_SKIPPED}}
+    manifest = manifests.new(description, tools, graphs, files, validation)
+    manifest["buffers"] = buffer_limits(tmp / "onnx", [spec.name for spec in specs])
+    manifest["export"] = {"streamed": True, "fused": "not written: onnxruntime-genai's builder holds the whole model"}
+    manifests.write(tmp, manifest)
 
 
 def choose_stream(source: str, stream: bool) -> bool:

@@ -5,7 +5,17 @@ import sys
 from pathlib import Path
 
 from janusweb import log as logmod
+from janusweb.dtypes import spellings
 from janusweb.errors import UserError
+from janusweb.interrupt import Interrupted, signals_raise
+
+WGSL_DTYPES = ("fp32", "int8")
+START_HERE = """start here (the embedded default, `tiny`, takes about a minute):
+  janusweb export tiny --out out/tiny             # checkpoint or preset -> validated ONNX bundle
+  janusweb quantize out/tiny --dtype int8         # int8 variants + accuracy report
+  janusweb serve out/tiny                         # the page, on WebGPU or WASM: http://127.0.0.1:8000/
+
+exit codes: 0 done; 1 validation failed (mismatch); 2 bad input or arguments; 130/143 stopped by SIGINT/SIGTERM"""
 
 
 def _export(args) -> int:
@@ -13,7 +23,7 @@ def _export(args) -> int:
     try:
         export_bundle(args.source, Path(args.out), seed=args.seed, allow_mismatch=args.allow_mismatch,
                       text_steps=args.text_steps, image_steps=args.image_steps, fused=not args.no_fused,
-                      stream=args.stream)
+                      validate=not args.no_validate, stream=args.stream)
     except MismatchError as e:
         sys.stderr.write(f"janusweb: {e}\n")
         return 1
@@ -27,9 +37,9 @@ def _quantize(args) -> int:
     return 0
 
 
-def _wgsl_pack(args) -> int:
-    from janusweb.export.wgsl_pack import write_packs
-    write_packs(Path(args.bundle), args.dtype.split(","))
+def _pack(args) -> int:
+    from janusweb.pack.driver import write_packs
+    write_packs(Path(args.bundle), args.engine, args.dtype)
     return 0
 
 
@@ -40,7 +50,7 @@ def _bench(args) -> int:
                  image_counts=tuple(int(n) for n in args.images.split(",")))
     run_bench(Path(args.bundle), args.backends.split(","), Path(args.out), w, browser=args.browser,
               headed=args.headed, dtypes=args.dtypes.split(",") if args.dtypes else None,
-              page=Path(args.page) if args.page else None, kv_cache=args.kv_cache)
+              page=Path(args.page) if args.page else None, kv_cache=args.kv_cache, driver=args.driver)
     return 0
 
 
@@ -48,20 +58,20 @@ def _bench_kernels(args) -> int:
     from janusweb.bench.kernels import report_md, run_kernels
     m, k, n = (int(v) for v in args.shape.split("x"))
     rep = run_kernels(Path(args.out), args.backends.split(","), m, k, n, repeats=args.repeats,
-                      executable=args.browser, page=Path(args.page) if args.page else None)
+                      executable=args.browser, page=Path(args.page) if args.page else None, driver=args.driver)
     sys.stdout.write(report_md(rep))
     return 0
 
 
 def _build_web(args) -> int:
-    from janusweb.site import build_site
+    from janusweb.site.page import build_site
     out = build_site(Path(args.bundle), Path(args.out))
     sys.stdout.write(f"site written to {out}\n")
     return 0
 
 
 def _serve(args) -> int:
-    from janusweb.site import serve
+    from janusweb.site.serve import serve
     serve(Path(args.path), args.host, args.port)
     return 0
 
@@ -73,10 +83,41 @@ def _env(args) -> int:
     return 0
 
 
+def _dtype_list(value: str) -> list:
+    names = value.split(",")
+    bad = [n for n in names if n not in WGSL_DTYPES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{', '.join(bad)}: WGSL packs are made for {', '.join(WGSL_DTYPES)}")
+    return names
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0..65535; 0 picks a free one)")
+    return port
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line on stderr, as every other error (argparse's adds the usage)
+        command = self.prog.removeprefix("janusweb").strip()
+        self.exit(2, f"janusweb: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="janusweb", description="Janus-Pro to validated ONNX and a WebGPU page.")
+    # global flags, accepted before or after the subcommand (SUPPRESS: a subcommand that does not see the flag
+    # leaves the value set before it alone)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    p = _Parser(prog="janusweb", description="Janus-Pro to validated ONNX and a WebGPU page.", epilog=START_HERE,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)  # every subcommand lists the global flags
 
     e = sub.add_parser("export", help="export a checkpoint or preset to a validated ONNX bundle")
     e.add_argument("source", help="a local checkpoint folder (transformers or DeepSeek layout) or a preset: "
@@ -92,11 +133,15 @@ def parser() -> argparse.ArgumentParser:
                         "no end-to-end run, no language_model_gqa); chosen by itself when the model does not fit")
     e.add_argument("--image-steps", type=int, default=None,
                    help="image tokens compared end to end (default: all of one image)")
+    e.add_argument("--no-validate", action="store_true",
+                   help="skip the per-graph checks against PyTorch and the end-to-end runs (benchmark bundles of "
+                        "random presets; the fused decoder is still checked against language_model)")
     e.set_defaults(run=_export)
 
-    q = sub.add_parser("quantize", help="write int8 / int4 / fp16 variants of a bundle's graphs, with a report")
+    q = sub.add_parser("quantize", help="write int8 / q4 / fp16 variants of a bundle's graphs, with a report")
     q.add_argument("bundle", help="a bundle folder written by `janusweb export`")
-    q.add_argument("--dtype", required=True, help="int8 (MatMulNBits bits=8), int4 (_q4) or fp16")
+    q.add_argument("--dtype", required=True, choices=spellings(quantized=True),
+                   help="int8 (MatMulNBits bits=8), q4 (4 bits; alias int4) or fp16")
     q.add_argument("--block-size", type=int, default=None, help="weights per scale, a power of two >= 16 "
                                                                  "(default 32)")
     q.add_argument("--accuracy-level", type=int, default=None,
@@ -107,8 +152,15 @@ def parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("wgsl-pack", help="write the decoder's weights for the page's WGSL kernels (?engine=wgsl)")
     g.add_argument("bundle", help="a bundle folder with language_model_gqa (and its int8 variant for int8)")
-    g.add_argument("--dtype", default="int8", help="comma-separated: fp32, int8 (default int8)")
-    g.set_defaults(run=_wgsl_pack)
+    g.add_argument("--dtype", type=_dtype_list, default=["int8"], help="comma-separated: fp32, int8 (default int8)")
+    g.set_defaults(run=_pack, engine="wgsl")
+
+    from janusweb.pack import PACKERS
+    pk = sub.add_parser("pack", help="write a bundle's weights for one of the page's own engines")
+    pk.add_argument("bundle", help="a bundle folder written by `janusweb export` (and `janusweb quantize`)")
+    pk.add_argument("--engine", required=True, choices=tuple(PACKERS), help="the packer")
+    pk.add_argument("--dtype", type=lambda v: v.split(","), default=["int8"], help="comma-separated dtypes (default int8)")
+    pk.set_defaults(run=_pack)
 
     b = sub.add_parser("bench", help="run one workload on several backends; write report.json/.md and plots")
     b.add_argument("bundle", help="a bundle folder written by `janusweb export`")
@@ -125,10 +177,14 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--dtypes", default=None, help="bundle variants to run, e.g. int8 (default: all it has)")
     b.add_argument("--page", default=None, help="an already built page (web/build.mjs --outdir DIR), for hosts "
                                                 "without node")
-    b.add_argument("--kv-cache", choices=("auto", "grow", "wgsl"), default="auto",
-                   help="WebGPU: auto runs the fused language_model_gqa (KV cache bound in place) when the bundle "
-                        "has it; grow runs language_model (for before/after comparisons); wgsl runs the decoder on "
-                        "the page's own WGSL kernels (needs `janusweb wgsl-pack`)")
+    b.add_argument("--kv-cache", default="auto",
+                   help="WebGPU: the page's decoder engine(s), comma-separated to compare several in one run: auto "
+                        "(the page's choice), ort-gqa (the fused language_model_gqa, KV cache bound in place), "
+                        "ort-grow or grow (language_model, cache grown per step: the before of before/after), wgsl "
+                        "(the page's own WGSL kernels; needs `janusweb wgsl-pack`)")
+    b.add_argument("--driver", choices=("auto", "playwright", "http"), default="auto",
+                   help="how Chromium is driven: playwright, or http (Chromium on the page's URL, results POSTed "
+                        "to a local server; for hosts without Playwright); auto: playwright where installed")
     b.set_defaults(run=_bench)
 
     k = sub.add_parser("bench-kernels", help="time one 1B-sized MatMul in every weight format, per backend")
@@ -139,6 +195,8 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--browser", default=None, help="Chromium/Chrome executable (default: Debian's chromium)")
     k.add_argument("--page", default=None, help="an already built page (web/build.mjs --outdir DIR), for hosts "
                                                 "without node")
+    k.add_argument("--driver", choices=("auto", "playwright", "http"), default="auto",
+                   help="how Chromium is driven (as for bench)")
     k.set_defaults(run=_bench_kernels)
 
     w = sub.add_parser("build-web", help="write a static site: the page, the bundle under model/, _headers")
@@ -149,7 +207,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve a bundle (or a built site) with the page, on WebGPU or WASM")
     s.add_argument("path", help="a bundle folder, or a site written by `janusweb build-web`")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    s.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
     s.set_defaults(run=_serve)
 
     v = sub.add_parser("env", help="print versions of the tools janusweb uses")
@@ -158,12 +216,19 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a refused argument (2, its line already written)
+        return e.code
     logmod.setup(quiet=args.quiet)
     try:
-        return args.run(args)
+        with signals_raise():
+            return args.run(args)
     except UserError as e:
         sys.stderr.write(f"janusweb: error: {e}\n")
+        return e.exit_code
+    except Interrupted as e:
+        sys.stderr.write(f"janusweb: {args.command} stopped by {e} (temporary files removed)\n")
         return e.exit_code
 
 

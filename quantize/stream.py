@@ -108,15 +108,17 @@ def quantize_streamed(src: Path, out_dir: Path, stem: str, bits: int, block_size
 
 
 STREAM_BYTES = 4 * 1024**3  # graphs above this (graph + external data) are quantized streamed
+NBITS = "janusweb.quantize.nbits"  # the dtypes' quantizer whose MatMul part this module streams
 
 
 def graph_bytes(src: Path) -> int:
     return sum(p.stat().st_size for p in (src, src.with_suffix(".onnx_data")) if p.is_file())
 
 
-def quantize_large_graph(src: Path, out_dir: Path, stem: str, t, block_size: int, accuracy_level) -> dict:
+def quantize_large_graph(src: Path, out_dir: Path, stem: str, t, opts: dict) -> dict:
     """quantize.driver's manifest entry of one graph, quantized streamed (MatMuls only: the large graphs, the
     language models, gather no weights)."""
+    block_size, accuracy_level = opts["block_size"], opts.get("accuracy_level")
     files, stats, ops = quantize_streamed(src, out_dir, stem, t.bits, block_size, accuracy_level)
     info = {"bits": t.bits, "block_size": block_size, "symmetric": True, "accuracy_level": accuracy_level or 0,
             "matmul": stats.as_dict(), "gather": {"quantized": 0, "weights": 0, "skipped": {}}, "streamed": True}

@@ -121,5 +121,6 @@ def test_streamed_quantization_equals_matmulnbits_quantizer(tiny_bundle, tmp_pat
     b = ort.InferenceSession(whole.SerializeToString()).run(None, feeds)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     monkeypatch.setattr(driver, "STREAM_BYTES", 0)
-    entry = driver.quantize_graph(src, tmp_path, "lm_driver", target("int4"), 32, None)
+    entry = driver.quantize_graph(src, tmp_path, "lm_driver", target("int4"),
+                                 {"block_size": 32, "accuracy_level": 0})
     assert entry["quantization"]["streamed"] and entry["quantization"]["matmul"]["quantized"] == stats.quantized
