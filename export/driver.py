@@ -23,6 +23,7 @@ from janusweb.export.checkpoint import load_source
 from janusweb.export.image_check import image_end_to_end
 from janusweb.export.onnx_export import OPSET, export_graph
 from janusweb.export.specs import BuiltSpec, GraphSpec, built_specs, graph_specs
+from janusweb.export.stream import choose_stream, export_streamed
 from janusweb.export.tokenizer import set_chat_templates
 from janusweb.export.validate import Check, EndToEnd, Report, check_graph, transformers_greedy
 from janusweb.generate import ModelDims, generate_text
@@ -73,12 +74,15 @@ def end_to_end(model, specs, bundle: Path, tok: Tokenizer, ids: SpecialIds, seed
 
 
 def export_bundle(source: str, out: Path, seed: int = 0, allow_mismatch: bool = False, text_steps: int = 32,
-                  image_steps: int | None = None, fused: bool = True, validate: bool = True) -> Path:
+                  image_steps: int | None = None, fused: bool = True, validate: bool = True,
+                  stream: bool = False) -> Path:
     """fused: also write the WebGPU decoder language_model_gqa (GroupQueryAttention, KV cache bound in place).
     validate=False skips the per-graph checks against PyTorch and the end-to-end runs (for benchmark bundles of
     random presets; the fused decoder's check against language_model.onnx still runs); the manifest says so."""
     out = Path(out)
     check_output_dir(out)
+    if choose_stream(source, stream):  # stream: graph by graph from bf16 weights (export.stream)
+        return export_streamed(source, out, seed, allow_mismatch)
     t0 = time.perf_counter()
     src = load_source(source, seed)
     log.info("✓ loaded %s (%.1f s)", source, time.perf_counter() - t0)

@@ -36,6 +36,8 @@ SHAPES = {
     "tiny": Shapes(TINY_VOCAB, 64, 128, 2, 4, 4, 64, 2, 4, 64, 256, 32, 64, 1),
     "janus-pro-1b": Shapes(102400, 2048, 5632, 24, 16, 16, 1024, 24, 16, 384, 16384, 128, 256, 2),
     "janus-pro-7b": Shapes(102400, 4096, 11008, 30, 32, 32, 1024, 24, 16, 384, 16384, 128, 256, 2),
+    # Two decoder layers at Janus-Pro-7B's widths, a small vocabulary and vision tower: the streamed export's test.
+    "janus-pro-7b-2l": Shapes(16384, 4096, 11008, 2, 32, 32, 1024, 2, 16, 64, 16384, 128, 256, 2),
 }
 
 

@@ -23,7 +23,7 @@ def _export(args) -> int:
     try:
         export_bundle(args.source, Path(args.out), seed=args.seed, allow_mismatch=args.allow_mismatch,
                       text_steps=args.text_steps, image_steps=args.image_steps, fused=not args.no_fused,
-                      validate=not args.no_validate)
+                      validate=not args.no_validate, stream=args.stream)
     except MismatchError as e:
         sys.stderr.write(f"janusweb: {e}\n")
         return 1
@@ -128,6 +128,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--text-steps", type=int, default=32, help="greedy tokens compared end to end (default 32)")
     e.add_argument("--no-fused", action="store_true",
                    help="skip the WebGPU decoder language_model_gqa (the page then runs language_model everywhere)")
+    e.add_argument("--stream", action="store_true",
+                   help="export graph by graph from bf16 weights, the language model layer by layer (less memory, "
+                        "no end-to-end run, no language_model_gqa); chosen by itself when the model does not fit")
     e.add_argument("--image-steps", type=int, default=None,
                    help="image tokens compared end to end (default: all of one image)")
     e.add_argument("--no-validate", action="store_true",

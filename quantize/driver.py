@@ -28,6 +28,7 @@ from janusweb.dtypes import DType
 from janusweb.manifest import add_files, add_variants, read_json, write_json_atomic
 from janusweb.quantize.records import update_config
 from janusweb.quantize.report import RANDOM_WEIGHTS_NOTE, Settings, measure
+from janusweb.quantize.stream import NBITS, STREAM_BYTES, graph_bytes, quantize_large_graph
 from janusweb.quantize.table import table
 from janusweb.quantize.targets import quantizer, target
 
@@ -83,6 +84,8 @@ def _remove_stale_temps(bundle: Path) -> None:
 def quantize_graph(src: Path, out_dir: Path, stem: str, t: DType, opts: dict) -> dict:
     """One graph: load (weights included), convert with the dtype's quantizer, save. Returns its manifest entry
     (files relative to the staging root)."""
+    if t.quantizer == NBITS and graph_bytes(src) > STREAM_BYTES:
+        return quantize_large_graph(src, out_dir, stem, t, opts)
     q = quantizer(t)
     model, info = q.convert(graph_io.load(src), t, opts)
     ops = graph_io.op_counts(model)
