@@ -206,7 +206,8 @@ def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png,
     if backend == "webgpu" and not browsers["webgpu_ok"]:
         pytest.skip("this Chromium offers no WebGPU adapter (not even SwiftShader)")
     t0 = time.perf_counter()
-    page = open_page(browsers[backend], site_url, f"dtype={dtype}" + (f"&engine={engine}" if engine != "auto" else ""))
+    page = open_page(browsers[backend], site_url,
+                     f"backend={backend}&dtype={dtype}" + (f"&engine={engine}" if engine != "auto" else ""))
     load_s = time.perf_counter() - t0
     info = page.evaluate("window.janusweb.backend")
     assert info["ep"] == backend
@@ -312,7 +313,7 @@ def test_long_prompt_in_chunks_matches_on_webgpu(browsers, site_url, bundle, kv)
     several calls, each with the cache filled by the ones before: same tokens as Python."""
     if not browsers["webgpu_ok"]:
         pytest.skip("this Chromium offers no WebGPU adapter (not even SwiftShader)")
-    page = open_page(browsers["webgpu"], site_url, f"dtype=fp32&kv={kv}")
+    page = open_page(browsers["webgpu"], site_url, f"backend=webgpu&dtype=fp32&kv={kv}")
     graphs, dims, tok, ids = reference(bundle, reference_dtypes(page.evaluate("window.janusweb.backend")))
     question = " ".join(f"word{i} and more" for i in range(120))
     inputs = understanding_inputs(tok, ids, question, dims.num_image_tokens, with_image=False)
@@ -345,7 +346,7 @@ def test_wgsl_decoder_without_its_pack_is_a_clear_error(browsers, bundle, tmp_pa
     _replace(model / "manifest.json", json.dumps(manifest))
     server, url = serve_in_thread(model.parent)
     try:
-        page = open_page(browsers["webgpu"], url, "dtype=fp32&kv=wgsl")  # ?kv=, the old name of ?engine=
+        page = open_page(browsers["webgpu"], url, "backend=webgpu&dtype=fp32&kv=wgsl")  # ?kv=, the old name of ?engine=
         error = page.evaluate("window.janusweb.error")
         assert error["kind"] == "input" and not page.evaluate("window.janusweb.ready")
         expected = ("the bundle has no fp32 WGSL pack: run janusweb wgsl-pack" if case == "missing"
@@ -359,7 +360,7 @@ def test_wgsl_decoder_without_its_pack_is_a_clear_error(browsers, bundle, tmp_pa
 def test_generation_can_be_cancelled_and_the_page_stays_responsive(browsers, site_url):
     if not browsers["webgpu_ok"]:
         pytest.skip("needs WebGPU: on WASM the tiny model finishes before a cancel can land")
-    page = open_page(browsers["webgpu"], site_url, "dtype=fp32")
+    page = open_page(browsers["webgpu"], site_url, "backend=webgpu&dtype=fp32")
     page.fill("#count", "4")
     page.click("#generate")
     page.wait_for_function("/^[1-9]\\d*\\//.test(document.getElementById('image-progress').textContent)",

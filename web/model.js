@@ -72,7 +72,8 @@ export async function loadModel(req, progress) {
     created = await createSessions(loader, backend, chosen.sessions, onSession);
   } catch (e) {
     if (backend.ep !== 'webgpu' || e instanceof ChecksumError || req.backend === 'webgpu') throw e;
-    backend = wasmBackend([`WebGPU failed while creating sessions (${e instanceof Error ? e.message : e}); using WASM`]);
+    backend = wasmBackend([`WebGPU failed while creating sessions (${e instanceof Error ? e.message : e}); using WASM`],
+      'Running on your CPU: WebGPU failed while setting up the model.');
     chosen = plan(manifest, backend, dtypes, req);
     created = await createSessions(loader, backend, chosen.sessions, onSession);
   }
@@ -93,7 +94,7 @@ export async function loadModel(req, progress) {
     tokenizer, dims: config.janusweb, pre, graphs: { sessions, device, engine },
     info: { ep: backend.ep, adapter: backend.adapter, dtype: describeDtypes(manifest, used, main), dtypes: used,
       threads: backend.threads, cpuNodes: created.cpuNodes, kvCache: engine.kvCache, engine: chosen.engine.spec.name,
-      notes: [...backend.notes, ...missing, ...created.notes, ...chosen.notes] },
+      why: backend.why, notes: [...backend.notes, ...missing, ...created.notes, ...chosen.notes] },
     release: async () => {
       engine.release();
       await release();

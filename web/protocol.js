@@ -84,6 +84,7 @@
  * @property {Record<string, string>} dtypes graph -> the dtype it runs at
  * @property {number} threads
  * @property {string[]} notes fallbacks and their reasons
+ * @property {string} why which backend runs and why, in one plain sentence
  * @property {string} kvCache which language model graph runs and how it holds the KV cache
  * @property {string} engine the decoder engine's name (?engine=)
  * @property {Record<string, string>} cpuNodes WebGPU: the graphs with some nodes on the CPU EP, and why: 'named nodes'

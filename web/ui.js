@@ -83,6 +83,7 @@ function showBackend(b) {
   $('adapter').textContent = b.adapter;
   $('dtype').textContent = b.dtype;
   $('kv-cache').textContent = b.kvCache;
+  $('why').textContent = b.why;
   const notes = [...b.notes];
   const cpu = Object.entries(b.cpuNodes).map(([graph, why]) => `${graph} (${why})`);
   if (b.ep === 'webgpu' && cpu.length) notes.push(`some nodes on the CPU EP: ${cpu.join(', ')}`);
