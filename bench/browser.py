@@ -94,9 +94,9 @@ def served_browser(site: Path, backend: str, executable: str, headed: bool = Fal
 
 @contextlib.contextmanager
 def site_browser(bundle: Path, backend: str, executable: str, headed: bool, page: Path | None):
-    """(Chromium, base URL) over a temporary site of `bundle`."""
+    """(Chromium, base URL) over a temporary site of `bundle`, with the benchmark pages (the demo site has none)."""
     with tempfile.TemporaryDirectory(prefix="janusweb-bench-") as tmp:
-        with served_browser(build_site(bundle, Path(tmp) / "site", page=page), backend, executable, headed) as b:
+        with served_browser(build_site(bundle, Path(tmp) / "site", page=page, bench=True), backend, executable, headed) as b:
             yield b
 
 

@@ -93,7 +93,7 @@ def browser(paths: dict, backend: str, m: int, k: int, warmup: int, repeats: int
         if page:
             shutil.copytree(page, site)
         else:
-            build_page(site)
+            build_page(site, bench=True)
         (site / "kernels").mkdir()
         for path in paths.values():
             shutil.copyfile(path, site / "kernels" / path.name)

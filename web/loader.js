@@ -37,7 +37,7 @@ async function openCache() {
  * @param {number} expected bytes
  * @param {(loaded: number) => void} onProgress
  */
-async function download(url, expected, onProgress) {
+export async function download(url, expected, onProgress) {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   const out = new Uint8Array(expected);

@@ -7,7 +7,7 @@ import { describeDtypes, dtypeTable, requestedDtypes, resolveGraphs } from './dt
 import { resolveEngine } from './engines/engine.js';
 import { BackendError, ChecksumError } from './errors.js';
 import { IMAGE_EMBEDS } from './heads.js';
-import { BundleLoader } from './loader.js';
+import { BundleLoader, download } from './loader.js';
 import { createSessions } from './sessions.js';
 import { JanusTokenizer } from './tokenizer.js';
 
@@ -47,6 +47,23 @@ function plan(manifest, backend, dtypes, req) {
   return { sessions, engine, dtype: lm, notes: [placed.note, engine.note].filter((n) => n !== null) };
 }
 
+// ONNX Runtime's WebAssembly binary (web/build.mjs writes the sizes of ort/ to ort/files.json): fetched here with
+// progress, once per worker, and handed to ORT (env.wasm.wasmBinary) instead of letting it fetch it unseen.
+const ORT_WASM = 'ort-wasm-simd-threaded.asyncify.wasm';
+let ortReady = false;
+
+/** @param {(name: string, done: number, total: number) => void} onProgress */
+async function loadOrtWasm(onProgress) {
+  const dir = new URL('./ort/', import.meta.url).href;
+  ort.env.wasm.wasmPaths = dir;
+  if (ortReady) return;
+  const sizes = await (await fetch(dir + 'files.json')).json();
+  const name = `ort/${ORT_WASM}`;
+  const bytes = await download(dir + ORT_WASM, sizes[ORT_WASM], (n) => onProgress(name, n, sizes[ORT_WASM]));
+  ort.env.wasm.wasmBinary = bytes.buffer;
+  ortReady = true;
+}
+
 /**
  * @param {LoadRequest} req
  * @param {(msg: import('./protocol.js').ProgressMessage) => void} progress
@@ -63,8 +80,9 @@ export async function loadModel(req, progress) {
   let backend = await chooseBackend(req.backend, bundleNeeds(config, dtypeTable(manifest), dtypes));
   if (req.backend === 'webgpu' && backend.ep !== 'webgpu') throw new BackendError(backend.notes.join('; '));
   ort.env.wasm.numThreads = backend.threads;
-  ort.env.wasm.wasmPaths = new URL('./ort/', import.meta.url).href;
   ort.env.logLevel = 'error';
+  await loadOrtWasm((name, done, total) =>
+    progress({ type: 'progress', id: req.id, what: 'download', name, done, total }));
   const onSession = (/** @type {string} */ name, /** @type {number} */ done, /** @type {number} */ total) =>
     progress({ type: 'progress', id: req.id, what: 'session', name, done, total });
   let created, chosen = plan(manifest, backend, dtypes, req);
