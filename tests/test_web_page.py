@@ -112,13 +112,16 @@ def test_png(tmp_path_factory) -> Path:
     return path
 
 
-def open_page(browser, url: str, query: str = ""):
+def open_page(browser, url: str, query: str = "", autostart: bool = True):
+    """The page, loaded (?autostart=1: past the Start button), with its details panel open."""
     page = browser.new_context().new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{url}?{query}")
-    page.wait_for_function("window.janusweb && (window.janusweb.ready || window.janusweb.error)",
-                           timeout=LOAD_TIMEOUT_MS)
+    page.goto(f"{url}?{'autostart=1&' if autostart else ''}{query}")
+    page.evaluate("document.getElementById('details').open = true")
+    if autostart:
+        page.wait_for_function("window.janusweb && (window.janusweb.ready || window.janusweb.error)",
+                               timeout=LOAD_TIMEOUT_MS)
     assert not errors, errors
     return page
 
@@ -243,7 +246,8 @@ def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png,
 
     images = generate(page, 2, 5.0, 1.0, 7)
     check_images(bundle, reference_dtypes(info), images, 2, 5.0, 1.0, 7)
-    assert page.inner_text("#image-progress").startswith(f"{dims.num_image_tokens}/{dims.num_image_tokens}")
+    assert page.evaluate("document.getElementById('image-bar').value") == 1
+    assert page.inner_text("#image-progress").startswith("2 images in")
     shown_images_are_not_blank(page, 2)
     if backend == "webgpu":  # state stays on the GPU: reads do not grow with the steps
         assert images["gpuReads"] <= 3, images["gpuReads"]
@@ -281,6 +285,7 @@ def test_without_webgpu_the_page_runs_on_wasm_and_says_so(browsers, site_url):
     assert "(cache)" not in page.inner_text("#downloads")
     page.reload()
     page.wait_for_function("window.janusweb && window.janusweb.ready", timeout=LOAD_TIMEOUT_MS)
+    page.evaluate("document.getElementById('details').open = true")
     assert "onnx/language_model" in page.inner_text("#downloads")
     assert "(cache)" in page.inner_text("#downloads")  # the second visit reads verified files from the Cache API
     page.context.close()

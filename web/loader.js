@@ -104,6 +104,15 @@ export class BundleLoader {
     return data;
   }
 
+  /** The files of `rels` already in the Cache API at their manifest's checksum (not verified here). @param {string[]} rels */
+  async cachedFiles(rels) {
+    const cache = await this.cachePromise;
+    if (!cache) return [];
+    const hits = await Promise.all(rels.map((rel) =>
+      cache.match(`${this.base}${rel}?sha256=${this.manifest?.files[rel]?.sha256}`).then((r) => !!r)));
+    return rels.filter((_, i) => hits[i]);
+  }
+
   /** @param {string} rel */
   async json(rel) {
     return JSON.parse(new TextDecoder().decode(await this.file(rel)));

@@ -36,6 +36,8 @@ import { InputError } from '../errors.js';
  * @property {(hidden: Tensor, step: number) => Promise<Tensor>} step hidden [2n,S,H] (rows [0,n) the prompt, [n,2n)
  *   the unconditional prompt) -> the next embeddings [2n,1,H] of the tokens it drew at `step`
  * @property {() => Tensor} tokens the image tokens drawn so far, int64 [n,T] (read after the last step)
+ * @property {() => Promise<ArrayLike<number>>} [drawn] the tokens drawn so far, [n,T] row-major, values at steps not
+ *   drawn yet unspecified (a read: for previews only; a sampler without it gives no previews)
  * @property {() => void} release
  */
 
