@@ -6,11 +6,18 @@ Fixtures and helpers are the page tests' (test_web_page.py)."""
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from test_web_page import (  # noqa: F401 (fixtures)
-    INT8_AVAILABLE, LOAD_TIMEOUT_MS, RUN_TIMEOUT_MS, browsers, bundle, chat, generate, open_page, playwright, site_url, test_png)
+    INT8_AVAILABLE, LOAD_TIMEOUT_MS, RUN_TIMEOUT_MS, browsers, bundle, chat, generate, open_page, playwright,
+    reference, reference_dtypes, site_url, test_png)
 
+from janusweb.generate import generate_text
+from janusweb.image import preprocess
+from janusweb.prompts import conversation_inputs
 from janusweb.site import build_page
 
 
@@ -172,3 +179,83 @@ def test_previews_show_the_image_forming_and_change_nothing(browsers, site_url, 
     print(f"\n[preview cost] {backend} tiny {count} image(s): {1000 * cost:.1f} ms per preview, "
           f"{100 * runs[4]['previewSeconds'] / runs[4]['seconds']:.1f} % of {runs[4]['seconds']:.2f} s "
           f"(without previews {runs[0]['seconds']:.2f} s)")
+
+
+@pytest.mark.parametrize("backend", ["wasm", "webgpu"])
+def test_a_conversation_keeps_the_cache_of_earlier_turns(browsers, site_url, bundle, test_png, backend):
+    """Three turns (the image on the second): each answer is Python's greedy answer to the whole conversation so
+    far (prompts.conversation_inputs, encoded from scratch), while the page prefills only the new positions: the end
+    of the last answer and the new question. New chat starts again from an empty cache."""
+    if backend == "webgpu":
+        webgpu_or_skip(browsers)
+    page = open_page(browsers[backend], site_url, f"backend={backend}&dtype=fp32")
+    graphs, dims, tok, ids = reference(bundle, reference_dtypes(page.evaluate("window.janusweb.backend")))
+    pixels = preprocess(Image.open(test_png), dims.image_size)[None, None]
+    turns = [("Hello there", False), ("Describe this image.", True), ("And its colours?", False)]
+    answers, fed = [], 0
+    for k, (question, with_image) in enumerate(turns):
+        answer = chat(page, question, test_png if with_image else None, 6)
+        history = [(q, i, a) for (q, i), a in zip(turns[:k], answers)] + [(question, with_image, None)]
+        inputs = conversation_inputs(tok, ids, history, dims.num_image_tokens)
+        expected = generate_text(graphs, dims, inputs, 6, pixel_values=pixels if k >= 1 else None, eos_id=ids.eos)
+        assert answer["tokens"] == expected, k
+        assert answer["reusedTokens"] == fed and answer["prefillTokens"] == inputs["input_ids"].shape[1] - fed, k
+        fed = inputs["input_ids"].shape[1] + len(expected) - 1  # the last answer token is fed with the next turn
+        answers.append(expected)
+    transcript = page.evaluate("window.janusweb.transcript")
+    assert [(t["role"], t["image"]) for t in transcript] == [
+        ("user", False), ("assistant", False), ("user", True), ("assistant", False), ("user", False),
+        ("assistant", False)]
+    assert page.locator("#transcript .turn").count() == 6 and page.locator("#transcript img").count() == 1
+    page.click("#new-chat")
+    assert page.locator("#transcript .turn").count() == 0
+    answer = chat(page, "Hello there", None, 6)
+    assert answer["reusedTokens"] == 0 and answer["tokens"] == answers[0]
+    page.context.close()
+
+
+def test_readme_screenshots(browsers, site_url, test_png):
+    """The README's pictures, taken here so they follow the page: a chat with an image (docs/page-chat.png),
+    text-to-image runs side by side with their seeds (docs/page-image.png) and, where WebGPU (SwiftShader) makes
+    the loop slow enough to catch it, an image half drawn (docs/page-preview.png). The tiny model has random
+    weights: its words and pictures are noise, the page around them is the point."""
+    DOCS.mkdir(exist_ok=True)
+    page = open_page(browsers["wasm"], site_url, "dtype=fp32&preview=4")
+    page.evaluate("document.getElementById('details').open = false")
+    page.set_viewport_size({"width": 1000, "height": 900})
+    chat(page, "Describe this image.", test_png, 24)
+    chat(page, "What colours does it have?", None, 16)
+    shoot(page.locator("body"), "page-chat.png", clip_height=900)
+    generate(page, 2, 5.0, 1.0, 0)
+    page.click("#again")
+    page.wait_for_function("window.janusweb.images.done && document.querySelectorAll('#gallery .run').length == 2",
+                           timeout=RUN_TIMEOUT_MS)
+    assert [c.inner_text() for c in page.locator("#gallery figcaption").all()] == [
+        "seed 1 · #1", "seed 1 · #2", "seed 0 · #1", "seed 0 · #2"]
+    shoot(page.locator("#t2i"), "page-image.png")
+    page.context.close()
+    if browsers["webgpu_ok"]:
+        page = open_page(browsers["webgpu"], site_url, "backend=webgpu&dtype=fp32&preview=4")
+        page.evaluate("document.getElementById('details').open = false")
+        page.fill("#count", "2")
+        page.click("#generate")
+        page.wait_for_function("window.janusweb.images.previews.length >= 2", timeout=RUN_TIMEOUT_MS, polling=20)
+        assert not page.evaluate("window.janusweb.images.done")
+        shoot(page.locator("#t2i"), "page-preview.png")
+        page.click("#image-cancel")
+        page.context.close()
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def shoot(locator, name: str, clip_height: int | None = None) -> None:
+    """A screenshot into docs/ (temp file, then rename), checked to show something."""
+    tmp = DOCS / f".{name}.tmp.png"
+    locator.screenshot(path=str(tmp))
+    img = Image.open(tmp)
+    if clip_height and img.height > clip_height:
+        img.crop((0, 0, img.width, clip_height)).save(tmp)
+    pixels = np.asarray(Image.open(tmp).convert("L"), np.float32)
+    assert pixels.shape[0] > 200 and pixels.std() > 10, name
+    tmp.replace(DOCS / name)

@@ -100,9 +100,10 @@ export function partialGrid(drawn, n, T, k) {
  *   temperature: number}} run
  * @param {{onStep: (step: number, total: number) => void, cancelled: () => Promise<boolean>,
  *   onPhase?: (phase: string) => void, preview?: {every: number,
- *   show: (images: Float32Array, step: number, ms: number) => void}}}
+ *   budget?: number, show: (images: Float32Array, step: number, ms: number) => void}}}
  *   opts `preview`: every `every` steps (not after the last), the tokens drawn so far are decoded (partialGrid) and
- *   shown; it reads the sampler's tokens and runs image_decode, and changes nothing in the loop
+ *   shown; it reads the sampler's tokens and runs image_decode, and changes nothing in the loop. With `budget`, a
+ *   preview is skipped while the previews so far took more than that share of the time so far
  * @returns {Promise<{tokens: BigInt64Array, images: Float32Array}>} tokens [n,T], images [n,3,H,W] in [-1,1]
  */
 export async function generateImages(g, d, run, opts) {
@@ -110,6 +111,8 @@ export async function generateImages(g, d, run, opts) {
   const T = d.num_image_tokens;
   const h = heads(g, d);
   const phase = opts.onPhase ?? (() => undefined);
+  const started = performance.now();
+  let previewMs = 0;
   const rows = [...Array(n).fill(run.promptIds), ...Array(n).fill(run.uncondIds)];
   const sampler = h.imageSampler({ n, T, draws: run.draws, guidance: run.guidance, temperature: run.temperature });
   /** @type {import('onnxruntime-web').Tensor|undefined} */
@@ -128,11 +131,14 @@ export async function generateImages(g, d, run, opts) {
       if (step === 0) phase(PHASES.steps);
       opts.onStep(step + 1, T);
       const every = opts.preview?.every ?? 0;
-      if (every > 0 && sampler.drawn && (step + 1) % every === 0 && step + 1 < T) {
+      const budget = opts.preview?.budget ?? Infinity; // previews' share of the time so far, at most
+      if (every > 0 && sampler.drawn && (step + 1) % every === 0 && step + 1 < T
+        && previewMs <= budget * (performance.now() - started)) {
         const t0 = performance.now();
         const grid = partialGrid(await sampler.drawn(), n, T, step + 1);
         const { decoded_image } = await g.sessions.image_decode.run({ generated_tokens: grid });
         const images = /** @type {Float32Array} */ (await decoded_image.getData());
+        previewMs += performance.now() - t0;
         opts.preview?.show(images, step + 1, performance.now() - t0);
         dispose(decoded_image);
       }

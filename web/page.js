@@ -15,8 +15,9 @@ export const state = {
   /** @type {string[]} */ downloads: [], // the files the worker fetched (or read from the cache), in order
   /** @type {string[]} */ phases: [], // every phase label the page showed, in order (load, then each request)
   /** @type {{tokens: number[], text: string, done: boolean, tokensPerSecond: number, gpuReads?: number,
-   *   firstTokenSeconds?: number|null}} */
+   *   firstTokenSeconds?: number|null, prefillTokens?: number, reusedTokens?: number}} the current turn */
   chat: { tokens: [], text: '', done: false, tokensPerSecond: 0 },
+  /** @type {{role: string, text: string, image: boolean}[]} */ transcript: [],
   /** @type {{tokens: number[][], decoded: Float32Array[], done: boolean, seconds: number, gpuReads?: number,
    *   previews: {index: number, step: number}[], previewSeconds?: number}} */
   images: { tokens: [], decoded: [], done: false, seconds: 0, previews: [] },

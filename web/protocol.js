@@ -39,6 +39,8 @@
  * @property {number} seed draws are uniforms(seed, count * tokens), as janusweb.sampling
  * @property {number} [preview] every this many steps, decode the tokens drawn so far and reply a PreviewMessage per
  *   image (0 or absent: none); the final images do not change
+ * @property {number} [previewBudget] skip a preview while the previews so far took more than this share of the
+ *   request's time so far (the page's default: 0.1); absent: every `preview` steps, whatever they cost
  */
 
 /**

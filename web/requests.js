@@ -149,7 +149,7 @@ export async function image(m, req, reply, cancelled) {
       guidance: req.guidance, temperature: req.temperature,
     }, {
       onStep: (done, total) => reply({ type: 'progress', id: req.id, what: 'step', name: 'image', done, total }),
-      cancelled, onPhase: phaseReply(req.id, reply), preview: { every: req.preview ?? 0, show },
+      cancelled, onPhase: phaseReply(req.id, reply), preview: { every: req.preview ?? 0, budget: req.previewBudget, show },
     });
   } catch (e) {
     if (!(e instanceof Cancelled)) throw e;
