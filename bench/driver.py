@@ -1,4 +1,4 @@
-"""`janusweb bench`: the same workload on every backend asked for, one report."""
+"""`janusweb bench`: the same workload on every backend asked for (bench/backends/), one report."""
 
 import datetime
 import json
@@ -7,21 +7,21 @@ import platform
 import shutil
 from pathlib import Path
 
-import onnxruntime as ort
 import torch
 
-from janusweb.bench import native, report, tjs
-from janusweb.bench.loops import measure
-from janusweb.bench.timing import timed
+from janusweb.bench import backends as registry
+from janusweb.bench import native, report
+from janusweb.bench.backends import BenchContext
 from janusweb.bench.parity import parity
 from janusweb.bench.workload import Workload, build_inputs
 from janusweb.env import versions
 from janusweb.errors import UserError
 from janusweb.export.checkpoint import load_source
-from janusweb.graphs import GRAPH_NAMES, OrtGraphs
 from janusweb.log import log, step
 
-BACKENDS = ("webgpu", "wasm", "native-cuda", "native-cpu", "ort-cpu", "ort-cuda", *tjs.BACKENDS)
+BACKENDS = registry.NAMES
+# the page's decoder engines on WebGPU (web/engines/list.js; 'grow' is ort-grow's old name, kept)
+ENGINES = ("auto", "ort-gqa", "ort-grow", "wgsl", "grow")
 
 
 def cpu_model() -> str:
@@ -41,58 +41,77 @@ def bundle_dtypes(bundle: Path) -> list:
     return ["fp32", *graphs["language_model"].get("variants", {})]
 
 
-def _variant_map(bundle: Path, dtype: str) -> dict:
-    graphs = json.loads((bundle / "manifest.json").read_text())["graphs"]
-    return {g: dtype for g in GRAPH_NAMES if dtype == "fp32" or dtype in graphs[g].get("variants", {})}
-
-
-def _ort_row(bundle, inp, w, dtype, provider, device) -> dict:
-    dtypes = _variant_map(bundle, dtype)
-    graphs, load_ms = timed(lambda: OrtGraphs(bundle, dtypes, providers=[provider]))
-    ran = graphs.providers()
-    if any(p != provider for p in ran.values()):
-        raise RuntimeError(f"sessions fell back to other providers: {ran}")
-    return {"load_s": load_ms / 1000, "label": {"device": device, "provider": provider, "ort": ort.__version__,
-                                                "dtypes": graphs.dtypes},
-            "result": measure(graphs, inp, w)}
-
-
-def _native_rows(model, inp, w, device: str) -> list:
+def run_rows(chosen: list, ctx: BenchContext, out: Path | None = None) -> list:
+    """Every case of every backend, in the order asked for: ran, skipped (cannot run here, with the reason) or
+    failed (the error; the traceback goes to the log)."""
     rows = []
-    label = {"device": device, "torch": torch.__version__, **native.cuda_label()}
-    dtypes = [torch.float32, torch.bfloat16] if device == "cuda" else [torch.float32]
-    for dtype in dtypes:
-        name = str(dtype).removeprefix("torch.").replace("float32", "fp32").replace("bfloat16", "bf16")
-        with step(f"native-{device} {name}: reference loop"):
-            rows.append({"name": f"native-{device}", "dtype": name, "label": {**label, "runner": "reference loop"},
-                         "result": native.reference_loop(model, inp, w, device, dtype)})
-    if device == "cuda":
-        for compiled in (False, True):
-            runner = "transformers generate, static cache + torch.compile" if compiled else "transformers generate"
-            name = "native-cuda-tuned" if compiled else "native-cuda-eager"
-            with step(f"native-cuda bf16: {runner}"):
-                try:
-                    result = native.transformers_generate(model, inp, w, compiled)
-                except (TypeError, RuntimeError) as e:  # e.g. a transformers release whose Janus generate breaks
-                    log.warning("%s failed: %s", name, e)
-                    rows.append({"name": name, "dtype": "bf16", "skipped": f"{type(e).__name__}: {e}"})
-                    continue
-                rows.append({"name": name, "dtype": "bf16", "label": {**label, "runner": runner}, "result": result})
-    model.to(device="cpu", dtype=torch.float32)
+    for backend in chosen:
+        cases = backend.cases(ctx)
+        why = backend.unavailable(ctx)
+        if why:
+            rows += [c.skipped(why) for c in cases]
+            continue
+        try:
+            with backend.session(ctx) as session:
+                for case in cases:
+                    if out:
+                        report.write_partial([r.to_dict() for r in rows], out)  # survives an interrupted run
+                    with step(f"{case.title()} {case.dtype}"):
+                        try:
+                            rows.append(backend.run(ctx, case, session))
+                        except Exception as e:  # noqa: BLE001 (recorded as a failed row, with the traceback)
+                            log.exception("%s %s failed", case.title(), case.dtype)
+                            rows.append(case.failed(e))
+        except Exception as e:  # noqa: BLE001 (the backend's setup failed: every case not yet run fails)
+            log.exception("%s could not start", backend.name)
+            done = {(r.name, r.dtype, r.variant) for r in rows}
+            rows += [c.failed(e) for c in cases if (c.name, c.dtype, c.variant) not in done]
     return rows
+
+
+def add_parity(rows: list, reference: dict) -> None:
+    for row in rows:
+        if row.ran and "tokens" in row.result.get("understanding", {}):
+            row.parity = parity(row.result, reference["result"])
+            fp32 = next((r for r in rows if (r.name, r.variant, r.dtype) == (row.name, row.variant, "fp32")
+                         and r.ran), None)
+            if row.dtype not in ("fp32", "bf16") and fp32:
+                row.parity_vs_fp32_same_backend = parity(row.result, fp32.result)
+
+
+def reference_run(rows: list, ctx: BenchContext) -> dict:
+    """Native fp32 (CUDA if it ran, else CPU); computed when no native backend ran."""
+    for name in ("native-cuda", "native-cpu"):
+        for r in rows:
+            if r.name == name and r.dtype == "fp32" and r.ran and r.label.get("runner") == "reference loop":
+                return {"name": f"{name} fp32 (reference loop on transformers)", "result": r.result}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with step(f"reference: native-{device} fp32"):
+        one = Workload(**{**ctx.w.__dict__, "repeats": 1})
+        model = ctx.model if device == "cpu" else ctx.model.to("cuda")
+        try:
+            result = native.reference_loop(model, ctx.inp, one, device, torch.float32)
+        finally:
+            ctx.model.to("cpu")
+        return {"name": f"native-{device} fp32 (reference loop on transformers)", "result": result}
 
 
 def run_bench(bundle: Path, backends: list, out: Path, w: Workload, browser: str | None = None,
               headed: bool = False, dtypes: list | None = None, page: Path | None = None,
-              kv_cache: str = "auto") -> dict:
+              kv_cache: str = "auto", driver: str = "auto") -> dict:
+    """kv_cache: the page's decoder engine(s) on WebGPU, comma-separated ('auto': the page's choice; 'ort-gqa':
+    the fused language_model_gqa, 'ort-grow' (or 'grow'): language_model, its KV cache grown per step; 'wgsl':
+    the page's WGSL decoder on the bundle's WGSL pack)."""
     bundle = Path(bundle)
     if not (bundle / "manifest.json").is_file():
         raise UserError(f"{bundle} is not a janusweb bundle (no manifest.json)")
+    bad = [e for e in kv_cache.split(",") if e not in ENGINES]
+    if bad:
+        raise UserError(f"unknown page engine(s) {', '.join(bad)}; known: {', '.join(ENGINES)}")
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         raise UserError(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
     manifest = json.loads((bundle / "manifest.json").read_text())
-    inp = build_inputs(bundle, w)
     available = bundle_dtypes(bundle)
     missing = [d for d in dtypes or [] if d not in available]
     if missing:
@@ -101,66 +120,21 @@ def run_bench(bundle: Path, backends: list, out: Path, w: Workload, browser: str
     source = manifest["source"]
     with step("load the PyTorch model (native backends and the parity reference)"):
         src = load_source(source.get("name") or source["path"], source.get("seed", 0))
+    ctx = BenchContext(bundle, build_inputs(bundle, w), w, dtypes, src.model, browser, headed, page,
+                       kv_cache.split(","), driver)
     try:
-        rows, reference = _run_backends(bundle, backends, src.model, inp, w, dtypes, browser, headed, page, kv_cache,
-                                        Path(out))
+        rows = run_rows([registry.load(b) for b in backends], ctx, Path(out))
+        reference = reference_run(rows, ctx)
+        add_parity(rows, reference)
     finally:
         if src.description["kind"] == "preset":
             shutil.rmtree(src.tokenizer_dir, ignore_errors=True)
     rep = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
            "bundle": {"name": source.get("name") or source.get("path"), "path": str(bundle), "dtypes": dtypes},
            "host": {"cpu": cpu_model(), "cores": os.cpu_count(), **native.cuda_label()},
-           "workload": w.__dict__, "reference": reference["name"], "versions": versions(), "rows": rows}
+           "workload": w.__dict__, "reference": reference["name"], "versions": versions(),
+           "rows": [r.to_dict() for r in rows]}
     report.write(rep, Path(out))
     log.info("report written to %s", out)
     return rep
 
-
-def _run_backends(bundle, backends, model, inp, w, dtypes, browser, headed, page, kv_cache, out: Path):
-    rows = []
-    cuda = torch.cuda.is_available()
-    # native-cuda casts the model to bf16 in place after its fp32 run: everything that needs fp32 weights
-    # (native-cpu, the fallback reference) runs before it
-    for b in sorted(backends, key=lambda b: b == "native-cuda"):
-        report.write_partial(rows, out)  # what ran so far survives an interrupted run
-        if b == "native-cpu":
-            rows += _native_rows(model, inp, w, "cpu")
-        elif b == "native-cuda":
-            rows += _native_rows(model, inp, w, "cuda") if cuda else [
-                {"name": b, "dtype": "bf16", "skipped": "no CUDA device (torch.cuda.is_available() is False)"}]
-        elif b in ("ort-cpu", "ort-cuda"):
-            provider = "CPUExecutionProvider" if b == "ort-cpu" else "CUDAExecutionProvider"
-            if provider not in ort.get_available_providers():
-                rows.append({"name": b, "dtype": "fp32", "skipped": f"onnxruntime {ort.__version__} has no {provider}"})
-                continue
-            for dtype in dtypes:
-                with step(f"{b} {dtype}"):
-                    rows.append({"name": b, "dtype": dtype, **_ort_row(bundle, inp, w, dtype, provider, b[4:])})
-        elif b in tjs.BACKENDS:
-            rows += tjs.rows(bundle, b, dtypes, inp, w, executable=browser, headed=headed, page=page)
-        else:
-            from janusweb.bench import browser as browser_mod
-            rows += browser_mod.rows(bundle, b, dtypes, inp, w, executable=browser, headed=headed, page=page,
-                                     kv_cache=kv_cache)
-    reference = _reference(rows, model, inp, w)
-    for row in rows:
-        if "result" in row and "tokens" in row["result"].get("understanding", {}):
-            row["parity"] = parity(row["result"], reference["result"])
-            fp32 = next((r for r in rows if r["name"] == row["name"] and r["dtype"] == "fp32" and "result" in r), None)
-            if row["dtype"] not in ("fp32", "bf16") and fp32:
-                row["parity_vs_fp32_same_backend"] = parity(row["result"], fp32["result"])
-    return rows, reference
-
-
-def _reference(rows, model, inp, w) -> dict:
-    """Native fp32 (CUDA if it ran, else CPU); computed on the CPU when no native backend was asked for."""
-    for name in ("native-cuda", "native-cpu"):
-        for r in rows:
-            if r["name"] == name and r["dtype"] == "fp32" and r.get("label", {}).get("runner") == "reference loop":
-                return {"name": f"{name} fp32 (reference loop on transformers)", "result": r["result"]}
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    with step(f"reference: native-{device} fp32"):
-        one = Workload(**{**w.__dict__, "repeats": 1})
-        result = native.reference_loop(model, inp, one, device, torch.float32)
-        model.to("cpu")
-        return {"name": f"native-{device} fp32 (reference loop on transformers)", "result": result}

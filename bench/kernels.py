@@ -21,7 +21,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from janusweb.atomic import atomic_dir
-from janusweb.bench.browser import served_browser, software_adapter
+from janusweb.bench.browser import software_adapter
+from janusweb.bench.pagerun import page_runner
 from janusweb.bench.timing import stats
 from janusweb.env import chromium_path, versions
 from janusweb.log import step
@@ -85,9 +86,9 @@ def ort_cpu(paths: dict, m: int, k: int, warmup: int, repeats: int) -> dict:
 
 
 def browser(paths: dict, backend: str, m: int, k: int, warmup: int, repeats: int, executable: str | None,
-            reference: dict, page: Path | None = None) -> dict:
+            reference: dict, page: Path | None = None, driver: str = "auto") -> dict:
     """Times per variant, and the max abs diff of its output against onnxruntime's CPU EP on the same file.
-    page: an already built page (web/build.mjs output), for hosts without node."""
+    page: an already built page (web/build.mjs --bench output), for hosts without node."""
     with tempfile.TemporaryDirectory(prefix="janusweb-kernels-") as tmp:
         site = Path(tmp) / "site"
         if page:
@@ -97,14 +98,11 @@ def browser(paths: dict, backend: str, m: int, k: int, warmup: int, repeats: int
         (site / "kernels").mkdir()
         for path in paths.values():
             shutil.copyfile(path, site / "kernels" / path.name)
-        with served_browser(site, backend, executable) as (chromium, url):
-            tab = chromium.new_page()
-            tab.goto(url + "kernels.html")
-            tab.wait_for_function("typeof window.runKernels === 'function'")
-            raw = tab.evaluate("c => runKernels(c)", {
+        with page_runner(site, backend, executable, driver=driver) as runner:
+            raw = runner.call("kernels.html", "runKernels", {
                 "models": [{"name": name, "url": f"kernels/{path.name}"} for name, path in paths.items()],
                 "ep": backend, "m": m, "k": k, "warmup": warmup, "repeats": repeats})
-            version = chromium.version
+            version = runner.version
     results = {}
     for name, r in raw["results"].items():
         if "error" in r:
@@ -135,7 +133,8 @@ def report_md(rep: dict) -> str:
 
 
 def run_kernels(out: Path, backends: list, m: int = 2, k: int = 2048, n: int = 5632, warmup: int = 3,
-                repeats: int = 20, executable: str | None = None, page: Path | None = None) -> dict:
+                repeats: int = 20, executable: str | None = None, page: Path | None = None,
+                driver: str = "auto") -> dict:
     executable = executable or chromium_path()
     rep = {"date": time.strftime("%Y-%m-%d"), "shape": {"m": m, "k": k, "n": n}, "block_size": BLOCK_SIZE,
            "cpu": platform.processor() or platform.machine(), "versions": versions(), "backends": {}}
@@ -151,7 +150,7 @@ def run_kernels(out: Path, backends: list, m: int = 2, k: int = 2048, n: int = 5
                     rep["backends"][backend] = {"label": backend, "results": {
                         v: {"error": "no Chromium found (--browser PATH)"} for v in VARIANTS}}
                 else:
-                    r = browser(paths, backend, m, k, warmup, repeats, executable, reference, page)
+                    r = browser(paths, backend, m, k, warmup, repeats, executable, reference, page, driver)
                     adapter = r["adapter"] or "no adapter"
                     software = software_adapter(adapter)
                     where = (f"WASM, {r['threads']} threads" if backend == "wasm" else

@@ -6,21 +6,15 @@ Image generation uses transformers.js's own sampler and unconditional prompt (pa
 no token parity. Per-step times come from a streamer that sees every new token.
 """
 
-import json
-from pathlib import Path
 
 import numpy as np
 
-from janusweb.bench.browser import site_browser, software_adapter, unavailable, understanding_speed
+from janusweb.bench.browser import understanding_speed
 from janusweb.bench.timing import median, stats
 from janusweb.bench.workload import Inputs, Workload
-from janusweb.env import chromium_path
-from janusweb.log import step
-
-BACKENDS = {"tjs-webgpu": "webgpu", "tjs-wasm": "wasm"}
 
 
-def _config(inp: Inputs, w: Workload) -> dict:
+def config(inp: Inputs, w: Workload) -> dict:
     u = inp.understanding
     return {"understanding": {
         "input_ids": u["input_ids"].tolist(), "images_seq_mask": u["images_seq_mask"].tolist(),
@@ -30,7 +24,7 @@ def _config(inp: Inputs, w: Workload) -> dict:
         "counts": list(w.image_counts), "repeats": w.repeats}
 
 
-def _aggregate(raw: dict) -> dict:
+def aggregate(raw: dict) -> dict:
     out = {"understanding": understanding_speed(raw["understanding"]), "generation": {}}
     for n, runs in raw["generation"].items():
         best = sorted(runs, key=lambda r: r["total_ms"])[len(runs) // 2]
@@ -41,38 +35,4 @@ def _aggregate(raw: dict) -> dict:
             "vq_decode_ms": best["total_ms"] - float(times[-1]) if times.size else None,
             "s_per_image": median([r["total_ms"] for r in runs]) / 1000 / int(n),
             "note": "transformers.js's own sampler and unconditional prompt: no token parity"}
-    return out
-
-
-def rows(bundle: Path, name: str, dtypes: list, inp: Inputs, w: Workload, executable: str | None = None,
-         headed: bool = False, page: Path | None = None) -> list:
-    executable = executable or chromium_path()
-    why = unavailable(executable)
-    if why:
-        return [{"name": name, "dtype": d, "skipped": why} for d in dtypes]
-    backend = BACKENDS[name]
-    out = []
-    with site_browser(bundle, backend, executable, headed, page) as (browser, url):
-        for dtype in dtypes:
-            with step(f"{name} {dtype} in {browser.version}"):
-                tab = browser.new_page()
-                try:
-                    tab.goto(url + "tjs-bench.html")
-                    tab.wait_for_function("typeof window.runTransformersJs === 'function'")
-                    raw = tab.evaluate("c => runTransformersJs(c)", {**_config(inp, w), "backend": backend,
-                                                                      "dtype": dtype})
-                except Exception as e:  # a backend that cannot run here is reported, not fatal
-                    out.append({"name": name, "dtype": dtype,
-                                "skipped": f"{type(e).__name__}: {str(e).splitlines()[0]}"})
-                    continue
-                finally:
-                    tab.close()
-                adapter = raw["adapter"] or ""
-                device = ("software WebGPU (SwiftShader)" if software_adapter(adapter) else "GPU") \
-                    if backend == "webgpu" else "cpu"
-                label = {"device": device, "adapter": adapter,
-                         "runner": f"transformers.js {raw['transformers']}", "onnxruntime_web": raw["ort"],
-                         "browser": browser.version, "user_agent": raw["userAgent"]}
-                out.append({"name": name, "dtype": dtype, "label": label, "load_s": raw["load_ms"] / 1000,
-                            "result": _aggregate(raw)})
     return out

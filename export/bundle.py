@@ -1,12 +1,10 @@
-"""The bundle's JSON files (config, generation, processor, manifest) and its atomic writing.
+"""The bundle's JSON files (config, generation, processor; the manifest is janusweb.manifest's) and the output
+folder check.
 
 config.json keeps DeepSeek's `multi_modality` shape (what transformers.js reads) plus a `janusweb` block with
 every number the page and the Python runtime need; nothing else is needed to run the graphs.
 """
 
-import base64
-import hashlib
-import json
 from pathlib import Path
 
 from transformers import JanusConfig
@@ -86,25 +84,6 @@ def processor_config_json(num_image_tokens: int) -> dict:
             "image_start_tag": "<begin_of_image>", "image_end_tag": "<end_of_image>", "pad_tag": "<｜▁pad▁｜>",
             "num_image_tokens": num_image_tokens, "add_special_token": False, "sft_format": "deepseek",
             "mask_prompt": True, "ignore_id": -100}
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-
-def file_digest(path: Path) -> dict:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return {"bytes": path.stat().st_size, "sha256": h.hexdigest(),
-            "sri": "sha256-" + base64.b64encode(h.digest()).decode()}
-
-
-def file_table(root: Path) -> dict:
-    """sha256, SRI and size of every file of the bundle but the manifest itself."""
-    return {p.relative_to(root).as_posix(): file_digest(p)
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
 
 
 def check_output_dir(final: Path) -> None:

@@ -4,6 +4,7 @@ pipeline end to end, and write the bundle atomically."""
 import shutil
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +17,19 @@ from tokenizers import Tokenizer
 
 import janusweb
 from janusweb.atomic import atomic_dir
-from janusweb.export.bundle import (TOKENIZER_FILES, check_output_dir, config_json, file_table,
-                                    generation_config_json, preprocessor_config_json, processor_config_json,
-                                    write_json)
+from janusweb.export.bundle import (TOKENIZER_FILES, check_output_dir, config_json, generation_config_json,
+                                    preprocessor_config_json, processor_config_json, runtime_config)
 from janusweb.export.checkpoint import load_source
-from janusweb.export.fused import export_fused_language_model
 from janusweb.export.onnx_export import OPSET, export_graph
-from janusweb.export.specs import graph_specs
-from janusweb.export.validate import (Check, EndToEnd, Report, check_graph, first_divergence,
-                                      transformers_greedy)
-from janusweb.fused import STEM as FUSED
+from janusweb.export.specs import BuiltSpec, GraphSpec, built_specs, graph_specs
+from janusweb.export.validate import Check, EndToEnd, Report, check_graph, transformers_greedy
 from janusweb.generate import ModelDims, generate_images, generate_text
 from janusweb.graphs import OrtGraphs, TorchGraphs
+from janusweb import manifest as manifests
 from janusweb.log import log, step
+from janusweb.manifest import file_table
+from janusweb.metrics import first_divergence
+from janusweb.manifest import write_json_atomic as write_json
 from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
 from janusweb.sampling import uniforms
 
@@ -72,80 +73,93 @@ def end_to_end(model, specs, bundle: Path, tok: Tokenizer, ids: SpecialIds, seed
 
 
 def export_bundle(source: str, out: Path, seed: int = 0, allow_mismatch: bool = False, text_steps: int = 32,
-                  image_steps: int | None = None, fused: bool = True) -> Path:
-    """fused: also write the WebGPU decoder language_model_gqa (GroupQueryAttention, KV cache bound in place)."""
+                  image_steps: int | None = None, fused: bool = True, validate: bool = True) -> Path:
+    """fused: also write the WebGPU decoder language_model_gqa (GroupQueryAttention, KV cache bound in place).
+    validate=False skips the per-graph checks against PyTorch and the end-to-end runs (for benchmark bundles of
+    random presets; the fused decoder's check against language_model.onnx still runs); the manifest says so."""
     out = Path(out)
     check_output_dir(out)
     t0 = time.perf_counter()
     src = load_source(source, seed)
     log.info("✓ loaded %s (%.1f s)", source, time.perf_counter() - t0)
     try:
-        return _export(src, Path(out), seed, allow_mismatch, text_steps, image_steps, fused)
+        return _export(src, Path(out), seed, allow_mismatch, text_steps, image_steps, fused, validate)
     finally:
         if src.description["kind"] == "preset":
             shutil.rmtree(src.tokenizer_dir, ignore_errors=True)
 
 
-def fused_graph(model, bundle: Path, tolerance: float, report: Report) -> dict:
-    """Write language_model_gqa into the bundle folder; its hidden states against language_model.onnx join the
-    report (limit relative to the reference's magnitude, as for the other graphs)."""
-    entry = export_fused_language_model(model, bundle)
-    for case, c in entry["check_vs_language_model"].items():
-        report.checks.append(Check(FUSED, "hidden_states", f"{case},prefill+4 steps", c["max_abs_diff"],
-                                   tolerance * max(1.0, c["reference_abs_max"])))
-    return entry
+def _export_traced(spec, model, tmp: Path, report: Report, label: str, validate: bool = True) -> dict:
+    """torch.onnx export of a GraphSpec, validated against its PyTorch wrapper unless validate=False; its
+    manifest entry (file digests are filled in from the bundle's file table)."""
+    module = spec.wrapper(model).eval()
+    with step(f"{label} export {spec.name}"):
+        written = export_graph(spec, module, tmp / "onnx")
+    if validate:
+        with step(f"{label} validate {spec.name} against PyTorch"):
+            check_graph(spec, module, written[0], report)
+    return {"graph": spec.name, "dtype": "fp32", "files": {p.relative_to(tmp).as_posix(): None for p in written},
+            "opset": OPSET, "inputs": _tensor_meta(spec.inputs), "outputs": _tensor_meta(spec.outputs),
+            "max_abs_diff_vs_pytorch": report.graph_max_diff(spec.name) if validate else None,
+            "tolerance": spec.tolerance}
 
 
-def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps, fused) -> Path:
+def _export_built(spec, model, tmp: Path, report: Report, label: str, tokenizer_dir: Path, config: dict) -> dict:
+    """A BuiltSpec's graph, validated against the ONNX graph it replaces (limit relative to the reference's
+    magnitude, as for the other graphs); its manifest entry."""
+    with step(f"{label} build {spec.name}"):
+        entry = spec.build(model, tmp / "onnx", tokenizer_dir)
+    with step(f"{label} validate {spec.name} against {spec.replaces}.onnx ({spec.tensor}, {spec.calls})"):
+        check = spec.compare(tmp / "onnx" / f"{spec.name}.onnx", tmp / "onnx" / f"{spec.replaces}.onnx", config)
+    for case, c in check.items():
+        report.checks.append(Check(spec.name, spec.tensor, f"{case},{spec.calls}", c["max_abs_diff"],
+                                   spec.tolerance * max(1.0, c["reference_abs_max"])))
+    return {**entry, "replaces": spec.replaces, f"check_vs_{spec.replaces}": check}
+
+
+def _with_digests(entry: dict, files: dict) -> dict:
+    digests = {rel: files[rel] for rel in entry["files"]}
+    return {**entry, "files": digests, "bytes": sum(f["bytes"] for f in digests.values())}
+
+
+def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps, fused, validate) -> Path:
     model = src.model
     tok = Tokenizer.from_file(str(src.tokenizer_dir / "tokenizer.json"))
     ids = SpecialIds.from_tokenizer(tok)
-    specs = graph_specs(model)
+    traced = graph_specs(model)
+    specs = traced + (built_specs(traced) if fused else [])
+    exporters = {GraphSpec: partial(_export_traced, validate=validate),
+                 BuiltSpec: partial(_export_built, tokenizer_dir=src.tokenizer_dir,
+                                    config=runtime_config(model.config, ids))}
     report = Report()
     with atomic_dir(out) as tmp:
         (tmp / "onnx").mkdir()
-        written = {}
+        graphs = {}
         for k, spec in enumerate(specs, 1):
-            module = spec.wrapper(model).eval()
-            with step(f"[{k}/{len(specs)}] export {spec.name}"):
-                written[spec.name] = export_graph(spec, module, tmp / "onnx")
-            with step(f"[{k}/{len(specs)}] validate {spec.name} against PyTorch"):
-                check_graph(spec, module, written[spec.name][0], report)
+            graphs[spec.name] = exporters[type(spec)](spec, model, tmp, report, f"[{k}/{len(specs)}]")
             if not report.ok and not allow_mismatch:
                 sys.stdout.write(report.table() + "\n")
-                raise MismatchError(f"{spec.name} differs from PyTorch beyond tolerance (see the table); nothing "
-                                    "was written (--allow-mismatch keeps the bundle anyway)")
+                raise MismatchError(f"{spec.name} differs from its reference beyond tolerance (see the table); "
+                                    "nothing was written (--allow-mismatch keeps the bundle anyway)")
         for name in TOKENIZER_FILES:
             if (src.tokenizer_dir / name).exists():
                 shutil.copyfile(src.tokenizer_dir / name, tmp / name)
-        external = {s.name: len(written[s.name]) > 1 for s in specs}
+        external = {s.name: len(graphs[s.name]["files"]) > 1 for s in traced}
         write_json(tmp / "config.json", config_json(model.config, ids, external))
         tokens = model.config.vision_config.num_image_tokens
         write_json(tmp / "generation_config.json", generation_config_json(ids, tokens))
         write_json(tmp / "preprocessor_config.json", preprocessor_config_json(model.config.vision_config.image_size))
         write_json(tmp / "processor_config.json", processor_config_json(tokens))
-        lm_tolerance = next(spec.tolerance for spec in specs if spec.name == "language_model")
-        extra = {FUSED: fused_graph(model, tmp, lm_tolerance, report)} if fused else {}
-        e2e = end_to_end(model, specs, tmp, tok, ids, seed, text_steps, image_steps)
-        sys.stdout.write(report.table() + "\n" + e2e.summary() + "\n")
-        if not (report.ok and e2e.ok) and not allow_mismatch:
+        e2e = end_to_end(model, traced, tmp, tok, ids, seed, text_steps, image_steps) if validate else None
+        sys.stdout.write(report.table() + "\n" + (e2e.summary() if e2e else "end to end: not run (--no-validate)")
+                         + "\n")
+        if not (report.ok and (e2e is None or e2e.ok)) and not allow_mismatch:
             raise MismatchError("the exported graphs differ from PyTorch beyond tolerance (see the table); "
                                 "nothing was written (--allow-mismatch keeps the bundle anyway)")
-        files = file_table(tmp)
-        graphs = {}
-        for spec in specs:
-            paths = [p.relative_to(tmp).as_posix() for p in written[spec.name]]
-            graphs[spec.name] = {
-                "graph": spec.name, "dtype": "fp32", "files": {p: files[p] for p in paths},
-                "bytes": sum(files[p]["bytes"] for p in paths), "opset": OPSET,
-                "inputs": _tensor_meta(spec.inputs), "outputs": _tensor_meta(spec.outputs),
-                "max_abs_diff_vs_pytorch": report.graph_max_diff(spec.name), "tolerance": spec.tolerance,
-            }
-        graphs.update(extra)
-        write_json(tmp / "manifest.json", {
-            "format": "janusweb-bundle/1", "source": src.description, "tools": tool_versions(),
-            "graphs": graphs, "files": files,
-            "validation": {"graphs_ok": report.ok, "end_to_end": e2e.__dict__ | {"ok": e2e.ok}},
-        })
+        files = file_table(tmp, known={rel: d for g in graphs.values() for rel, d in g["files"].items() if d})
+        graphs = {name: _with_digests(entry, files) for name, entry in graphs.items()}
+        validation = ({"graphs_ok": report.ok, "end_to_end": e2e.__dict__ | {"ok": e2e.ok}} if e2e else
+                      {"skipped": "per-graph checks and end-to-end runs (--no-validate)", "built_checked": report.ok})
+        manifests.write(tmp, manifests.new(src.description, tool_versions(), graphs, files, validation))
     log.info("bundle written to %s", out)
     return out

@@ -8,7 +8,7 @@ embeddings and lm_head left out, so the graph maps inputs_embeds to the final-no
 `language_model.onnx`, but with other inputs (see `janusweb.fused`).
 
 Writes onnx/language_model_gqa.onnx + .onnx_data (fp32) into a bundle being exported and returns its manifest
-entry; `janusweb quantize` makes its int8/q4 variants with the same MatMulNBits quantizer as the other graphs.
+entry (its spec in export/specs.py: the export driver validates it against language_model.onnx); `janusweb quantize` makes its int8/q4 variants with the same MatMulNBits quantizer as the other graphs.
 """
 
 import contextlib
@@ -26,9 +26,10 @@ import torch
 from transformers import JanusForConditionalGeneration, LlamaConfig, LlamaForCausalLM
 
 from janusweb.errors import UserError
-from janusweb.export.bundle import TOKENIZER_FILES, file_digest
-from janusweb.fused import ATTENTION_MASK_KEY, STEM, hidden_state_diff
+from janusweb.export.bundle import TOKENIZER_FILES
+from janusweb.fused import ATTENTION_MASK_KEY, STEM
 from janusweb.log import log, step
+from janusweb.manifest import file_digest
 
 # The builder's quantization pass logs every node at INFO through its own handler.
 logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
@@ -127,22 +128,21 @@ def graph_summary(path: Path) -> dict:
             "ops": dict(sorted(ops.items())), "fused_ops": [op for op in FUSED_OPS if op in ops]}
 
 
-def export_fused_language_model(model: JanusForConditionalGeneration, bundle_dir: Path,
+def export_fused_language_model(model: JanusForConditionalGeneration, onnx_dir: Path, tokenizer_dir: Path,
                                 graph_capture: bool = True) -> dict:
-    """Write onnx/language_model_gqa.onnx (+ .onnx_data) into the bundle folder, check its hidden states against
-    the folder's language_model.onnx, and return its manifest entry.
+    """Write language_model_gqa.onnx (+ .onnx_data) into `onnx_dir` (a bundle's onnx/ folder, staged in the bundle
+    folder) and return its manifest entry.
 
     graph_capture: the attention-mask subgraph the builder emits for WebGPU graph capture (no Shape op: the total
     length is the largest row sum of the mask, so the mask may span the whole KV capacity).
     """
-    bundle = Path(bundle_dir)
-    for needed in ("onnx/language_model.onnx", "tokenizer.json", "config.json"):
-        if not (bundle / needed).is_file():
-            raise UserError(f"{bundle} is not a janusweb bundle (no {needed})")
+    onnx_dir = Path(onnx_dir)
+    if not (Path(tokenizer_dir) / "tokenizer.json").is_file():
+        raise UserError(f"{tokenizer_dir} has no tokenizer.json (the builder reads it)")
     options = builder_options(graph_capture)
-    staging = Path(tempfile.mkdtemp(prefix=".fused-", dir=bundle))
+    staging = Path(tempfile.mkdtemp(prefix=".fused-", dir=onnx_dir.parent))
     try:
-        folder = write_llama_folder(model, bundle, staging / "llama")
+        folder = write_llama_folder(model, Path(tokenizer_dir), staging / "llama")
         with step(f"onnxruntime-genai builder: {STEM} (fp32, webgpu)"):
             run_builder(llama_view(model), folder, staging / "out", options)
         out = staging / "out"
@@ -150,22 +150,18 @@ def export_fused_language_model(model: JanusForConditionalGeneration, bundle_dir
         genai = json.loads((out / "genai_config.json").read_text())
         summary = graph_summary(out / f"{STEM}.onnx")
         for name in (f"{STEM}.onnx_data", f"{STEM}.onnx"):  # data first: the .onnx lands complete
-            os.replace(out / name, bundle / "onnx" / name)
+            os.replace(out / name, onnx_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    config = json.loads((bundle / "config.json").read_text())["janusweb"]
-    with step(f"check {STEM} against language_model.onnx (prefill + 4 steps, batch 1 and 2)"):
-        check = hidden_state_diff(bundle / "onnx" / f"{STEM}.onnx", bundle / "onnx" / "language_model.onnx", config)
-    files = {f"onnx/{name}": file_digest(bundle / "onnx" / name) for name in (f"{STEM}.onnx", f"{STEM}.onnx_data")}
+    files = {f"onnx/{name}": file_digest(onnx_dir / name) for name in (f"{STEM}.onnx", f"{STEM}.onnx_data")}
     decoder = genai["model"]["decoder"]
     return {
-        "graph": STEM, "dtype": "fp32", "replaces": "language_model", "files": files,
+        "graph": STEM, "dtype": "fp32", "files": files,
         "bytes": sum(f["bytes"] for f in files.values()), **summary,
         "attention_mask": ATTENTION_MASK_KEY[graph_capture],
         "kv_cache": "past_key_values.i.* and present.i.* are one buffer [batch, kv_heads, capacity, head_dim] "
                     "bound in place (GroupQueryAttention past_present_share_buffer)",
         "position_ids": "none: GroupQueryAttention rotates by position seqlens_k - sequence_length + 1 + s",
-        "check_vs_language_model": check,
         "provider_options": decoder["session_options"]["provider_options"],
         "builder": {"package": "onnxruntime-genai", "version": onnxruntime_genai.__version__,
                     "execution_provider": "webgpu", "precision": "fp32", "extra_options": options},

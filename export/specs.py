@@ -1,8 +1,12 @@
-"""One declarative spec per exported graph: file name, wrapper module, named inputs/outputs with symbolic
-dims, dummy-input builder, tolerance, and the two sets of dims used to export and to validate.
+"""One declarative spec per exported graph.
 
-The export driver, the validator and the manifest writer iterate over `graph_specs(model)`; a new graph is a
-new entry here.
+GraphSpec (graph_specs: the seven graphs transformers.js and the page run): file name, wrapper module, named
+inputs/outputs with symbolic dims, dummy-input builder, tolerance, and the two sets of dims used to export and
+to validate. BuiltSpec (built_specs: the fused WebGPU decoder): a graph another tool builds from the model's
+weights, standing in for the graph it `replaces`, validated against that graph's ONNX file.
+
+The export driver, the validator and the manifest writer iterate over graph_specs + built_specs; quantize iterates
+over the manifest's graphs the specs wrote; a new graph is a new entry here.
 """
 
 from dataclasses import dataclass, field
@@ -12,6 +16,8 @@ import torch
 from transformers import JanusForConditionalGeneration
 
 from janusweb.export import wrappers
+from janusweb.export.fused import export_fused_language_model
+from janusweb.fused import REPLACEMENTS, STEM
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,18 @@ class GraphSpec:
     export_dims: dict  # dynamic dims while tracing (>= 2: size 0/1 would be specialised)
     check_dims: tuple = field(default_factory=tuple)  # other dims used to validate the exported graph
     tolerance: float = 1e-4  # max abs diff relative to max(1, max |reference|)
+
+
+@dataclass(frozen=True)
+class BuiltSpec:
+    name: str
+    replaces: str  # the GraphSpec whose role it takes (the manifest entry says so: `replaces`)
+    build: Callable  # (model, onnx_dir, tokenizer_dir) -> manifest entry; writes onnx_dir/<name>.onnx (+ data)
+    compare: Callable  # (path, replaced graph's path, config.json's janusweb block) -> {case: {max_abs_diff,
+    #                    reference_abs_max}}: export validates with it, quantize measures the variants with it
+    tolerance: float  # max abs diff relative to max(1, reference magnitude)
+    tensor: str  # the output compare compares, and the calls it runs (the validation table's tensor and case)
+    calls: str
 
 
 def _ints(gen, high, *shape):
@@ -157,3 +175,11 @@ def graph_specs(model: JanusForConditionalGeneration) -> list:
                         {"images": 2, "seq": 1, "temperature": 0.0}, {"images": 4, "seq": 2, "temperature": 0.5}),
         ),
     ]
+
+
+def built_specs(traced: list) -> list:
+    """The graphs built beside the traced ones; tolerances are those of the graphs they replace."""
+    tolerance = {s.name: s.tolerance for s in traced}
+    return [BuiltSpec(STEM, "language_model", export_fused_language_model, REPLACEMENTS[STEM],
+                      tolerance["language_model"], "hidden_states", "prefill+4 steps")]
+

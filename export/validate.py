@@ -114,10 +114,3 @@ class EndToEnd:
                 f"{'identical' if self.image_equal else 'DIFFER'}{div(self.first_image_divergence)}; "
                 f"decoded image max abs diff {self.image_max_abs_diff:.2e} (limit 1e-3) -> "
                 f"{'OK' if self.ok else 'NOT OK'}")
-
-
-def first_divergence(a: list, b: list) -> int | None:
-    for i, (x, y) in enumerate(zip(a, b)):
-        if x != y:
-            return i
-    return None if len(a) == len(b) else min(len(a), len(b))

@@ -12,7 +12,8 @@ def _export(args) -> int:
     from janusweb.export.driver import MismatchError, export_bundle
     try:
         export_bundle(args.source, Path(args.out), seed=args.seed, allow_mismatch=args.allow_mismatch,
-                      text_steps=args.text_steps, image_steps=args.image_steps, fused=not args.no_fused)
+                      text_steps=args.text_steps, image_steps=args.image_steps, fused=not args.no_fused,
+                      validate=not args.no_validate)
     except MismatchError as e:
         sys.stderr.write(f"janusweb: {e}\n")
         return 1
@@ -26,9 +27,9 @@ def _quantize(args) -> int:
     return 0
 
 
-def _wgsl_pack(args) -> int:
-    from janusweb.export.wgsl_pack import write_packs
-    write_packs(Path(args.bundle), args.dtype.split(","))
+def _pack(args) -> int:
+    from janusweb.pack.driver import write_packs
+    write_packs(Path(args.bundle), args.engine, args.dtype.split(","))
     return 0
 
 
@@ -39,7 +40,7 @@ def _bench(args) -> int:
                  image_counts=tuple(int(n) for n in args.images.split(",")))
     run_bench(Path(args.bundle), args.backends.split(","), Path(args.out), w, browser=args.browser,
               headed=args.headed, dtypes=args.dtypes.split(",") if args.dtypes else None,
-              page=Path(args.page) if args.page else None, kv_cache=args.kv_cache)
+              page=Path(args.page) if args.page else None, kv_cache=args.kv_cache, driver=args.driver)
     return 0
 
 
@@ -47,7 +48,7 @@ def _bench_kernels(args) -> int:
     from janusweb.bench.kernels import report_md, run_kernels
     m, k, n = (int(v) for v in args.shape.split("x"))
     rep = run_kernels(Path(args.out), args.backends.split(","), m, k, n, repeats=args.repeats,
-                      executable=args.browser, page=Path(args.page) if args.page else None)
+                      executable=args.browser, page=Path(args.page) if args.page else None, driver=args.driver)
     sys.stdout.write(report_md(rep))
     return 0
 
@@ -88,11 +89,14 @@ def parser() -> argparse.ArgumentParser:
                    help="skip the WebGPU decoder language_model_gqa (the page then runs language_model everywhere)")
     e.add_argument("--image-steps", type=int, default=None,
                    help="image tokens compared end to end (default: all of one image)")
+    e.add_argument("--no-validate", action="store_true",
+                   help="skip the per-graph checks against PyTorch and the end-to-end runs (benchmark bundles of "
+                        "random presets; the fused decoder is still checked against language_model)")
     e.set_defaults(run=_export)
 
-    q = sub.add_parser("quantize", help="write int8 / int4 / fp16 variants of a bundle's graphs, with a report")
+    q = sub.add_parser("quantize", help="write int8 / q4 / fp16 variants of a bundle's graphs, with a report")
     q.add_argument("bundle", help="a bundle folder written by `janusweb export`")
-    q.add_argument("--dtype", required=True, help="int8 (MatMulNBits bits=8), int4 (_q4) or fp16")
+    q.add_argument("--dtype", required=True, help="int8 (MatMulNBits bits=8), q4 (4 bits; alias int4) or fp16")
     q.add_argument("--block-size", type=int, default=None, help="weights per scale, a power of two >= 16 "
                                                                  "(default 32)")
     q.add_argument("--accuracy-level", type=int, default=None,
@@ -104,7 +108,14 @@ def parser() -> argparse.ArgumentParser:
     g = sub.add_parser("wgsl-pack", help="write the decoder's weights for the page's WGSL kernels (?engine=wgsl)")
     g.add_argument("bundle", help="a bundle folder with language_model_gqa (and its int8 variant for int8)")
     g.add_argument("--dtype", default="int8", help="comma-separated: fp32, int8 (default int8)")
-    g.set_defaults(run=_wgsl_pack)
+    g.set_defaults(run=_pack, engine="wgsl")
+
+    from janusweb.pack import PACKERS
+    pk = sub.add_parser("pack", help="write a bundle's weights for one of the page's own engines")
+    pk.add_argument("bundle", help="a bundle folder written by `janusweb export` (and `janusweb quantize`)")
+    pk.add_argument("--engine", required=True, choices=tuple(PACKERS), help="the packer")
+    pk.add_argument("--dtype", default="int8", help="comma-separated dtypes (default int8)")
+    pk.set_defaults(run=_pack)
 
     b = sub.add_parser("bench", help="run one workload on several backends; write report.json/.md and plots")
     b.add_argument("bundle", help="a bundle folder written by `janusweb export`")
@@ -121,10 +132,14 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--dtypes", default=None, help="bundle variants to run, e.g. int8 (default: all it has)")
     b.add_argument("--page", default=None, help="an already built page (web/build.mjs --bench --outdir DIR), for hosts "
                                                 "without node")
-    b.add_argument("--kv-cache", choices=("auto", "grow", "wgsl"), default="auto",
-                   help="WebGPU: auto runs the fused language_model_gqa (KV cache bound in place) when the bundle "
-                        "has it; grow runs language_model (for before/after comparisons); wgsl runs the decoder on "
-                        "the page's own WGSL kernels (needs `janusweb wgsl-pack`)")
+    b.add_argument("--kv-cache", default="auto",
+                   help="WebGPU: the page's decoder engine(s), comma-separated to compare several in one run: auto "
+                        "(the page's choice), ort-gqa (the fused language_model_gqa, KV cache bound in place), "
+                        "ort-grow or grow (language_model, cache grown per step: the before of before/after), wgsl "
+                        "(the page's own WGSL kernels; needs `janusweb wgsl-pack`)")
+    b.add_argument("--driver", choices=("auto", "playwright", "http"), default="auto",
+                   help="how Chromium is driven: playwright, or http (Chromium on the page's URL, results POSTed "
+                        "to a local server; for hosts without Playwright); auto: playwright where installed")
     b.set_defaults(run=_bench)
 
     k = sub.add_parser("bench-kernels", help="time one 1B-sized MatMul in every weight format, per backend")
@@ -135,6 +150,8 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--browser", default=None, help="Chromium/Chrome executable (default: Debian's chromium)")
     k.add_argument("--page", default=None, help="an already built page (web/build.mjs --bench --outdir DIR), for hosts "
                                                 "without node")
+    k.add_argument("--driver", choices=("auto", "playwright", "http"), default="auto",
+                   help="how Chromium is driven (as for bench)")
     k.set_defaults(run=_bench_kernels)
 
     w = sub.add_parser("build-web", help="write a static site: the page, the bundle under model/, _headers")

@@ -24,16 +24,12 @@ import onnx
 import onnxruntime as ort
 
 from janusweb.generate import ModelDims
-from janusweb.graphs import DTYPE_SUFFIX, GRAPH_NAMES, OrtGraphs
+from janusweb.dtypes import graph_file
+from janusweb.graphs import GRAPH_NAMES, OrtGraphs
 
 STEM = "language_model_gqa"  # also its name among the manifest's graphs
 ATTENTION_MASK_KEY = {True: "capacity", False: "total"}  # graph_capture -> how attention_mask is sized
 DEFAULT_CAPACITY = 2048
-
-
-def fused_file(dtype: str) -> str:
-    """Bundle-relative path of the fused graph of a dtype (fp32, int8, int4 or q4)."""
-    return f"onnx/{STEM}{DTYPE_SUFFIX['q4' if dtype == 'int4' else dtype]}.onnx"
 
 
 def _session(path: Path, providers) -> ort.InferenceSession:
@@ -122,9 +118,9 @@ class FusedGraphs(OrtGraphs):
         self.bundle = Path(bundle)
         self.config = json.loads((self.bundle / "config.json").read_text())["janusweb"]
         self.dtypes = {name: (dtypes or {}).get(name, "fp32") for name in GRAPH_NAMES if name != "language_model"}
-        self.sessions = {name: _session(self.bundle / "onnx" / f"{name}{DTYPE_SUFFIX[d]}.onnx", providers)
+        self.sessions = {name: _session(self.bundle / graph_file(name, d), providers)
                          for name, d in self.dtypes.items()}
-        path = self.bundle / fused_file(lm_dtype)
+        path = self.bundle / graph_file(STEM, lm_dtype)
         if not path.is_file():
             raise FileNotFoundError(f"{path} (`janusweb export` writes it; `janusweb quantize` its variants)")
         self.dtypes["language_model"] = f"gqa-{lm_dtype}"
@@ -166,3 +162,8 @@ def hidden_state_diff(fused: Path, reference: Path, config: dict, batches=(1, 2)
             ref_cache, ours_cache, past = ref[1:], ours[1:], past + seq
         result[f"batch={batch}"] = {"max_abs_diff": worst, "reference_abs_max": scale}
     return result
+
+
+# Graphs that stand in for another (other inputs, same role): name -> how their outputs are compared with the
+# replaced graph's ONNX file (export validates the fp32 graph with it, quantize measures each variant)
+REPLACEMENTS = {STEM: hidden_state_diff}

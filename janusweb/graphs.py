@@ -8,9 +8,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from janusweb.dtypes import graph_file
+
 GRAPH_NAMES = ("prepare_inputs_embeds", "language_model", "lm_head", "gen_head", "gen_img_embeds", "image_decode",
                "gen_step")
-DTYPE_SUFFIX = {"fp32": "", "int8": "_int8", "q4": "_q4", "fp16": "_fp16"}
 
 
 class OrtGraphs:
@@ -23,7 +24,7 @@ class OrtGraphs:
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         self.sessions = {
-            name: ort.InferenceSession(str(self.bundle / "onnx" / f"{name}{DTYPE_SUFFIX[d]}.onnx"), opts,
+            name: ort.InferenceSession(str(self.bundle / graph_file(name, d)), opts,
                                        providers=list(providers))
             for name, d in self.dtypes.items()
         }

@@ -1,4 +1,4 @@
-"""`janusweb quantize BUNDLE --dtype {int8,int4,fp16}`: write `<graph><suffix>.onnx` beside every fp32 graph,
+"""`janusweb quantize BUNDLE --dtype {int8,q4,fp16}` (int4: an alias of q4): write `<graph><suffix>.onnx` beside every fp32 graph,
 measure it against fp32, and record it in manifest.json and config.json.
 
 Everything is checked before anything is written. The graphs are quantized one at a time (one graph's weights
@@ -17,18 +17,18 @@ from pathlib import Path
 
 import onnxruntime
 
+from janusweb import manifest as manifests
 from janusweb.errors import UserError
-from janusweb.fused import STEM as FUSED
-from janusweb.fused import hidden_state_diff
+from janusweb.fused import REPLACEMENTS
 from janusweb.graphs import GRAPH_NAMES
 from janusweb.log import log, step
 from janusweb.quantize import graph_io
-from janusweb.quantize.embedding import quantize_gathers
-from janusweb.quantize.fp16 import to_fp16
-from janusweb.quantize.matmul import quantize_matmuls
-from janusweb.quantize.records import add_files, add_variants, update_config, write_json_atomic
-from janusweb.quantize.report import RANDOM_WEIGHTS_NOTE, Settings, measure, table
-from janusweb.quantize.targets import Target, check_options, target
+from janusweb.dtypes import DType
+from janusweb.manifest import add_files, add_variants, read_json, write_json_atomic
+from janusweb.quantize.records import update_config
+from janusweb.quantize.report import RANDOM_WEIGHTS_NOTE, Settings, measure
+from janusweb.quantize.table import table
+from janusweb.quantize.targets import quantizer, target
 
 REPORT = "quantize_report.json"
 # report field of a graph -> its name in the manifest's variant entry
@@ -38,22 +38,16 @@ MANIFEST_FIELDS = {"max_abs_diff": "max_abs_diff_vs_fp32", "cosine": "cosine_vs_
 TEMP_PREFIX = ".quantize-"
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: cannot read {what} ({e.__class__.__name__})") from e
-
-
 def _check_bundle(bundle: Path) -> tuple:
-    """(manifest, config, {graph: fp32 .onnx path}) of a valid fp32 bundle, else UserError. The graphs are
-    GRAPH_NAMES plus the fused WebGPU decoder when the bundle has it."""
+    """(manifest, config, {graph: fp32 .onnx path}) of a valid fp32 bundle, else UserError. The graphs are the
+    manifest's: GRAPH_NAMES plus those that replace one of them (the fused WebGPU decoder) when the bundle has
+    them."""
     if not bundle.is_dir():
         raise UserError(f"{bundle} is not a folder")
     if not (bundle / "manifest.json").is_file():
         raise UserError(f"{bundle} has no manifest.json: not a janusweb bundle (write one with `janusweb export`)")
-    manifest = _read_json(bundle / "manifest.json", "the manifest")
-    config = _read_json(bundle / "config.json", "config.json")
+    manifest = read_json(bundle / "manifest.json", "the manifest")
+    config = read_json(bundle / "config.json", "config.json")
     if "janusweb" not in config or "graphs" not in manifest:
         raise UserError(f"{bundle}: config.json or manifest.json is not a janusweb bundle's")
     missing = [name for name in GRAPH_NAMES if name not in manifest["graphs"]]
@@ -63,8 +57,7 @@ def _check_bundle(bundle: Path) -> tuple:
     if not (bundle / "tokenizer.json").is_file():
         raise UserError(f"{bundle} has no tokenizer.json (the accuracy report needs it)")
     sources = {}
-    for name in GRAPH_NAMES + ((FUSED,) if FUSED in manifest["graphs"] else ()):
-        entry = manifest["graphs"][name]
+    for name, entry in manifest["graphs"].items():
         path = bundle / "onnx" / f"{name}.onnx"
         files = entry.get("files", {})
         absent = [rel for rel in files if not (bundle / rel).is_file()]
@@ -86,24 +79,11 @@ def _remove_stale_temps(bundle: Path) -> None:
         shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
-def _summary(ops: dict, t: Target) -> str:
-    if t.bits is None:
-        return "fp16 weights and compute, float32 inputs and outputs"
-    quantized = {k: v for k, v in ops.items() if k in ("MatMulNBits", "GatherBlockQuantized")}
-    return ", ".join(f"{v} {k}" for k, v in quantized.items()) or "nothing to quantize (the fp32 graph)"
-
-
-def quantize_graph(src: Path, out_dir: Path, stem: str, t: Target, block_size: int | None,
-                   accuracy_level: int | None) -> dict:
-    """One graph: load (weights included), convert, save. Returns its manifest entry (files relative to the
-    staging root)."""
-    model = graph_io.load(src)
-    if t.bits is None:
-        model, info = to_fp16(model)
-    else:
-        model, mm = quantize_matmuls(model, t.bits, block_size, accuracy_level)
-        info = {"bits": t.bits, "block_size": block_size, "symmetric": True, "accuracy_level": accuracy_level or 0,
-                "matmul": mm.as_dict(), "gather": quantize_gathers(model, t.bits, block_size).as_dict()}
+def quantize_graph(src: Path, out_dir: Path, stem: str, t: DType, opts: dict) -> dict:
+    """One graph: load (weights included), convert with the dtype's quantizer, save. Returns its manifest entry
+    (files relative to the staging root)."""
+    q = quantizer(t)
+    model, info = q.convert(graph_io.load(src), t, opts)
     ops = graph_io.op_counts(model)
     forbidden = sorted(set(ops) & graph_io.WEBGPU_FORBIDDEN_OPS)
     if forbidden:
@@ -112,57 +92,56 @@ def quantize_graph(src: Path, out_dir: Path, stem: str, t: Target, block_size: i
     del model
     gc.collect()
     return {"files": [f"onnx/{p.name}" for p in files], "quantization": info, "ops": ops,
-            "quantized": _summary(ops, t), "external_data": len(files) > 1}
+            "quantized": q.summary(ops, t), "external_data": len(files) > 1}
 
 
 def quantize_bundle(bundle: Path, dtype: str, block_size: int | None = None, accuracy_level: int | None = None,
                     settings: Settings | None = None, report: bool = True) -> dict:
     """Quantize every graph of `bundle` to `dtype`; returns the report (also in quantize_report.json)."""
     t = target(dtype)
-    block_size = check_options(t, block_size, accuracy_level)
+    opts = quantizer(t).options(t, block_size, accuracy_level)
     bundle = Path(bundle).resolve()
     manifest, config, sources = _check_bundle(bundle)
     _remove_stale_temps(bundle)
-    staged = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{t.dtype}.tmp-", dir=bundle))
+    staged = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{t.name}.tmp-", dir=bundle))
     try:
-        result = _stage(bundle, staged, manifest, config, sources, t, block_size, accuracy_level, settings, report)
+        result = _stage(bundle, staged, manifest, config, sources, t, dtype, opts, settings, report)
         _commit(bundle, staged, manifest, t)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     return result
 
 
-def _stage(bundle, staged, manifest, config, sources, t, block_size, accuracy_level, settings, report) -> dict:
+def _stage(bundle, staged, manifest, config, sources, t, spelling, opts, settings, report) -> dict:
     (staged / "onnx").mkdir()
     variants = {}
     for k, name in enumerate(sources, 1):
-        with step(f"[{k}/{len(sources)}] {t.cli} {name}"):
-            variants[name] = quantize_graph(sources[name], staged / "onnx", f"{name}{t.suffix}", t, block_size,
-                                            accuracy_level)
+        with step(f"[{k}/{len(sources)}] {spelling} {name}"):
+            variants[name] = quantize_graph(sources[name], staged / "onnx", f"{name}{t.suffix}", t, opts)
     shutil.copyfile(bundle / "config.json", staged / "config.json")  # the report's OrtGraphs reads it
-    rep = _report(bundle, staged, manifest, variants, t, block_size, accuracy_level, settings, report)
+    rep = _report(bundle, staged, manifest, variants, t, opts, settings, report)
     for name, v in variants.items():
         v.update({field: rep["graphs"][name][k] for k, field in MANIFEST_FIELDS.items() if k in rep["graphs"][name]})
-    run = {"dtype": t.dtype, "cli": t.cli, "block_size": block_size, "accuracy_level": accuracy_level or 0,
+    run = {"dtype": t.name, "cli": spelling, **opts,
            "onnxruntime": onnxruntime.__version__, "report": REPORT if report else None}
-    add_variants(manifest, staged, t.dtype, variants, run)
+    add_variants(manifest, staged, t.name, variants, run)
     write_json_atomic(staged / "config.json", update_config(
         config, manifest, t.suffix, {name: variants[name]["external_data"] for name in GRAPH_NAMES}))
-    reports = _read_json(bundle / REPORT, "the report") if (bundle / REPORT).is_file() else {}
-    reports[t.dtype] = rep
+    reports = read_json(bundle / REPORT, "the report") if (bundle / REPORT).is_file() else {}
+    reports[t.name] = rep
     write_json_atomic(staged / REPORT, reports)
     add_files(manifest, staged, ["config.json", REPORT])
-    write_json_atomic(staged / "manifest.json", manifest)
+    manifests.write(staged, manifest)
     sys.stdout.write(table(rep) + "\n")
     return rep
 
 
-def _report(bundle, staged, manifest, variants, t, block_size, accuracy_level, settings, run_it) -> dict:
-    """Sizes (the total over GRAPH_NAMES: the fused decoder is an alternative to language_model, not an
-    addition) and, when `run_it`, the measured accuracy."""
+def _report(bundle, staged, manifest, variants, t, opts, settings, run_it) -> dict:
+    """Sizes (the total over GRAPH_NAMES: a graph that replaces another is an alternative, not an addition) and,
+    when `run_it`, the measured accuracy (a replacing graph's against the fp32 graph it replaces)."""
     fp32_bytes = {name: sum(f["bytes"] for f in manifest["graphs"][name]["files"].values()) for name in variants}
     sizes = {name: sum((staged / rel).stat().st_size for rel in v["files"]) for name, v in variants.items()}
-    rep = {"dtype": t.dtype, "block_size": block_size, "accuracy_level": accuracy_level or 0,
+    rep = {"dtype": t.name, **opts,
            "source": manifest.get("source", {}),
            "weights_note": (RANDOM_WEIGHTS_NOTE if manifest.get("source", {}).get("kind") == "preset"
                             else "real checkpoint weights"),
@@ -171,44 +150,46 @@ def _report(bundle, staged, manifest, variants, t, block_size, accuracy_level, s
            "graphs": {name: {"bytes": sizes[name], "fp32_bytes": fp32_bytes[name],
                              "quantized": variants[name]["quantized"]} for name in variants}}
     if run_it:
-        with step(f"accuracy report: {t.dtype} vs fp32"):
-            measured = measure(bundle, staged, t.dtype, settings)
+        with step(f"accuracy report: {t.name} vs fp32"):
+            measured = measure(bundle, staged, t.name, settings)
         for name in GRAPH_NAMES:
             rep["graphs"][name].update(measured["graphs"][name])
-        if FUSED in variants:
-            rep["graphs"][FUSED].update(_fused_accuracy(bundle, staged, variants[FUSED]))
+        for name in variants:
+            replaces = manifest["graphs"][name].get("replaces")
+            if replaces:
+                rep["graphs"][name].update(_replacement_accuracy(bundle, staged, name, replaces, variants[name]))
         rep["end_to_end"] = measured["end_to_end"]
         rep["settings"] = measured["settings"]
     return rep
 
 
-def _fused_accuracy(bundle: Path, staged: Path, variant: dict) -> dict:
-    """The quantized fused decoder's hidden states against the fp32 language_model.onnx (random embeddings,
-    prefill + 4 steps, batch 1 and 2)."""
+def _replacement_accuracy(bundle: Path, staged: Path, name: str, replaces: str, variant: dict) -> dict:
+    """A quantized replacing graph against the fp32 graph it replaces, with its comparison (janusweb.fused's
+    REPLACEMENTS; the fused decoder: hidden states on random embeddings, prefill + 4 steps, batch 1 and 2)."""
     config = json.loads((bundle / "config.json").read_text())["janusweb"]
     main = next(rel for rel in variant["files"] if rel.endswith(".onnx"))
-    with step(f"{FUSED}: hidden states against the fp32 language_model"):
-        check = hidden_state_diff(staged / main, bundle / "onnx" / "language_model.onnx", config)
+    with step(f"{name}: against the fp32 {replaces}"):
+        check = REPLACEMENTS[name](staged / main, bundle / "onnx" / f"{replaces}.onnx", config)
     return {"max_abs_diff": max(c["max_abs_diff"] for c in check.values()),
-            "hidden_states_vs_fp32_language_model": check}
+            f"hidden_states_vs_fp32_{replaces}": check}
 
 
-def _commit(bundle: Path, staged: Path, manifest: dict, t: Target) -> None:
+def _commit(bundle: Path, staged: Path, manifest: dict, t: DType) -> None:
     """Rename the staged files into the bundle (graphs, then config and report, the manifest last) and delete
     the files of a previous variant of the same dtype that the new one no longer has."""
-    quantized = [name for name, g in manifest["graphs"].items() if t.dtype in g.get("variants", {})]
-    new = {rel for name in quantized for rel in manifest["graphs"][name]["variants"][t.dtype]["files"]}
+    quantized = [name for name, g in manifest["graphs"].items() if t.name in g.get("variants", {})]
+    new = {rel for name in quantized for rel in manifest["graphs"][name]["variants"][t.name]["files"]}
     for rel in sorted(new):
         os.replace(staged / rel, bundle / rel)
     os.replace(staged / "config.json", bundle / "config.json")
     os.replace(staged / REPORT, bundle / REPORT)
     old = json.loads((bundle / "manifest.json").read_text())
-    stale = {rel for g in old["graphs"].values() for rel in g.get("variants", {}).get(t.dtype, {}).get("files", {})}
+    stale = {rel for g in old["graphs"].values() for rel in g.get("variants", {}).get(t.name, {}).get("files", {})}
     stale -= new
     for rel in stale:
         manifest["files"].pop(rel, None)
     if stale:
-        write_json_atomic(staged / "manifest.json", manifest)
+        manifests.write(staged, manifest)
     os.replace(staged / "manifest.json", bundle / "manifest.json")
     for rel in stale:
         (bundle / rel).unlink(missing_ok=True)

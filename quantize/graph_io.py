@@ -7,6 +7,7 @@ from pathlib import Path
 import onnx
 
 from janusweb.export.onnx_export import EXTERNAL_DATA_THRESHOLD
+from janusweb.graph_data import external_bytes, external_tensors
 
 # Dynamic (activation) quantization ops: no kernels on onnxruntime-web's WebGPU EP.
 WEBGPU_FORBIDDEN_OPS = frozenset({"MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "QLinearMatMul",
@@ -28,25 +29,6 @@ def load(path: Path, with_data: bool = True) -> onnx.ModelProto:
             del tensor.external_data[:]
             tensor.data_location = onnx.TensorProto.DEFAULT
     return model
-
-
-def external_tensors(graph: onnx.GraphProto) -> list:
-    return [t for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
-
-
-def external_bytes(tensor: onnx.TensorProto, base: Path) -> bytes:
-    """The bytes of a tensor stored in an external data file beside its graph (folder `base`)."""
-    info = {e.key: e.value for e in tensor.external_data}
-    location = Path(info["location"])
-    if location.is_absolute() or ".." in location.parts:
-        raise ValueError(f"{tensor.name}: external data location {location} is outside the graph's folder")
-    with open(base / location, "rb") as f:
-        f.seek(int(info.get("offset", 0)))
-        length = int(info["length"]) if "length" in info else -1
-        data = f.read(length)
-    if length >= 0 and len(data) != length:
-        raise ValueError(f"{tensor.name}: {base / location} is truncated ({len(data)} of {length} bytes)")
-    return data
 
 
 def op_counts(model: onnx.ModelProto) -> dict:

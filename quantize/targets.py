@@ -1,45 +1,30 @@
-"""The quantization targets `janusweb quantize --dtype` accepts, named as transformers.js names them."""
+"""The dtypes `janusweb quantize --dtype` writes: the entries of janusweb.dtypes that name a quantizer, and that
+quantizer's module.
 
-from dataclasses import dataclass
+A quantizer module (quantize/nbits.py, quantize/fp16.py) exposes:
 
+    options(dt, block_size, accuracy_level) -> dict
+        the run's checked options {"block_size": int | None, "accuracy_level": int} (UserError for values its
+        ops reject, or for options it does not take)
+    convert(model, dt, options) -> (model, info)
+        the fp32 onnx.ModelProto converted; info is the variant's `quantization` entry in the manifest
+    summary(ops, dt) -> str
+        one line on what was converted, from the converted graph's op counts
+"""
+
+import importlib
+
+from janusweb.dtypes import DType, dtype, spellings
 from janusweb.errors import UserError
-from janusweb.graphs import DTYPE_SUFFIX
 
 
-@dataclass(frozen=True)
-class Target:
-    cli: str  # the --dtype value
-    dtype: str  # transformers.js's dtype name (config.json, manifest, OrtGraphs dtypes)
-    bits: int | None  # weight bits; None for fp16 (a float conversion, no block quantization)
-    block_size: int | None  # default block size (a power of two >= 16), measured: see README
-
-    @property
-    def suffix(self) -> str:
-        return DTYPE_SUFFIX[self.dtype]
+def target(name: str) -> DType:
+    """The dtype a --dtype value names (aliases accepted); UserError unless a quantizer writes it."""
+    dt = dtype(name) if name in spellings() else None
+    if dt is None or dt.quantizer is None:
+        raise UserError(f"unknown dtype {name!r}; choose one of: {', '.join(spellings(quantized=True))}")
+    return dt
 
 
-TARGETS = {
-    "int8": Target("int8", "int8", 8, 32),
-    "int4": Target("int4", "q4", 4, 32),
-    "fp16": Target("fp16", "fp16", None, None),
-}
-
-
-def target(name: str) -> Target:
-    if name not in TARGETS:
-        raise UserError(f"unknown dtype {name!r}; choose one of: {', '.join(TARGETS)}")
-    return TARGETS[name]
-
-
-def check_options(t: Target, block_size: int | None, accuracy_level: int | None) -> int | None:
-    """The block size to use (the target's default when None); UserError for values the ops reject."""
-    if t.bits is None:
-        if block_size is not None or accuracy_level is not None:
-            raise UserError("--block-size and --accuracy-level apply to int8 and int4, not fp16")
-        return None
-    size = t.block_size if block_size is None else block_size
-    if size < 16 or size & (size - 1):
-        raise UserError(f"--block-size must be a power of two >= 16 (MatMulNBits, GatherBlockQuantized), got {size}")
-    if accuracy_level is not None and accuracy_level not in (0, 1, 2, 3, 4):
-        raise UserError(f"--accuracy-level must be 0..4 (MatMulNBits), got {accuracy_level}")
-    return size
+def quantizer(dt: DType):
+    return importlib.import_module(dt.quantizer)

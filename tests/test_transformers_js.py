@@ -18,7 +18,7 @@ from janusweb.cli import main
 from janusweb.generate import ModelDims, generate_text
 from janusweb.graphs import GRAPH_NAMES, OrtGraphs
 from janusweb.prompts import SpecialIds, understanding_inputs
-from janusweb.quantize.report import sample_image
+from janusweb.quantize.workload import sample_image
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "js" / "transformers_js_check.mjs"

@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 
 from janusweb.cli import main
 from janusweb.env import chromium_path
-from janusweb.export.bundle import file_digest
+from janusweb.manifest import file_digest
 from janusweb.fused import STEM as FUSED
 from janusweb.fused import FusedGraphs
 from janusweb.generate import ModelDims, generate_images, generate_text

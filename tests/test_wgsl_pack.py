@@ -12,7 +12,7 @@ import pytest
 from onnx import numpy_helper
 
 from janusweb.cli import main
-from janusweb.export.bundle import file_digest
+from janusweb.manifest import file_digest
 from janusweb.fused import STEM
 from janusweb.quantize.driver import quantize_bundle
 

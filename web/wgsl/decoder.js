@@ -9,7 +9,7 @@ import { dispose, gpuTensor } from '../tensors.js';
 import { ATTENTION, MATMUL_COLUMNS, matmulSource, RMSNORM, ROPE_KV, SMALL_THREADS } from './kernels.js';
 
 /**
- * @typedef {object} PackDesc the pack's JSON (export/wgsl_pack.py)
+ * @typedef {object} PackDesc the pack's JSON (pack/wgsl.py)
  * @property {'fp32'|'int8'} dtype
  * @property {number} hidden_size
  * @property {number} intermediate_size

@@ -1,6 +1,7 @@
-"""The decoder's weights for the page's own WGSL kernels (web/wgsl/), taken from the fused decoder graph.
+"""Packer `wgsl` (see janusweb.pack): the decoder's weights for the page's own WGSL kernels (web/wgsl/), taken
+from the fused decoder graph.
 
-`janusweb wgsl-pack BUNDLE --dtype int8` reads onnx/language_model_gqa_int8.onnx (or the fp32 graph) and writes
+`janusweb wgsl-pack BUNDLE --dtype int8` (= `janusweb pack BUNDLE --engine wgsl --dtype int8`) reads onnx/language_model_gqa_int8.onnx (or the fp32 graph) and writes
 wgsl/decoder_int8.bin + wgsl/decoder_int8.json: every weight of the decoder's layers, laid out as the kernels read
 them, with the graph's own numbers (the int8 blocks and scales of its MatMulNBits nodes, byte for byte), so the
 kernels compute what the graph computes. The JSON holds the shapes (heads, sizes, epsilon, attention scale) and
@@ -10,33 +11,32 @@ float scales [N, K/block]. The files are written beside the bundle's and listed 
 """
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from janusweb.dtypes import dtype as lookup
+from janusweb.dtypes import graph_file
 from janusweb.errors import UserError
-from janusweb.fused import STEM, fused_file
-from janusweb.log import step
-from janusweb.quantize.graph_io import external_bytes
-from janusweb.quantize.records import add_files, write_json_atomic
+from janusweb.fused import STEM
+from janusweb.graph_data import external_bytes
 
+NAME = "wgsl"
+DTYPES = ("fp32", "int8")
 FORMAT = "janusweb-wgsl/1"
 ALIGN = 256
-DTYPES = ("fp32", "int8")
 ROLES = {"attn/qkv_proj": "qkv", "attn/o_proj": "o", "mlp/gate_proj": "gate", "mlp/up_proj": "up",
          "mlp/down_proj": "down"}
 LAYER = re.compile(r"^/model/layers\.(\d+)/(\w+/\w+_proj|input_layernorm|post_attention_layernorm|"
                    r"final_norm_layernorm)/")
 
 
-def pack_paths(dtype: str) -> tuple:
-    suffix = "" if dtype == "fp32" else f"_{dtype}"
-    return f"wgsl/decoder{suffix}.bin", f"wgsl/decoder{suffix}.json"
+def paths(dtype: str) -> dict:
+    suffix = lookup(dtype).suffix
+    return {"bin": f"wgsl/decoder{suffix}.bin", "json": f"wgsl/decoder{suffix}.json"}
 
 
 def _array(tensor: onnx.TensorProto, base: Path) -> np.ndarray:
@@ -125,35 +125,17 @@ def build_pack(graph_path: Path, config: dict, dtype: str, bin_path: Path, sourc
             "block_size": block, "tensors": tensors}
 
 
-def write_packs(bundle: Path, dtypes: list) -> None:
-    """Write the packs for `dtypes` into the bundle: staged in a temporary folder, renamed into wgsl/, then the
-    manifest (its `wgsl` entry and `files` table) is replaced last."""
-    bundle = Path(bundle)
-    if not (bundle / "manifest.json").is_file():
-        raise UserError(f"{bundle} has no manifest.json: not a janusweb bundle (write one with `janusweb export`)")
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    config = json.loads((bundle / "config.json").read_text())["janusweb"]
+def check(bundle: Path, manifest: dict, dtype: str) -> None:
     fused = manifest["graphs"].get(STEM)
     if fused is None:
         raise UserError(f"{bundle} has no {STEM} graph (export without --no-fused)")
-    for dtype in dtypes:
-        if dtype not in DTYPES:
-            raise UserError(f"--dtype {dtype}: WGSL packs are made for {', '.join(DTYPES)}")
-        if dtype != "fp32" and dtype not in fused.get("variants", {}):
-            raise UserError(f"{bundle} has no {dtype} variant of {STEM} (run janusweb quantize --dtype {dtype})")
-    (bundle / "wgsl").mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".wgsl-tmp-", dir=bundle / "wgsl") as tmp:
-        staged = {}
-        for dtype in dtypes:
-            bin_rel, json_rel = pack_paths(dtype)
-            with step(f"WGSL pack {dtype} from {fused_file(dtype)}"):
-                desc = build_pack(bundle / fused_file(dtype), config, dtype, Path(tmp) / Path(bin_rel).name,
-                                  manifest["files"][fused_file(dtype)]["sha256"])
-            (Path(tmp) / Path(json_rel).name).write_text(json.dumps(desc, indent=1) + "\n")
-            staged[dtype] = (bin_rel, json_rel)
-        for dtype, rels in staged.items():
-            for rel in rels:
-                os.replace(Path(tmp) / Path(rel).name, bundle / rel)
-            manifest.setdefault("wgsl", {})[dtype] = {"bin": rels[0], "json": rels[1]}
-            add_files(manifest, bundle, list(rels))
-    write_json_atomic(bundle / "manifest.json", manifest)
+    if dtype != "fp32" and dtype not in fused.get("variants", {}):
+        raise UserError(f"{bundle} has no {dtype} variant of {STEM} (run janusweb quantize --dtype {dtype})")
+
+
+def write(bundle: Path, manifest: dict, dtype: str, staged: Path) -> None:
+    config = json.loads((bundle / "config.json").read_text())["janusweb"]
+    source = graph_file(STEM, dtype)
+    rels = paths(dtype)
+    desc = build_pack(bundle / source, config, dtype, staged / rels["bin"], manifest["files"][source]["sha256"])
+    (staged / rels["json"]).write_text(json.dumps(desc, indent=1) + "\n")

@@ -1,0 +1,46 @@
+"""The GPU run's rehearsal, short version (bench/gpu/README.md): the plan's calls in order, each from a clean
+folder of HEAD's files + that call's carry, on `tiny` with software WebGPU; every call within 64 MiB and its
+time limit, what comes back within the tool's limits, and the chain's bench report holding a WebGPU int8 row
+driven without Playwright (native-cuda skipped here, with its reason)."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from janusweb.bench.gpu.__main__ import REPO
+from janusweb.bench.gpu.plan import LIMITS, MIB, calls
+from janusweb.env import chromium_path
+
+pytestmark = pytest.mark.skipif(
+    chromium_path() is None or shutil.which("node") is None or not (REPO / ".git").exists(),
+    reason="the rehearsal needs Chromium, node (the page is built here) and a git checkout")
+
+
+def test_plan_fits_the_host_limits():
+    for call in calls():
+        assert call.timeout_s <= LIMITS["call_s"] and call.expected_s <= LIMITS["planned_call_s"], call
+        assert len(call.command) <= 2000 and len(call.carry) <= 8, call
+
+
+def test_rehearsal_on_tiny(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run([sys.executable, "-m", "janusweb.bench.gpu", "rehearse", "--work", str(work), "--quick"],
+                          capture_output=True, text=True, timeout=1500)
+    summary = json.loads((work / "rehearsal.json").read_text())
+    assert done.returncode == 0 and summary["ok"], done.stdout[-4000:] + done.stderr[-4000:]
+    assert [c["call"] for c in summary["calls"]][:2] == ["1-start", "2-browser-collect"]
+    assert all(c["travels_mib"] * MIB <= LIMITS["travel_bytes"] for c in summary["calls"])
+    assert [s["step"] for s in summary["steps"] if s["step"] != "bench-kernels"] == \
+        ["export", "quantize", "wgsl-pack", "bench"]
+    last = work / f"out{len(summary['calls'])}"
+    rows = json.loads((last / "report.json").read_text())["rows"]
+    webgpu = next(r for r in rows if r["name"] == "webgpu" and r["status"] == "ran")
+    assert webgpu["dtype"] == "int8" and webgpu["parity"]["text_token_agreement_pct"] > 0
+    assert webgpu["label"]["browser"] != "unknown"  # read from the page's user agent, no Playwright
+    assert all(r["status"] == "skipped" for r in rows if r["name"].startswith("native-cuda"))
+    kernels = json.loads((last / "kernels.json").read_text())["backends"]
+    assert all("ms" in r for r in kernels["webgpu"]["results"].values()), kernels["webgpu"]
