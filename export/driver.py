@@ -20,10 +20,12 @@ from janusweb.atomic import atomic_dir
 from janusweb.export.bundle import (TOKENIZER_FILES, check_output_dir, config_json, generation_config_json,
                                     preprocessor_config_json, processor_config_json, runtime_config)
 from janusweb.export.checkpoint import load_source
+from janusweb.export.image_check import image_end_to_end
 from janusweb.export.onnx_export import OPSET, export_graph
 from janusweb.export.specs import BuiltSpec, GraphSpec, built_specs, graph_specs
+from janusweb.export.tokenizer import set_chat_templates
 from janusweb.export.validate import Check, EndToEnd, Report, check_graph, transformers_greedy
-from janusweb.generate import ModelDims, generate_images, generate_text
+from janusweb.generate import ModelDims, generate_text
 from janusweb.graphs import OrtGraphs, TorchGraphs
 from janusweb import manifest as manifests
 from janusweb.log import log, step
@@ -64,12 +66,10 @@ def end_to_end(model, specs, bundle: Path, tok: Tokenizer, ids: SpecialIds, seed
     steps = min(image_steps or dims.num_image_tokens, dims.num_image_tokens)
     draws = uniforms(seed, steps).reshape(1, steps)
     prompt = generation_prompt(tok, ids, IMAGE_PROMPT)
-    with step(f"end to end: CFG image, {steps} tokens (onnxruntime vs PyTorch)"):
-        a = generate_images(ort_graphs, dims, ids, prompt, draws)
-        b = generate_images(TorchGraphs(model, specs), dims, ids, prompt, draws)
-    return EndToEnd(len(ref), ours == ref, first_divergence(ours, ref), steps,
-                    bool(np.array_equal(a.tokens, b.tokens)), float(np.abs(a.images - b.images).max()),
-                    first_divergence(a.tokens.ravel().tolist(), b.tokens.ravel().tolist()))
+    with step(f"end to end: CFG image, {steps} tokens (onnxruntime vs PyTorch, teacher-forced)"):
+        image = image_end_to_end(ort_graphs, TorchGraphs(model, specs), dims, ids, prompt, draws)
+    return EndToEnd(len(ref), ours == ref, first_divergence(ours, ref),
+                    image.__dict__ | {"ok": image.ok, "summary": image.summary()})
 
 
 def export_bundle(source: str, out: Path, seed: int = 0, allow_mismatch: bool = False, text_steps: int = 32,
@@ -144,6 +144,7 @@ def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps, fused
         for name in TOKENIZER_FILES:
             if (src.tokenizer_dir / name).exists():
                 shutil.copyfile(src.tokenizer_dir / name, tmp / name)
+        set_chat_templates(tmp / "tokenizer_config.json")  # named, as transformers.js's Janus processor reads them
         external = {s.name: len(graphs[s.name]["files"]) > 1 for s in traced}
         write_json(tmp / "config.json", config_json(model.config, ids, external))
         tokens = model.config.vision_config.num_image_tokens

@@ -14,14 +14,32 @@ IMAGE, BOI, EOI = "<image_placeholder>", "<begin_of_image>", "<end_of_image>"
 USER, ASSISTANT = "<|User|>", "<|Assistant|>"
 SPECIAL_TOKENS = [BOS, EOS, PAD, IMAGE, BOI, EOI, USER, ASSISTANT, "<patch_placeholder>"]
 
-# DeepSeek's "deepseek" SFT format: `<|User|>: text\n\n<|Assistant|>: answer<eos>`, no system prompt.
-CHAT_TEMPLATE = (
+# DeepSeek's "deepseek" SFT format: `<|User|>: text\n\n<|Assistant|>: answer<eos>`, no system prompt; the same
+# text as janusweb/prompts.py's chat_text. Named templates, as transformers.js's Janus processor picks them
+# (`processor(conversation)` -> "default", `{chat_template: "text_to_image"}` for image generation); it encodes
+# the text without special tokens, so the template writes BOS itself. Roles: "user"/"assistant" or DeepSeek's
+# "<|User|>"/"<|Assistant|>". The CFG unconditional row is made from token ids, not text (prompts.unconditional;
+# transformers.js builds its own: every prompt token the pad token, attention-masked).
+_TURNS = (
+    "{{ bos_token }}"
     "{% for message in messages %}"
-    "{% if message['role'] == 'user' %}<|User|>: {{ message['content'] }}\n\n"
-    "{% else %}<|Assistant|>: {{ message['content'] }}<｜end▁of▁sentence｜>{% endif %}"
+    "{% if message['role'] in ['user', '<|User|>'] %}<|User|>: {{ message['content'] | trim }}\n\n"
+    "{% else %}<|Assistant|>: {{ message['content'] | trim }}<｜end▁of▁sentence｜>{% endif %}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}<|Assistant|>:{% endif %}"
 )
+CHAT_TEMPLATES = [
+    {"name": "default", "template": _TURNS + "{% if add_generation_prompt %}<|Assistant|>:{% endif %}"},
+    {"name": "text_to_image", "template": _TURNS + "<|Assistant|>:<begin_of_image>"},
+]
+
+
+def set_chat_templates(tokenizer_config: Path) -> None:
+    """Write CHAT_TEMPLATES into a bundle's tokenizer_config.json (created when the checkpoint has none)."""
+    config = json.loads(tokenizer_config.read_text()) if tokenizer_config.is_file() else {}
+    config["chat_template"] = CHAT_TEMPLATES
+    config.setdefault("bos_token", BOS)
+    tokenizer_config.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
 
 _CORPUS = """
 Janus is a unified model that understands images and generates them from text.
@@ -57,7 +75,7 @@ def write_tiny_tokenizer(out_dir: Path, vocab_size: int) -> Tokenizer:
                "additional_special_tokens": [t for t in SPECIAL_TOKENS if t not in (BOS, EOS, PAD)]}
     config = {**special, "tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": True, "add_eos_token": False,
               "model_max_length": 16384, "clean_up_tokenization_spaces": False, "legacy": False,
-              "chat_template": CHAT_TEMPLATE}
+              "chat_template": CHAT_TEMPLATES}
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
     (out_dir / "special_tokens_map.json").write_text(json.dumps(special, indent=2, ensure_ascii=False))
     return tok

@@ -5,7 +5,17 @@ import sys
 from pathlib import Path
 
 from janusweb import log as logmod
+from janusweb.dtypes import spellings
 from janusweb.errors import UserError
+from janusweb.interrupt import Interrupted, signals_raise
+
+WGSL_DTYPES = ("fp32", "int8")
+START_HERE = """start here (the embedded default, `tiny`, takes about a minute):
+  janusweb export tiny --out out/tiny             # checkpoint or preset -> validated ONNX bundle
+  janusweb quantize out/tiny --dtype int8         # int8 variants + accuracy report
+  janusweb serve out/tiny                         # the page, on WebGPU or WASM: http://127.0.0.1:8000/
+
+exit codes: 0 done; 1 validation failed (mismatch); 2 bad input or arguments; 130/143 stopped by SIGINT/SIGTERM"""
 
 
 def _export(args) -> int:
@@ -29,7 +39,7 @@ def _quantize(args) -> int:
 
 def _pack(args) -> int:
     from janusweb.pack.driver import write_packs
-    write_packs(Path(args.bundle), args.engine, args.dtype.split(","))
+    write_packs(Path(args.bundle), args.engine, args.dtype)
     return 0
 
 
@@ -54,14 +64,14 @@ def _bench_kernels(args) -> int:
 
 
 def _build_web(args) -> int:
-    from janusweb.site import build_site
+    from janusweb.site.page import build_site
     out = build_site(Path(args.bundle), Path(args.out))
     sys.stdout.write(f"site written to {out}\n")
     return 0
 
 
 def _serve(args) -> int:
-    from janusweb.site import serve
+    from janusweb.site.serve import serve
     serve(Path(args.path), args.host, args.port)
     return 0
 
@@ -73,10 +83,41 @@ def _env(args) -> int:
     return 0
 
 
+def _dtype_list(value: str) -> list:
+    names = value.split(",")
+    bad = [n for n in names if n not in WGSL_DTYPES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{', '.join(bad)}: WGSL packs are made for {', '.join(WGSL_DTYPES)}")
+    return names
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0..65535; 0 picks a free one)")
+    return port
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line on stderr, as every other error (argparse's adds the usage)
+        command = self.prog.removeprefix("janusweb").strip()
+        self.exit(2, f"janusweb: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="janusweb", description="Janus-Pro to validated ONNX and a WebGPU page.")
+    # global flags, accepted before or after the subcommand (SUPPRESS: a subcommand that does not see the flag
+    # leaves the value set before it alone)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    p = _Parser(prog="janusweb", description="Janus-Pro to validated ONNX and a WebGPU page.", epilog=START_HERE,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)  # every subcommand lists the global flags
 
     e = sub.add_parser("export", help="export a checkpoint or preset to a validated ONNX bundle")
     e.add_argument("source", help="a local checkpoint folder (transformers or DeepSeek layout) or a preset: "
@@ -96,7 +137,8 @@ def parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("quantize", help="write int8 / q4 / fp16 variants of a bundle's graphs, with a report")
     q.add_argument("bundle", help="a bundle folder written by `janusweb export`")
-    q.add_argument("--dtype", required=True, help="int8 (MatMulNBits bits=8), q4 (4 bits; alias int4) or fp16")
+    q.add_argument("--dtype", required=True, choices=spellings(quantized=True),
+                   help="int8 (MatMulNBits bits=8), q4 (4 bits; alias int4) or fp16")
     q.add_argument("--block-size", type=int, default=None, help="weights per scale, a power of two >= 16 "
                                                                  "(default 32)")
     q.add_argument("--accuracy-level", type=int, default=None,
@@ -107,14 +149,14 @@ def parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("wgsl-pack", help="write the decoder's weights for the page's WGSL kernels (?engine=wgsl)")
     g.add_argument("bundle", help="a bundle folder with language_model_gqa (and its int8 variant for int8)")
-    g.add_argument("--dtype", default="int8", help="comma-separated: fp32, int8 (default int8)")
+    g.add_argument("--dtype", type=_dtype_list, default=["int8"], help="comma-separated: fp32, int8 (default int8)")
     g.set_defaults(run=_pack, engine="wgsl")
 
     from janusweb.pack import PACKERS
     pk = sub.add_parser("pack", help="write a bundle's weights for one of the page's own engines")
     pk.add_argument("bundle", help="a bundle folder written by `janusweb export` (and `janusweb quantize`)")
     pk.add_argument("--engine", required=True, choices=tuple(PACKERS), help="the packer")
-    pk.add_argument("--dtype", default="int8", help="comma-separated dtypes (default int8)")
+    pk.add_argument("--dtype", type=lambda v: v.split(","), default=["int8"], help="comma-separated dtypes (default int8)")
     pk.set_defaults(run=_pack)
 
     b = sub.add_parser("bench", help="run one workload on several backends; write report.json/.md and plots")
@@ -162,7 +204,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve a bundle (or a built site) with the page, on WebGPU or WASM")
     s.add_argument("path", help="a bundle folder, or a site written by `janusweb build-web`")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    s.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
     s.set_defaults(run=_serve)
 
     v = sub.add_parser("env", help="print versions of the tools janusweb uses")
@@ -171,12 +213,19 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a refused argument (2, its line already written)
+        return e.code
     logmod.setup(quiet=args.quiet)
     try:
-        return args.run(args)
+        with signals_raise():
+            return args.run(args)
     except UserError as e:
         sys.stderr.write(f"janusweb: error: {e}\n")
+        return e.exit_code
+    except Interrupted as e:
+        sys.stderr.write(f"janusweb: {args.command} stopped by {e} (temporary files removed)\n")
         return e.exit_code
 
 

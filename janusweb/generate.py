@@ -100,9 +100,13 @@ class ImageResult:
 
 
 def generate_images(graphs, dims: ModelDims, ids: SpecialIds, prompt_ids: np.ndarray, draws: np.ndarray,
-                    guidance: float = 5.0, temperature: float = 1.0, on_step=None) -> ImageResult:
+                    guidance: float = 5.0, temperature: float = 1.0, on_step=None, forced: np.ndarray | None = None,
+                    on_logits=None) -> ImageResult:
     """Janus text-to-image with CFG for n = len(draws) images. Rows [0, n) are conditional, [n, 2n) the
-    unconditional prompt. `draws` [n, T] are the uniform numbers that pick each token."""
+    unconditional prompt. `draws` [n, T] are the uniform numbers that pick each token.
+
+    forced [n, T]: teacher forcing: these tokens are fed back (and decoded) instead of the drawn ones, while
+    `tokens` still holds what each step drew. on_logits(step, logits [2n, V]) sees the gen_head's logits."""
     n, T = draws.shape
     rows = np.stack([prompt_ids] * n + [unconditional(prompt_ids, ids)] * n)
     S = rows.shape[1]
@@ -116,12 +120,15 @@ def generate_images(graphs, dims: ModelDims, ids: SpecialIds, prompt_ids: np.nda
         mask = np.ones((2 * n, cache.length + embeds.shape[1]), np.int64)
         hidden = _decode_step(graphs, cache, embeds, mask)
         logits = graphs.to_numpy(graphs.run("gen_head", {"hidden_states": hidden[:, -1:]})[0][:, -1])
+        if on_logits:
+            on_logits(step, logits)
         chosen = sample(cfg_logits(logits[:n], logits[n:], guidance), draws[:, step], temperature)
         tokens[:, step] = chosen
         if on_step:
             on_step(step + 1, T)
-        embeds = graphs.run("gen_img_embeds", {"image_ids": np.concatenate([chosen, chosen])[:, None]})[0]
+        fed = chosen if forced is None else forced[:, step]
+        embeds = graphs.run("gen_img_embeds", {"image_ids": np.concatenate([fed, fed])[:, None]})[0]
     full = np.zeros((n, dims.num_image_tokens), np.int64)  # a shortened run decodes with zeros after it
-    full[:, :T] = tokens
+    full[:, :T] = tokens if forced is None else forced
     images = graphs.to_numpy(graphs.run("image_decode", {"generated_tokens": full})[0])
     return ImageResult(tokens, images)

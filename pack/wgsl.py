@@ -23,6 +23,7 @@ from janusweb.dtypes import graph_file
 from janusweb.errors import UserError
 from janusweb.fused import STEM
 from janusweb.graph_data import external_bytes
+from janusweb.integrity import graph_files, verify_files
 
 NAME = "wgsl"
 DTYPES = ("fp32", "int8")
@@ -131,6 +132,7 @@ def check(bundle: Path, manifest: dict, dtype: str) -> None:
         raise UserError(f"{bundle} has no {STEM} graph (export without --no-fused)")
     if dtype != "fp32" and dtype not in fused.get("variants", {}):
         raise UserError(f"{bundle} has no {dtype} variant of {STEM} (run janusweb quantize --dtype {dtype})")
+    verify_files(bundle, manifest, graph_files(manifest, (STEM,), dtype) + ["config.json"])  # before reading them
 
 
 def write(bundle: Path, manifest: dict, dtype: str, staged: Path) -> None:

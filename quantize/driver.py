@@ -21,6 +21,7 @@ from janusweb import manifest as manifests
 from janusweb.errors import UserError
 from janusweb.fused import REPLACEMENTS
 from janusweb.graphs import GRAPH_NAMES
+from janusweb.integrity import verify_bundle
 from janusweb.log import log, step
 from janusweb.quantize import graph_io
 from janusweb.dtypes import DType
@@ -101,6 +102,7 @@ def quantize_bundle(bundle: Path, dtype: str, block_size: int | None = None, acc
     t = target(dtype)
     opts = quantizer(t).options(t, block_size, accuracy_level)
     bundle = Path(bundle).resolve()
+    verify_bundle(bundle)  # every fp32 graph, config.json, tokenizer.json against the manifest, before reading
     manifest, config, sources = _check_bundle(bundle)
     _remove_stale_temps(bundle)
     staged = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{t.name}.tmp-", dir=bundle))

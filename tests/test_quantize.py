@@ -13,6 +13,7 @@ import pytest
 from onnx import numpy_helper
 
 from janusweb.cli import main
+from janusweb.manifest import file_digest
 from janusweb.graphs import GRAPH_NAMES, OrtGraphs
 from janusweb.quantize import driver
 from janusweb.quantize.embedding import quantize_gathers
@@ -201,7 +202,7 @@ def _fails_cleanly(capsys, bundle, *args):
 def test_bad_input(tiny_bundle, tmp_path, capsys):
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)
-    assert "unknown dtype 'int3'" in _fails_cleanly(capsys, bundle, "--dtype", "int3")
+    assert "invalid choice: 'int3'" in _fails_cleanly(capsys, bundle, "--dtype", "int3")
     assert "power of two" in _fails_cleanly(capsys, bundle, "--dtype", "int8", "--block-size", "48")
     assert "not fp16" in _fails_cleanly(capsys, bundle, "--dtype", "fp16", "--block-size", "32")
 
@@ -212,6 +213,10 @@ def test_bad_input(tiny_bundle, tmp_path, capsys):
 
     assert driver.quantize_bundle(bundle, "int8", report=False)["dtype"] == "int8"
     shutil.copyfile(bundle / "onnx" / "lm_head_int8.onnx", bundle / "onnx" / "lm_head.onnx")
+    assert "onnx/lm_head.onnx: " in _fails_cleanly(capsys, bundle, "--dtype", "int8")  # not the manifest's file
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["onnx/lm_head.onnx"] = file_digest(bundle / "onnx" / "lm_head.onnx")  # recorded as is
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
     err = _fails_cleanly(capsys, bundle, "--dtype", "int8")
     assert "lm_head.onnx is already quantized (it has MatMulNBits)" in err
 

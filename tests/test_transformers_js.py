@@ -1,5 +1,7 @@
 """A bundle (fp32 and int8) loads in transformers.js 4.3.1 (MultiModalityCausalLM, Node CPU backend =
-onnxruntime-node) and its greedy text tokens equal janusweb.generate.generate_text's on the same files.
+onnxruntime-node) and its greedy text tokens equal janusweb.generate.generate_text's on the same files; used as
+transformers.js's Janus example uses it (conversation -> AutoProcessor with the bundle's named chat templates ->
+generate / generate_images), it gives the Python reference's prompt ids and tokens.
 
 Both run transformers.js unmodified: the bundle names the batch axis `batch_size` (transformers.js builds its
 empty cache from that symbol) and prepare_inputs_embeds takes transformers.js's text-step shapes
@@ -11,14 +13,18 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from tokenizers import Tokenizer
 
 from janusweb.cli import main
-from janusweb.generate import ModelDims, generate_text
+from janusweb.generate import KVCache, ModelDims, generate_text
 from janusweb.graphs import GRAPH_NAMES, OrtGraphs
-from janusweb.prompts import SpecialIds, understanding_inputs
+from janusweb.image import preprocess, to_uint8
+from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
 from janusweb.quantize.workload import sample_image
+from janusweb.sampling import cfg_logits
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "js" / "transformers_js_check.mjs"
@@ -86,3 +92,78 @@ def test_unmodified_bundle(bundle):
     ids, dims, inputs, pixels = _prompt(bundle, True)
     for dtype in ("fp32", "int8"):
         assert _node(bundle, dtype, inputs, pixels) == _python(bundle, dtype, ids, dims, inputs, pixels)
+
+
+# --- the user flow of transformers.js's Janus example: conversation -> processor -> generate / generate_images ---
+FLOW = ROOT / "tests" / "js" / "transformers_js_flow.mjs"
+QUESTION, PROMPT = "Describe this image in detail.", "A watercolor painting of mountains at sunset."
+
+
+def tjs_cfg_tokens(graphs, dims, ids, prompt: np.ndarray, guidance: float) -> np.ndarray:
+    """Greedy CFG image tokens as transformers.js 4.3.1 makes them (MultiModalityCausalLM.
+    prepare_inputs_for_generation): its unconditional row is the prompt with every token the pad token and
+    attention mask 0 (position ids cumsum - 1, masked ones 1), unlike Janus's (BOS and <begin_of_image> kept,
+    unmasked: janusweb.prompts.unconditional); min_new_tokens keeps the EOS id from being drawn."""
+    S = prompt.shape[0]
+    rows = np.stack([prompt, np.full(S, ids.pad)])
+    mask = np.array([[1] * S, [0] * S], np.int64)
+    positions = np.where(mask == 0, 1, np.cumsum(mask, 1) - 1)
+    embeds = graphs.run("prepare_inputs_embeds", {
+        "input_ids": rows, "pixel_values": np.zeros((2, 0, 3, dims.image_size, dims.image_size), np.float32),
+        "images_seq_mask": np.zeros((2, S), bool), "images_emb_mask": np.zeros((2, 0, dims.num_image_tokens), bool)})[0]
+    cache = KVCache(dims, 2)
+    tokens = []
+    for _ in range(dims.num_image_tokens):
+        out = graphs.run("language_model", {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": positions,
+                                            **cache.feeds()})
+        cache.tensors = out[1:]
+        logits = graphs.run("gen_head", {"hidden_states": out[0][:, -1:]})[0][:, -1].astype(np.float64)
+        mixed = cfg_logits(logits[0], logits[1], guidance)
+        mixed[ids.eos] = -np.inf
+        tokens.append(int(np.argmax(mixed)))
+        embeds = graphs.run("gen_img_embeds", {"image_ids": np.array([[tokens[-1]], [tokens[-1]]], np.int64)})[0]
+        mask = np.concatenate([mask, np.ones((2, 1), np.int64)], 1)
+        positions = (np.cumsum(mask, 1) - 1)[:, -1:]
+    return np.array(tokens, np.int64)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+def test_processor_generate_and_generate_images(bundle, dtype):
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    ids = SpecialIds.from_tokenizer(tok)
+    dims = ModelDims.from_bundle_config(json.loads((bundle / "config.json").read_text())["janusweb"])
+    picture = np.random.default_rng(0).integers(0, 256, (dims.image_size, dims.image_size, 3), dtype=np.uint8)
+    request = {"bundle": str(bundle), "dtype": dtype, "question": QUESTION, "prompt": PROMPT, "max_new_tokens": STEPS,
+               "image": {"width": dims.image_size, "height": dims.image_size, "data": picture.ravel().tolist()}}
+    run = subprocess.run(["node", str(FLOW)], input=json.dumps(request), capture_output=True, text=True, cwd=ROOT,
+                         timeout=180)
+    assert run.returncode == 0, run.stderr[-4000:]
+    got = json.loads(run.stdout)
+    graphs = OrtGraphs(bundle, dtypes={name: dtype for name in GRAPH_NAMES})
+
+    # understanding: the processor's prompt ids are prompts.understanding_inputs', the tokens generate_text's
+    inputs = understanding_inputs(tok, ids, QUESTION, dims.num_image_tokens, True)
+    u = got["understanding"]
+    assert u["input_ids"] == inputs["input_ids"][0].tolist()
+    assert u["images_seq_mask"] == inputs["images_seq_mask"][0].astype(int).tolist()
+    pixels = preprocess(Image.fromarray(picture), dims.image_size)[None, None]
+    assert u["pixel_values"]["dims"] == list(pixels.shape)
+    assert np.abs(np.array(u["pixel_values"]["data"], np.float32) - pixels.ravel()).max() < 1e-6
+    assert u["tokens"] == generate_text(graphs, dims, inputs, STEPS, pixel_values=pixels, eos_id=ids.eos)
+
+    # text to image: the text_to_image template gives prompts.generation_prompt's ids; the image tokens are
+    # those of transformers.js's own CFG rows on the same graphs, and the picture their decoding
+    t = got["text_to_image"]
+    prompt = generation_prompt(tok, ids, PROMPT)
+    assert t["input_ids"] == prompt.tolist()
+    expected = tjs_cfg_tokens(graphs, dims, ids, prompt, guidance=5.0)
+    assert t["tokens"] == expected.tolist()
+    decoded = graphs.to_numpy(graphs.run("image_decode", {"generated_tokens": expected[None]})[0])[0]
+    picture_out = np.array(t["image"]["data"], np.int16).reshape(t["image"]["height"], t["image"]["width"], 3)
+    assert np.abs(picture_out - to_uint8(decoded).astype(np.int16)).max() <= 1
+
+
+def test_named_chat_templates(bundle):
+    """tokenizer_config.json names its templates as transformers.js's processor asks for them."""
+    templates = json.loads((bundle / "tokenizer_config.json").read_text())["chat_template"]
+    assert [t["name"] for t in templates] == ["default", "text_to_image"]

@@ -3,7 +3,7 @@
 // verification is dropped and fetched once more from the network, never in a loop.
 
 import { graphFiles } from './dtypes.js';
-import { ChecksumError } from './errors.js';
+import { ChecksumError, JanuswebError } from './errors.js';
 
 const CACHE_NAME = 'janusweb-bundle-v1';
 
@@ -32,27 +32,68 @@ async function openCache() {
   }
 }
 
+const RESUME_TRIES = 5; // consecutive attempts without progress before a download gives up
+
+/** A file that could not be downloaded whole: HTTP error, wrong size or range, or a connection that kept breaking. */
+export class DownloadError extends JanuswebError {}
+
+/** @param {number} failures */
+const backoff = (failures) => new Promise((resolve) => setTimeout(resolve, 250 * 2 ** failures));
+
 /**
+ * One file into a buffer of the manifest's size. A connection that breaks (or ends early) is resumed from the
+ * bytes already received with a Range request (If-Range: the file's ETag, so a file changed in between is
+ * fetched whole); a server that answers 200 instead of 206 sends the whole file again.
  * @param {string} url
  * @param {number} expected bytes
  * @param {(loaded: number) => void} onProgress
  */
 export async function download(url, expected, onProgress) {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   const out = new Uint8Array(expected);
   let loaded = 0;
-  const reader = /** @type {ReadableStream<Uint8Array>} */ (response.body).getReader();
+  let failures = 0;
+  /** @type {string|null} */
+  let etag = null;
+  /** @type {unknown} */
+  let lastError = null;
   for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (loaded + value.length > expected) throw new Error(`${url}: larger than the manifest's ${expected} bytes`);
-    out.set(value, loaded);
-    loaded += value.length;
-    onProgress(loaded);
+    const start = loaded;
+    /** @type {Record<string, string>} */
+    const headers = start > 0 ? { Range: `bytes=${start}-`, ...(etag ? { 'If-Range': etag } : {}) } : {};
+    try {
+      const response = await fetch(url, { headers, cache: start > 0 ? 'no-store' : 'default' });
+      if (response.status === 416) throw new DownloadError(`${url}: ${start} bytes, the manifest says ${expected}`);
+      if (!response.ok) throw new DownloadError(`${url}: HTTP ${response.status}`);
+      if (response.status === 206) {
+        const from = Number(/^bytes (\d+)-/.exec(response.headers.get('Content-Range') ?? '')?.[1]);
+        if (from !== start) throw new DownloadError(`${url}: asked for bytes from ${start}, got ${from}`);
+      } else {
+        loaded = 0; // 200: the whole file
+      }
+      etag = response.headers.get('ETag') ?? etag;
+      const reader = /** @type {ReadableStream<Uint8Array>} */ (response.body).getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (loaded + value.length > expected) {
+          throw new DownloadError(`${url}: larger than the manifest's ${expected} bytes`);
+        }
+        out.set(value, loaded);
+        loaded += value.length;
+        onProgress(loaded);
+      }
+      if (loaded === expected) return out;
+    } catch (e) {
+      if (e instanceof DownloadError) throw e; // another attempt cannot fix it
+      lastError = e; // the connection broke: resume below
+    }
+    failures = loaded > start ? 0 : failures + 1;
+    if (failures >= RESUME_TRIES) {
+      throw new DownloadError(`${url}: ${loaded} of the manifest's ${expected} bytes after ${RESUME_TRIES} tries`
+        + (lastError ? ` (${lastError})` : ''));
+    }
+    await backoff(failures);
   }
-  if (loaded !== expected) throw new Error(`${url}: ${loaded} bytes, the manifest says ${expected}`);
-  return out;
 }
 
 export class BundleLoader {
