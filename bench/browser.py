@@ -67,8 +67,9 @@ def unavailable(ctx) -> str | None:
 
 @contextlib.contextmanager
 def site_runner(ctx, backend: str):
-    """A page runner (bench/pagerun.py) over a temporary site of ctx.bundle, Chromium set up for `backend`."""
+    """A page runner (bench/pagerun.py) over a temporary site of ctx.bundle, with the benchmark pages (the demo
+    site has none), Chromium set up for `backend`."""
     with tempfile.TemporaryDirectory(prefix="janusweb-bench-") as tmp:
-        site = build_site(ctx.bundle, Path(tmp) / "site", page=ctx.page)
+        site = build_site(ctx.bundle, Path(tmp) / "site", page=ctx.page, bench=True)
         with page_runner(site, backend, ctx.browser or chromium_path(), ctx.headed, ctx.driver) as runner:
             yield runner

@@ -41,7 +41,7 @@ def run(out: Path, rounds: int = 3, repeats: int = 5) -> dict:
     bandwidth, load = [read_bandwidth()], [os.getloadavg()[0]]
     results = []
     with tempfile.TemporaryDirectory(prefix="janusweb-cpu-bench-") as tmp:
-        build_page(Path(tmp))
+        build_page(Path(tmp), bench=True)
         with page_runner(Path(tmp), "wasm", chromium_path()) as runner:
             for r in range(rounds):
                 for config in CONFIGS:

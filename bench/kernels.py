@@ -88,13 +88,13 @@ def ort_cpu(paths: dict, m: int, k: int, warmup: int, repeats: int) -> dict:
 def browser(paths: dict, backend: str, m: int, k: int, warmup: int, repeats: int, executable: str | None,
             reference: dict, page: Path | None = None, driver: str = "auto") -> dict:
     """Times per variant, and the max abs diff of its output against onnxruntime's CPU EP on the same file.
-    page: an already built page (web/build.mjs output), for hosts without node."""
+    page: an already built page (web/build.mjs --bench output), for hosts without node."""
     with tempfile.TemporaryDirectory(prefix="janusweb-kernels-") as tmp:
         site = Path(tmp) / "site"
         if page:
             shutil.copytree(page, site)
         else:
-            build_page(site)
+            build_page(site, bench=True)
         (site / "kernels").mkdir()
         for path in paths.values():
             shutil.copyfile(path, site / "kernels" / path.name)

@@ -181,8 +181,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--browser", default=None, help="Chromium/Chrome executable (default: Debian's chromium)")
     b.add_argument("--headed", action="store_true", help="show the browser window")
     b.add_argument("--dtypes", default=None, help="bundle variants to run, e.g. int8 (default: all it has)")
-    b.add_argument("--page", default=None, help="an already built page (web/build.mjs --outdir DIR), for hosts "
-                                                "without node")
+    b.add_argument("--page", default=None, help="an already built page (web/build.mjs --bench --outdir DIR), "
+                                                "for hosts without node")
     b.add_argument("--kv-cache", default="auto",
                    help="WebGPU: the page's decoder engine(s), comma-separated to compare several in one run: auto "
                         "(the page's choice), ort-gqa (the fused language_model_gqa, KV cache bound in place), "
@@ -199,8 +199,8 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--shape", default="2x2048x5632", help="MxKxN (default 2x2048x5632: one 1B MLP projection)")
     k.add_argument("--repeats", type=int, default=20, help="timed calls after 3 warm-up calls")
     k.add_argument("--browser", default=None, help="Chromium/Chrome executable (default: Debian's chromium)")
-    k.add_argument("--page", default=None, help="an already built page (web/build.mjs --outdir DIR), for hosts "
-                                                "without node")
+    k.add_argument("--page", default=None, help="an already built page (web/build.mjs --bench --outdir DIR), "
+                                                "for hosts without node")
     k.add_argument("--driver", choices=("auto", "playwright", "http"), default="auto",
                    help="how Chromium is driven (as for bench)")
     k.set_defaults(run=_bench_kernels)

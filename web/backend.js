@@ -10,6 +10,7 @@
  * @property {string} adapter what runs the graphs, in words
  * @property {number} threads WASM threads (also used by WebGPU sessions for their CPU-side work)
  * @property {string[]} notes why this backend, in words (WebGPU unavailable, no threads...)
+ * @property {string} why the choice in one plain sentence, for the page's first screen
  */
 
 /**
@@ -46,19 +47,29 @@ export function bundleNeeds(config, table, dtypes) {
 export function describeAdapter(adapter) {
   const i = adapter.info || {};
   const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' ') || 'unknown adapter';
-  return i.isFallbackAdapter ? `${name} (software fallback adapter)` : name;
+  return isSoftware(adapter) ? `${name} (software fallback adapter)` : name;
+}
+
+/**
+ * Whether the adapter renders in software (the browser's fallback adapter, or SwiftShader by name): slower than
+ * the page's WASM path, so automatic mode does not pick it. @param {GPUAdapter} adapter
+ */
+export function isSoftware(adapter) {
+  const i = /** @type {any} */ (adapter.info || {});
+  return !!(i.isFallbackAdapter || /swiftshader/i.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`));
 }
 
 /**
  * Why WebGPU cannot run the bundle, or null with the adapter's name when it can.
  * @param {Needs} needs
- * @returns {Promise<{adapter: string|null, reason: string|null}>}
+ * @returns {Promise<{adapter: string|null, reason: string|null, software?: boolean}>}
  */
 export async function probeWebGPU(needs) {
   if (!('gpu' in navigator)) return { adapter: null, reason: 'this browser has no WebGPU (navigator.gpu)' };
   const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) return { adapter: null, reason: 'WebGPU is present but no adapter is available' };
   const name = describeAdapter(adapter);
+  const software = isSoftware(adapter);
   const { maxBufferSize, maxStorageBufferBindingSize } = adapter.limits;
   const limit = Math.min(maxBufferSize, maxStorageBufferBindingSize);
   if (needs.largestBuffer > limit) {
@@ -68,10 +79,10 @@ export async function probeWebGPU(needs) {
   }
   for (const [feature, dtypes] of Object.entries(needs.features)) {
     if (!adapter.features.has(feature)) {
-      return { adapter: name, reason: `${name} lacks ${feature}, which the ${dtypes.join('/')} graphs need` };
+      return { adapter: name, reason: `${name} lacks ${feature}, which the ${dtypes.join('/')} graphs need`, software };
     }
   }
-  return { adapter: name, reason: null };
+  return { adapter: name, reason: null, software };
 }
 
 /** @param {number} n */
@@ -84,15 +95,15 @@ export function wasmThreads() {
   return self.crossOriginIsolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 8)) : 1;
 }
 
-/** A WASM backend, with why WebGPU is not used. @param {string[]} notes */
-export function wasmBackend(notes) {
+/** A WASM backend, with why WebGPU is not used. @param {string[]} notes @param {string} [why] */
+export function wasmBackend(notes, why = 'Running on your CPU (WebAssembly).') {
   if (typeof WebAssembly !== 'object') {
     throw new Error('this browser runs neither WebGPU nor WebAssembly; the model cannot run here');
   }
   const threads = wasmThreads();
   const extra = self.crossOriginIsolated ? [] : ['page not cross-origin isolated (COOP/COEP): WASM runs on 1 thread'];
   return { ep: /** @type {const} */ ('wasm'), adapter: `CPU (WebAssembly, ${threads} thread${threads > 1 ? 's' : ''})`,
-    threads, notes: [...notes, ...extra] };
+    threads, notes: [...notes, ...extra], why };
 }
 
 /**
@@ -101,12 +112,22 @@ export function wasmBackend(notes) {
  * @returns {Promise<Backend>}
  */
 export async function chooseBackend(requested, needs) {
-  if (requested === 'wasm') return wasmBackend(['WASM requested']);
+  if (requested === 'wasm') return wasmBackend(['WASM requested'], 'Running on your CPU, as asked (?backend=wasm).');
   const probe = await probeWebGPU(needs);
-  if (probe.reason === null) {
-    return { ep: 'webgpu', adapter: /** @type {string} */ (probe.adapter), threads: wasmThreads(), notes: [] };
+  const webgpu = () => ({ ep: /** @type {const} */ ('webgpu'), adapter: /** @type {string} */ (probe.adapter),
+    threads: wasmThreads(), notes: /** @type {string[]} */ ([]) });
+  if (probe.reason === null && requested === 'webgpu') {
+    return { ...webgpu(), why: `Running on WebGPU, as asked (?backend=webgpu)${probe.software
+      ? ', although the only adapter renders in software and is slower than the CPU path' : ''}.` };
   }
-  return wasmBackend([`WebGPU not used: ${probe.reason}`]);
+  if (probe.reason === null && !probe.software) {
+    return { ...webgpu(), why: 'Running on your GPU: it has WebGPU and the model fits its limits.' };
+  }
+  if (probe.reason === null) {
+    return wasmBackend([`WebGPU not used: ${probe.adapter} renders in software (?backend=webgpu forces it)`],
+      'Running on your CPU: the only GPU this browser offers is a software renderer, slower than the CPU path.');
+  }
+  return wasmBackend([`WebGPU not used: ${probe.reason}`], `Running on your CPU: ${probe.reason}.`);
 }
 
 /**

@@ -93,6 +93,31 @@ export function wasmDtypes(dtypes, manifest, requested) {
     note: `WASM: q4 instead of the default int8 for ${swap.join(', ')} (the same speed there, half the memory)` };
 }
 
+// Operators onnxruntime-web has no kernel for on a backend (its WASM build has no GatherBlockQuantized): a variant
+// that uses one runs at fp32 there, decided from the manifest's per-variant op list before anything is downloaded.
+/** @type {Record<string, string[]>} */
+const MISSING_KERNELS = { wasm: ['GatherBlockQuantized'], webgpu: [] };
+
+/**
+ * fp32 for the graphs whose variant uses an operator `ep` has no kernel for (MISSING_KERNELS).
+ * @param {Record<string, string>} dtypes graph -> dtype
+ * @param {import('./loader.js').Manifest} manifest
+ * @param {'webgpu'|'wasm'} ep
+ * @returns {{dtypes: Record<string, string>, notes: string[]}}
+ */
+export function runnableDtypes(dtypes, manifest, ep) {
+  const out = { ...dtypes };
+  const notes = [];
+  for (const [g, d] of Object.entries(dtypes)) {
+    const ops = Object.keys(manifest.graphs[g]?.variants?.[d]?.ops ?? {});
+    const missing = ops.find((op) => MISSING_KERNELS[ep]?.includes(op));
+    if (!missing) continue;
+    out[g] = 'fp32';
+    notes.push(`${g} runs at fp32: ${ep} has no ${missing} kernel for its ${d} variant`);
+  }
+  return { dtypes: out, notes };
+}
+
 /**
  * Where each graph runs: manifest + requested dtypes + backend -> {graph: {dtype, file, external, device}}.
  * @param {import('./loader.js').Manifest} manifest
@@ -103,7 +128,9 @@ export function wasmDtypes(dtypes, manifest, requested) {
  */
 export function resolveGraphs(manifest, dtypes, requested, backend) {
   const chosen = backend.ep === 'wasm' ? wasmDtypes(dtypes, manifest, requested) : { dtypes, note: null };
-  return { note: chosen.note, graphs: Object.fromEntries(Object.entries(chosen.dtypes).map(([g, dtype]) =>
+  const runnable = runnableDtypes(chosen.dtypes, manifest, backend.ep);
+  const note = [chosen.note, ...runnable.notes].filter((n) => n !== null).join('; ') || null;
+  return { note, graphs: Object.fromEntries(Object.entries(runnable.dtypes).map(([g, dtype]) =>
     [g, { dtype, ...graphFiles(manifest, g, dtype), device: backend.ep }])) };
 }
 

@@ -3,9 +3,16 @@
 // else ORT's (heads.js). On WebGPU the text loop reads one row of logits per token, the image loop reads nothing
 // until the end.
 
+import * as ort from 'onnxruntime-web/webgpu';
 import { Cancelled } from './errors.js';
 import { dispose } from './tensors.js';
 import { embed, heads } from './heads.js';
+
+// The phases of a request, as the page labels them, in the order they come.
+export const PHASES = {
+  encode: 'encoding the image', prefill: 'reading the prompt', tokens: 'writing the answer',
+  steps: 'drawing the image', decode: 'decoding the image',
+};
 
 /** @typedef {import('./heads.js').Graphs} Graphs */
 /** @typedef {import('./engines/engine.js').Dims} Dims */
@@ -23,14 +30,20 @@ function argmax(x) {
  * @param {Dims} d
  * @param {{inputIds: number[], imageMask: boolean[], pixels: Float32Array|null}} prompt
  * @param {{maxNewTokens: number, eosId: number, onToken: (token: number) => void,
- *   cancelled: () => Promise<boolean>}} opts `cancelled` is awaited between steps (so the worker sees a cancel)
+ *   cancelled: () => Promise<boolean>, onPhase?: (phase: string) => void,
+ *   cache?: import('./engines/engine.js').KVCache}} opts `cancelled` is awaited between steps (so the worker sees a
+ *   cancel); `onPhase` names each phase as it starts; `cache`: a conversation's cache, which already holds the
+ *   earlier turns and is kept (not released) afterwards
  * @returns {Promise<number[]>}
  */
 export async function generateText(g, d, prompt, opts) {
   const h = heads(g, d);
+  const phase = opts.onPhase ?? (() => undefined);
+  if (prompt.pixels) phase(PHASES.encode);
   let embeds = prompt.pixels ? await embed(g, d, [prompt.inputIds], { pixels: prompt.pixels, imageMask: prompt.imageMask })
     : await h.embedTokens([prompt.inputIds]);
-  const cache = g.engine.newCache(1, prompt.inputIds.length + opts.maxNewTokens);
+  phase(PHASES.prefill);
+  const cache = opts.cache ?? g.engine.newCache(1, prompt.inputIds.length + opts.maxNewTokens);
   const tokens = [];
   try {
     for (let i = 0; i < opts.maxNewTokens; i++) {
@@ -40,15 +53,40 @@ export async function generateText(g, d, prompt, opts) {
       dispose(hidden);
       const token = argmax(logits);
       tokens.push(token);
+      if (i === 0) phase(PHASES.tokens);
       opts.onToken(token);
       if (token === opts.eosId || i + 1 === opts.maxNewTokens) break;
       if (await opts.cancelled()) throw new Cancelled();
       embeds = await h.embedTokens([[token]]);
     }
   } finally {
-    cache.release();
+    if (!opts.cache) cache.release();
   }
   return tokens;
+}
+
+/**
+ * The image grid of a preview: the first `k` tokens of each of the n rows as drawn, the rest filled with the
+ * token drawn most often so far in that row (a neutral fill: the image's dominant colour, not a pattern).
+ * @param {ArrayLike<number>} drawn [n,T]
+ * @param {number} n @param {number} T @param {number} k
+ */
+export function partialGrid(drawn, n, T, k) {
+  const out = new BigInt64Array(n * T);
+  for (let r = 0; r < n; r++) {
+    /** @type {Map<number, number>} */
+    const counts = new Map();
+    let fill = 0, best = 0;
+    for (let i = 0; i < k; i++) {
+      const t = Number(drawn[r * T + i]);
+      out[r * T + i] = BigInt(t);
+      const c = (counts.get(t) ?? 0) + 1;
+      counts.set(t, c);
+      if (c > best) [best, fill] = [c, t];
+    }
+    out.fill(BigInt(fill), r * T + k, (r + 1) * T);
+  }
+  return new ort.Tensor('int64', out, [n, T]);
 }
 
 /**
@@ -60,13 +98,21 @@ export async function generateText(g, d, prompt, opts) {
  * @param {Dims} d
  * @param {{promptIds: number[], uncondIds: number[], draws: Float32Array, n: number, guidance: number,
  *   temperature: number}} run
- * @param {{onStep: (step: number, total: number) => void, cancelled: () => Promise<boolean>}} opts
+ * @param {{onStep: (step: number, total: number) => void, cancelled: () => Promise<boolean>,
+ *   onPhase?: (phase: string) => void, preview?: {every: number,
+ *   budget?: number, show: (images: Float32Array, step: number, ms: number) => void}}}
+ *   opts `preview`: every `every` steps (not after the last), the tokens drawn so far are decoded (partialGrid) and
+ *   shown; it reads the sampler's tokens and runs image_decode, and changes nothing in the loop. With `budget`, a
+ *   preview is skipped while the previews so far took more than that share of the time so far
  * @returns {Promise<{tokens: BigInt64Array, images: Float32Array}>} tokens [n,T], images [n,3,H,W] in [-1,1]
  */
 export async function generateImages(g, d, run, opts) {
   const { n } = run;
   const T = d.num_image_tokens;
   const h = heads(g, d);
+  const phase = opts.onPhase ?? (() => undefined);
+  const started = performance.now();
+  let previewMs = 0;
   const rows = [...Array(n).fill(run.promptIds), ...Array(n).fill(run.uncondIds)];
   const sampler = h.imageSampler({ n, T, draws: run.draws, guidance: run.guidance, temperature: run.temperature });
   /** @type {import('onnxruntime-web').Tensor|undefined} */
@@ -74,6 +120,7 @@ export async function generateImages(g, d, run, opts) {
   /** @type {import('./engines/engine.js').KVCache|undefined} */
   let cache;
   try {
+    phase(PHASES.prefill);
     embeds = await h.embedTokens(rows);
     cache = g.engine.newCache(2 * n, rows[0].length + T);
     for (let step = 0; step < T; step++) {
@@ -81,11 +128,25 @@ export async function generateImages(g, d, run, opts) {
       dispose(embeds);
       embeds = await sampler.step(hidden, step);
       dispose(hidden);
+      if (step === 0) phase(PHASES.steps);
       opts.onStep(step + 1, T);
+      const every = opts.preview?.every ?? 0;
+      const budget = opts.preview?.budget ?? Infinity; // previews' share of the time so far, at most
+      if (every > 0 && sampler.drawn && (step + 1) % every === 0 && step + 1 < T
+        && previewMs <= budget * (performance.now() - started)) {
+        const t0 = performance.now();
+        const grid = partialGrid(await sampler.drawn(), n, T, step + 1);
+        const { decoded_image } = await g.sessions.image_decode.run({ generated_tokens: grid });
+        const images = /** @type {Float32Array} */ (await decoded_image.getData());
+        previewMs += performance.now() - t0;
+        opts.preview?.show(images, step + 1, performance.now() - t0);
+        dispose(decoded_image);
+      }
       if (await opts.cancelled()) throw new Cancelled();
     }
     const generated = sampler.tokens();
     const ids = /** @type {BigInt64Array} */ (await generated.getData());
+    phase(PHASES.decode);
     const { decoded_image } = await g.sessions.image_decode.run({ generated_tokens: generated });
     return { tokens: ids, images: /** @type {Float32Array} */ (await decoded_image.getData()) };
   } finally {

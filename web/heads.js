@@ -108,6 +108,7 @@ function genStepSampler(g, run) {
       return out.inputs_embeds;
     },
     tokens: () => /** @type {ort.Tensor} */ (imageTokens),
+    drawn: async () => /** @type {Float32Array} */ (await tokens.getData()),
     release: () => [tokens, imageTokens, ...Object.values(consts)].forEach(dispose),
   };
 }

@@ -48,7 +48,7 @@ const backoff = (failures) => new Promise((resolve) => setTimeout(resolve, 250 *
  * @param {number} expected bytes
  * @param {(loaded: number) => void} onProgress
  */
-async function download(url, expected, onProgress) {
+export async function download(url, expected, onProgress) {
   const out = new Uint8Array(expected);
   let loaded = 0;
   let failures = 0;
@@ -143,6 +143,15 @@ export class BundleLoader {
       await cache.put(key, new Response(data)).catch(() => undefined); // quota exceeded: keep going uncached
     }
     return data;
+  }
+
+  /** The files of `rels` already in the Cache API at their manifest's checksum (not verified here). @param {string[]} rels */
+  async cachedFiles(rels) {
+    const cache = await this.cachePromise;
+    if (!cache) return [];
+    const hits = await Promise.all(rels.map((rel) =>
+      cache.match(`${this.base}${rel}?sha256=${this.manifest?.files[rel]?.sha256}`).then((r) => !!r)));
+    return rels.filter((_, i) => hits[i]);
   }
 
   /** @param {string} rel */

@@ -2,21 +2,16 @@
 // when WebGPU fails while creating them, unless WebGPU was asked for), and what runs where, in words.
 
 import * as ort from 'onnxruntime-web/webgpu';
-import { bundleNeeds, chooseBackend, wasmBackend } from './backend.js';
-import { describeDtypes, dtypeTable, requestedDtypes, resolveGraphs } from './dtypes.js';
-import { resolveEngine } from './engines/engine.js';
+import { wasmBackend } from './backend.js';
+import { describeDtypes } from './dtypes.js';
 import { BackendError, ChecksumError } from './errors.js';
-import { IMAGE_EMBEDS } from './heads.js';
-import { BundleLoader } from './loader.js';
+import { BundleLoader, download } from './loader.js';
+import { planLoad, sessionPlan } from './plan.js';
 import { createSessions } from './sessions.js';
 import { JanusTokenizer } from './tokenizer.js';
 
 /** @typedef {import('./backend.js').Backend} Backend */
 /** @typedef {import('./protocol.js').LoadRequest} LoadRequest */
-
-// The graphs the page runs besides the decoder engine's; language_model stands for the decoder (its dtype is the
-// engine's).
-const GRAPHS = ['prepare_inputs_embeds', 'language_model', 'lm_head', 'gen_step', 'image_decode'];
 
 /**
  * @typedef {object} Model
@@ -28,23 +23,21 @@ const GRAPHS = ['prepare_inputs_embeds', 'language_model', 'lm_head', 'gen_step'
  * @property {() => Promise<void>} release
  */
 
-/**
- * The sessions to make on `backend`, in creation order (session name -> dtype), and the engine with its notes.
- * @param {import('./loader.js').Manifest} manifest
- * @param {Backend} backend
- * @param {Record<string, string>} dtypes the dtypes of GRAPHS
- * @param {LoadRequest} req
- */
-function plan(manifest, backend, dtypes, req) {
-  const placed = resolveGraphs(manifest, dtypes, req.dtype, backend);
-  const d = Object.fromEntries(Object.entries(placed.graphs).map(([g, p]) => [g, p.dtype]));
-  const engine = resolveEngine(req.engine ?? 'auto', manifest, backend, d.language_model);
-  const { prepare_inputs_embeds: embeds, language_model: lm, ...rest } = d;
-  const replaced = engine.plan.replaces ?? [];
-  /** @type {Record<string, string>} */
-  const sessions = { prepare_inputs_embeds: embeds, ...(backend.ep === 'webgpu' ? { [IMAGE_EMBEDS]: embeds } : {}),
-    ...engine.plan.graphs, ...Object.fromEntries(Object.entries(rest).filter(([g]) => !replaced.includes(g))) };
-  return { sessions, engine, dtype: lm, notes: [placed.note, engine.note].filter((n) => n !== null) };
+// ONNX Runtime's WebAssembly binary (web/build.mjs writes the sizes of ort/ to ort/files.json): fetched here with
+// progress, once per worker, and handed to ORT (env.wasm.wasmBinary) instead of letting it fetch it unseen.
+const ORT_WASM = 'ort-wasm-simd-threaded.asyncify.wasm';
+let ortReady = false;
+
+/** @param {(name: string, done: number, total: number) => void} onProgress */
+async function loadOrtWasm(onProgress) {
+  const dir = new URL('./ort/', import.meta.url).href;
+  ort.env.wasm.wasmPaths = dir;
+  if (ortReady) return;
+  const sizes = await (await fetch(dir + 'files.json')).json();
+  const name = `ort/${ORT_WASM}`;
+  const bytes = await download(dir + ORT_WASM, sizes[ORT_WASM], (n) => onProgress(name, n, sizes[ORT_WASM]));
+  ort.env.wasm.wasmBinary = bytes.buffer;
+  ortReady = true;
 }
 
 /**
@@ -55,26 +48,26 @@ function plan(manifest, backend, dtypes, req) {
 export async function loadModel(req, progress) {
   const loader = new BundleLoader(req.base, (name, done, total, cached) =>
     progress({ type: 'progress', id: req.id, what: 'download', name, done, total, cached }));
-  const manifest = await loader.loadManifest();
-  const config = await loader.json('config.json');
+  await loader.loadManifest();
+  let { manifest, config, dtypes, missing, backend, chosen } = await planLoad(loader, req);
   const pre = await loader.json('preprocessor_config.json');
   const tokenizer = new JanusTokenizer(await loader.json('tokenizer.json'), await loader.json('tokenizer_config.json'));
-  const { dtypes, notes: missing } = requestedDtypes(manifest, config, GRAPHS, req.dtype);
-  let backend = await chooseBackend(req.backend, bundleNeeds(config, dtypeTable(manifest), dtypes));
   if (req.backend === 'webgpu' && backend.ep !== 'webgpu') throw new BackendError(backend.notes.join('; '));
   if (req.threads) backend = { ...backend, threads: Math.max(1, Math.min(backend.threads, req.threads)) }; // ?threads=
   ort.env.wasm.numThreads = backend.threads;
-  ort.env.wasm.wasmPaths = new URL('./ort/', import.meta.url).href;
   ort.env.logLevel = 'error';
+  await loadOrtWasm((name, done, total) =>
+    progress({ type: 'progress', id: req.id, what: 'download', name, done, total }));
   const onSession = (/** @type {string} */ name, /** @type {number} */ done, /** @type {number} */ total) =>
     progress({ type: 'progress', id: req.id, what: 'session', name, done, total });
-  let created, chosen = plan(manifest, backend, dtypes, req);
+  let created;
   try {
     created = await createSessions(loader, backend, chosen.sessions, onSession);
   } catch (e) {
     if (backend.ep !== 'webgpu' || e instanceof ChecksumError || req.backend === 'webgpu') throw e;
-    backend = wasmBackend([`WebGPU failed while creating sessions (${e instanceof Error ? e.message : e}); using WASM`]);
-    chosen = plan(manifest, backend, dtypes, req);
+    backend = wasmBackend([`WebGPU failed while creating sessions (${e instanceof Error ? e.message : e}); using WASM`],
+      'Running on your CPU: WebGPU failed while setting up the model.');
+    chosen = sessionPlan(manifest, backend, dtypes, req);
     created = await createSessions(loader, backend, chosen.sessions, onSession);
   }
   const device = backend.ep === 'webgpu' ? await ort.env.webgpu.device : null;
@@ -94,7 +87,7 @@ export async function loadModel(req, progress) {
     tokenizer, dims: config.janusweb, pre, graphs: { sessions, device, engine },
     info: { ep: backend.ep, adapter: backend.adapter, dtype: describeDtypes(manifest, used, main), dtypes: used,
       threads: backend.threads, cpuNodes: created.cpuNodes, kvCache: engine.kvCache, engine: chosen.engine.spec.name,
-      notes: [...backend.notes, ...missing, ...created.notes, ...chosen.notes] },
+      why: backend.why, notes: [...backend.notes, ...missing, ...created.notes, ...chosen.notes] },
     release: async () => {
       engine.release();
       await release();

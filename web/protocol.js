@@ -24,6 +24,9 @@
  * @property {Blob|null} image null: text-only chat
  * @property {number} maxNewTokens
  * @property {boolean} [stopAtEos] false: run all maxNewTokens (benchmarks); default true
+ * @property {'new'|'continue'} [conversation] 'new': the first turn of a conversation whose KV cache the worker keeps
+ *   (ending the one before); 'continue': the next turn of it, prefilling only the new question (and the end of the
+ *   last answer); absent: a single question, its cache released after it
  */
 
 /**
@@ -36,6 +39,10 @@
  * @property {number} guidance CFG scale
  * @property {number} temperature 0 is greedy
  * @property {number} seed draws are uniforms(seed, count * tokens), as janusweb.sampling
+ * @property {number} [preview] every this many steps, decode the tokens drawn so far and reply a PreviewMessage per
+ *   image (0 or absent: none); the final images do not change
+ * @property {number} [previewBudget] skip a preview while the previews so far took more than this share of the
+ *   request's time so far (the page's default: 0.1); absent: every `preview` steps, whatever they cost
  */
 
 /**
@@ -44,14 +51,38 @@
  * @property {number} id the request to cancel
  */
 
-/** @typedef {LoadRequest|ChatRequest|ImageRequest|CancelRequest} Request */
+/**
+ * @typedef {object} PlanRequest what a load would do (the first screen), without loading: replied with a DoneMessage
+ *   carrying `plan`
+ * @property {'plan'} type
+ * @property {number} id
+ * @property {string} base
+ * @property {string|null} dtype
+ * @property {'auto'|'webgpu'|'wasm'} backend
+ * @property {string} [engine]
+ */
+
+/**
+ * @typedef {object} LoadPlan
+ * @property {string} model the model's name
+ * @property {'webgpu'|'wasm'} ep
+ * @property {string} where plain words: "on your GPU (…)", "on your CPU, 2 threads"
+ * @property {string} why the backend choice in one sentence
+ * @property {string[]} files the bundle files a load downloads
+ * @property {number} bytes their size
+ * @property {number} cachedBytes the part already in the Cache API
+ * @property {number} runtimeBytes ONNX Runtime's files (ort/)
+ * @property {string[]} notes
+ */
+
+/** @typedef {LoadRequest|PlanRequest|ChatRequest|ImageRequest|CancelRequest} Request */
 
 /**
  * @typedef {object} ProgressMessage
  * @property {'progress'} type
  * @property {number} id
- * @property {'download'|'session'|'step'} what
- * @property {string} name file, graph, or 'image'
+ * @property {'download'|'session'|'step'|'phase'} what 'phase': a phase of a request begins (generate.js's PHASES)
+ * @property {string} name file, graph, 'image', or the phase's label
  * @property {number} done bytes, sessions or steps done
  * @property {number} total
  * @property {boolean} [cached] a download served from the Cache API
@@ -79,6 +110,18 @@
  */
 
 /**
+ * @typedef {object} PreviewMessage an image as far as it is drawn (the rest of its grid a neutral fill)
+ * @property {'preview'} type
+ * @property {number} id
+ * @property {number} index
+ * @property {number} step the image tokens drawn
+ * @property {number} total
+ * @property {number} width
+ * @property {number} height
+ * @property {Uint8ClampedArray} rgba
+ */
+
+/**
  * @typedef {object} BackendInfo
  * @property {'webgpu'|'wasm'} ep the execution provider every session runs on
  * @property {string} adapter
@@ -86,6 +129,7 @@
  * @property {Record<string, string>} dtypes graph -> the dtype it runs at
  * @property {number} threads
  * @property {string[]} notes fallbacks and their reasons
+ * @property {string} why which backend runs and why, in one plain sentence
  * @property {string} kvCache which language model graph runs and how it holds the KV cache
  * @property {string} engine the decoder engine's name (?engine=)
  * @property {Record<string, string>} cpuNodes WebGPU: the graphs with some nodes on the CPU EP, and why: 'named nodes'
@@ -100,21 +144,27 @@
  * @property {number} id
  * @property {boolean} cancelled
  * @property {BackendInfo} [backend] load
+ * @property {LoadPlan} [plan] plan
  * @property {number[]} [tokens] chat: the answer's token ids
  * @property {string} [text] chat
- * @property {number} [tokensPerSecond] chat
+ * @property {number} [tokensPerSecond] chat: decode speed, from the first token on
+ * @property {number|null} [firstTokenSeconds] chat: time from the request to the first token
+ * @property {number} [prefillTokens] chat: the positions this turn fed at its prefill
+ * @property {number} [reusedTokens] chat: the positions already in the conversation's cache (earlier turns)
  * @property {number} [seconds] generation time
  * @property {number} [gpuReads] GPU->CPU buffer reads (mapAsync) during the request
+ * @property {number} [previews] image: previews decoded
+ * @property {number} [previewSeconds] image: time spent on them (reads and decoding), part of `seconds`
  */
 
 /**
  * @typedef {object} ErrorMessage
  * @property {'error'} type
  * @property {number} id
- * @property {'checksum'|'backend'|'input'|'other'} kind
+ * @property {'checksum'|'backend'|'input'|'busy'|'other'} kind 'busy': another request is running (nothing started)
  * @property {string} message
  */
 
-/** @typedef {ProgressMessage|TokenMessage|ImageMessage|DoneMessage|ErrorMessage} Reply */
+/** @typedef {ProgressMessage|TokenMessage|ImageMessage|PreviewMessage|DoneMessage|ErrorMessage} Reply */
 
 export {};

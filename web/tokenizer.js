@@ -56,8 +56,18 @@ export class JanusTokenizer {
    * @returns {{inputIds: number[], imageMask: boolean[]}}
    */
   understandingInputs(question, numImageTokens, withImage) {
+    return this.userTurn(question, numImageTokens, withImage, true);
+  }
+
+  /**
+   * One user turn of a conversation (prompts.conversation_inputs): the first with BOS, later ones without.
+   * @param {string} question @param {number} numImageTokens @param {boolean} withImage @param {boolean} first
+   * @returns {{inputIds: number[], imageMask: boolean[]}}
+   */
+  userTurn(question, numImageTokens, withImage, first) {
+    const encoded = this.encode(chatText(question, withImage));
     const ids = [];
-    for (const t of this.encode(chatText(question, withImage))) {
+    for (const t of first || encoded[0] !== this.ids.bos ? encoded : encoded.slice(1)) {
       if (t === this.ids.image) ids.push(this.ids.boi, ...Array(numImageTokens).fill(this.ids.image), this.ids.eoi);
       else ids.push(t);
     }

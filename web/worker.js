@@ -3,8 +3,10 @@
 
 import './gpu-reads.js';
 import { InputError, errorKind, fromOrt } from './errors.js';
+import { BundleLoader } from './loader.js';
 import { loadModel } from './model.js';
-import { chat, image } from './requests.js';
+import { describePlan } from './plan.js';
+import { chat, endConversation, image } from './requests.js';
 
 /** @typedef {import('./protocol.js').Request} Request */
 /** @typedef {import('./protocol.js').Reply} Reply */
@@ -39,7 +41,7 @@ function cancelCheck(id) {
  */
 async function task(id, work) {
   if (busy) {
-    reply({ type: 'error', id, kind: 'input', message: 'busy: wait for the current request or cancel it' });
+    reply({ type: 'error', id, kind: 'busy', message: 'busy: wait for the current request or cancel it' });
     return;
   }
   busy = true;
@@ -65,6 +67,7 @@ function loaded() {
 async function load(req) {
   const old = model;
   model = null;
+  endConversation();
   await old?.release();
   model = await loadModel(req, reply);
   reply({ type: 'done', id: req.id, cancelled: false, backend: model.info });
@@ -80,6 +83,9 @@ self.onmessage = (event) => {
       return;
     case 'load':
       return task(req.id, () => load(req));
+    case 'plan':
+      return task(req.id, async () => reply({ type: 'done', id: req.id, cancelled: false,
+        plan: await describePlan(new BundleLoader(req.base, () => undefined), req) }));
     case 'generate':
       return task(req.id, () => (req.task === 'chat' ? chat(loaded(), req, reply, isCancelled)
         : image(loaded(), req, reply, isCancelled)));

@@ -17,7 +17,7 @@ def main(argv=None) -> int:
     s = sub.add_parser("stage", help="here: fill .carry/gpu1 and .carry/gpu2, check each call's size")
     s.add_argument("--pack", default=None, help="pack.sh's output folder (part1/, part2/)")
     s.add_argument("--kit", default=None, help="../shared/gpu-browser (env.sh); default: found beside the repo")
-    s.add_argument("--page", default=None, help="a built page (web/build.mjs); default: build one (node)")
+    s.add_argument("--page", default=None, help="a built page (web/build.mjs --bench); default: build one (node)")
     s.add_argument("--wheels", default=None, help="a folder holding the pinned wheels; default: pip download")
     for name in ("step1", "chain"):
         c = sub.add_parser(name, help="on the host: " + ("stage part 1, start the chain" if name == "step1"

@@ -50,11 +50,11 @@ def pip_download(names: tuple, dest: Path) -> None:
 
 
 def page_archive(page: Path | None, dest: Path) -> Path:
-    """page.tar.gz of the built page (web/build.mjs output, source maps left out)."""
+    """page.tar.gz of the built page (web/build.mjs --bench output, source maps left out)."""
     with tempfile.TemporaryDirectory(prefix="janusweb-page-") as tmp:
         if page is None:
             page = Path(tmp) / "page"
-            build_page(page)
+            build_page(page, bench=True)  # the bench's pages (bench.html, tjs-bench.html...) too
         with tarfile.open(dest, "w:gz", compresslevel=6) as tar:
             for f in sorted(Path(page).rglob("*")):
                 if f.is_file() and f.suffix != ".map":

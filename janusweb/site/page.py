@@ -43,10 +43,11 @@ def check_node() -> str:
     return node
 
 
-def build_page(out: Path) -> None:
-    """The esbuild output of web/ into `out` (node and node_modules are needed: `npm ci`)."""
-    done = subprocess.run([check_node(), str(WEB / "build.mjs"), "--outdir", str(out)], cwd=REPO,
-                          capture_output=True, text=True)
+def build_page(out: Path, bench: bool = False) -> None:
+    """The esbuild output of web/ into `out` (node and node_modules are needed: `npm ci`); `bench`: with the
+    benchmark pages (bench.html, kernels.html, tjs-bench.html and its ort-tjs/), which the demo site leaves out."""
+    done = subprocess.run([check_node(), str(WEB / "build.mjs"), "--outdir", str(out), *(["--bench"] if bench else [])],
+                          cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"web/build.mjs failed:\n{done.stdout}{done.stderr}")
 
@@ -59,9 +60,10 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def build_site(bundle: Path, out: Path, page: Path | None = None) -> Path:
+def build_site(bundle: Path, out: Path, page: Path | None = None, bench: bool = False) -> Path:
     """Write the page + the bundle (its manifest's files) to `out`, atomically (temp folder + rename).
-    `page`: an already built page (web/build.mjs output) to copy instead of building one (hosts without node)."""
+    `page`: an already built page (web/build.mjs output) to copy instead of building one (hosts without node);
+    `bench`: build the benchmark pages too (`janusweb bench`)."""
     manifest = check_bundle(bundle)
     out = Path(out).resolve()
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "index.html").is_file())):
@@ -70,7 +72,7 @@ def build_site(bundle: Path, out: Path, page: Path | None = None) -> Path:
         if page:
             shutil.copytree(page, tmp, dirs_exist_ok=True)
         else:
-            build_page(tmp)
+            build_page(tmp, bench=bench)
         for rel in [*manifest["files"], "manifest.json"]:
             _link_or_copy(Path(bundle) / rel, tmp / "model" / rel)
         (tmp / "_headers").write_text(HEADERS_FILE)

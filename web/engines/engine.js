@@ -36,6 +36,8 @@ import { InputError } from '../errors.js';
  * @property {(hidden: Tensor, step: number) => Promise<Tensor>} step hidden [2n,S,H] (rows [0,n) the prompt, [n,2n)
  *   the unconditional prompt) -> the next embeddings [2n,1,H] of the tokens it drew at `step`
  * @property {() => Tensor} tokens the image tokens drawn so far, int64 [n,T] (read after the last step)
+ * @property {() => Promise<ArrayLike<number>>} [drawn] the tokens drawn so far, [n,T] row-major, values at steps not
+ *   drawn yet unspecified (a read: for previews only; a sampler without it gives no previews)
  * @property {() => void} release
  */
 
@@ -94,7 +96,7 @@ import { InputError } from '../errors.js';
 /** @type {EngineSpec[]} */
 export const ENGINES = Object.values(listed);
 /** @type {Record<string, string>} the old ?kv= values */
-const ALIASES = { grow: 'ort-grow' };
+const ALIASES = { grow: 'ort-grow', ort: 'ort-grow' };
 
 /**
  * The engine for `requested` ('auto', an engine name, or an old ?kv= value) on `backend`, and a note when it

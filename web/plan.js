@@ -1,0 +1,96 @@
+// The load plan, decided before anything large is fetched: the backend, each graph's dtype, the decoder engine,
+// the sessions to make and the files they need (with sizes, and which are already in the Cache API). The page
+// shows it on its first screen; model.js loads by it.
+
+import { bundleNeeds, chooseBackend } from './backend.js';
+import { dtypeTable, graphFiles, requestedDtypes, resolveGraphs } from './dtypes.js';
+import { resolveEngine } from './engines/engine.js';
+import { IMAGE_EMBEDS } from './heads.js';
+import { graphOf } from './sessions.js';
+
+/** @typedef {import('./backend.js').Backend} Backend */
+/** @typedef {import('./loader.js').Manifest} Manifest */
+/** @typedef {import('./protocol.js').LoadRequest} LoadRequest */
+
+// The graphs the page runs besides the decoder engine's; language_model stands for the decoder (its dtype is the
+// engine's).
+export const GRAPHS = ['prepare_inputs_embeds', 'language_model', 'lm_head', 'gen_step', 'image_decode'];
+
+/**
+ * The sessions to make on `backend`, in creation order (session name -> dtype), and the engine with its notes.
+ * @param {Manifest} manifest
+ * @param {Backend} backend
+ * @param {Record<string, string>} dtypes the dtypes of GRAPHS
+ * @param {LoadRequest} req
+ */
+export function sessionPlan(manifest, backend, dtypes, req) {
+  const placed = resolveGraphs(manifest, dtypes, req.dtype, backend);
+  const d = Object.fromEntries(Object.entries(placed.graphs).map(([g, p]) => [g, p.dtype]));
+  const engine = resolveEngine(req.engine ?? 'auto', manifest, backend, d.language_model);
+  const { prepare_inputs_embeds: embeds, language_model: lm, ...rest } = d;
+  const replaced = engine.plan.replaces ?? [];
+  /** @type {Record<string, string>} */
+  const sessions = { prepare_inputs_embeds: embeds, ...(backend.ep === 'webgpu' ? { [IMAGE_EMBEDS]: embeds } : {}),
+    ...engine.plan.graphs, ...Object.fromEntries(Object.entries(rest).filter(([g]) => !replaced.includes(g))) };
+  return { sessions, engine, dtype: lm, notes: [placed.note, engine.note].filter((n) => n !== null) };
+}
+
+/**
+ * Everything decided from the bundle's small files: config, backend, dtypes, sessions.
+ * @param {import('./loader.js').BundleLoader} loader with its manifest loaded
+ * @param {LoadRequest} req
+ */
+export async function planLoad(loader, req) {
+  const manifest = /** @type {Manifest} */ (loader.manifest);
+  const config = await loader.json('config.json');
+  const { dtypes, notes: missing } = requestedDtypes(manifest, config, GRAPHS, req.dtype);
+  const backend = await chooseBackend(req.backend, bundleNeeds(config, dtypeTable(manifest), dtypes));
+  return { manifest, config, dtypes, missing, backend, chosen: sessionPlan(manifest, backend, dtypes, req) };
+}
+
+/**
+ * The bundle files a plan downloads: each session's graph files, and the manifest files the engine's plan names
+ * (a WGSL pack).
+ * @param {Manifest} manifest
+ * @param {ReturnType<typeof sessionPlan>} chosen
+ */
+export function planFiles(manifest, chosen) {
+  const files = new Set();
+  for (const [name, dtype] of Object.entries(chosen.sessions)) {
+    const { file, external } = graphFiles(manifest, graphOf(name), dtype);
+    for (const f of [file, ...external]) files.add(f);
+  }
+  for (const v of Object.values(chosen.engine.plan.data ?? {})) if (typeof v === 'string' && v in manifest.files) files.add(v);
+  return [...files];
+}
+
+/** The model's name in words, from the manifest's source. @param {Manifest} manifest */
+export function modelName(manifest) {
+  const src = /** @type {any} */ (manifest).source ?? {};
+  const name = src.name ?? String(src.path ?? '').split('/').filter(Boolean).pop();
+  return name ? `Janus-Pro (${name})` : 'Janus-Pro';
+}
+
+/** Plain words for where the model runs. @param {Backend} b */
+export function where(b) {
+  return b.ep === 'webgpu' ? `on your GPU (${b.adapter})` : `on your CPU, ${b.threads} thread${b.threads > 1 ? 's' : ''}`;
+}
+
+/**
+ * The first screen's facts (protocol.js's LoadPlan): nothing but the small JSON files is fetched.
+ * @param {import('./loader.js').BundleLoader} loader
+ * @param {LoadRequest} req
+ * @returns {Promise<import('./protocol.js').LoadPlan>}
+ */
+export async function describePlan(loader, req) {
+  const manifest = await loader.loadManifest();
+  const { backend, chosen, missing } = await planLoad(loader, req);
+  const files = planFiles(manifest, chosen);
+  const ortSizes = await (await fetch(new URL('./ort/', import.meta.url).href + 'files.json')).json();
+  const bytes = files.reduce((n, f) => n + manifest.files[f].bytes, 0);
+  const cached = await loader.cachedFiles(files);
+  return { model: modelName(manifest), ep: backend.ep, where: where(backend), why: backend.why, files, bytes,
+    cachedBytes: cached.reduce((n, f) => n + manifest.files[f].bytes, 0),
+    runtimeBytes: Object.values(ortSizes).reduce((a, b) => a + Number(b), 0),
+    notes: [...backend.notes, ...missing, ...chosen.notes] };
+}
