@@ -74,6 +74,7 @@ export const engine = {
       kvCache: `CPU engine (${pack.bin}, ${threads} thread${threads > 1 ? 's' : ''}, ${file}${simd}; `
         + `${(rt.memory.buffer.byteLength / 2 ** 20).toFixed(0)} MiB of its own memory): KV cache preallocated`,
       dtypes: { language_model: dtype, lm_head: desc.lm_head.dtype },
+      oneCache: true,
       newCache: (rows, capacity) => new CpuCache(model.newState(rows, capacity), H),
       textLogits: async (hidden) => {
         const [, S] = hidden.dims;
