@@ -12,7 +12,9 @@ import pytest
 
 from janusweb.bench.gpu.__main__ import REPO
 from janusweb.bench.gpu.plan import LIMITS, MIB, calls
+from janusweb.bench.gpu.rehearse import find_kit
 from janusweb.env import chromium_path
+from janusweb.errors import UserError
 
 pytestmark = pytest.mark.skipif(
     chromium_path() is None or shutil.which("node") is None or not (REPO / ".git").exists(),
@@ -26,6 +28,10 @@ def test_plan_fits_the_host_limits():
 
 
 def test_rehearsal_on_tiny(tmp_path):
+    try:
+        find_kit(REPO)
+    except UserError as e:
+        pytest.skip(f"the GPU-browser kit the calls carry is missing: {e}")
     work = tmp_path / "work"
     work.mkdir()
     done = subprocess.run([sys.executable, "-m", "janusweb.bench.gpu", "rehearse", "--work", str(work), "--quick"],
