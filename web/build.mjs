@@ -1,8 +1,8 @@
 // Builds the static page: bundles ui.js (page) and worker.js (inference worker) with esbuild, and copies the
 // HTML/CSS and ONNX Runtime's wasm files for its WebGPU build (served from the site, never from a CDN), with their
 // sizes in ort/files.json (the page shows the download before it starts). With --bench, the benchmark pages too
-// (bench.html, kernels.html, tjs-bench.html with transformers.js's own ORT in ort-tjs/): `janusweb bench` builds
-// them, the demo site (`janusweb build-web`) does not carry them.
+// (bench.html, kernels.html, tjs-bench.html with transformers.js's own ORT in ort-tjs/, wllama-bench.html with
+// llama.cpp's wasm in wllama/): `janusweb bench` builds them, the demo site (`janusweb build-web`) does not carry them.
 //   node web/build.mjs [--outdir DIR] [--bench]     (default web/dist)
 
 import { build } from 'esbuild';
@@ -31,8 +31,15 @@ if (withBench) try {
 } catch {
   console.warn('@huggingface/transformers is not installed: building without tjs-bench.html');
 }
+// llama.cpp's WebAssembly build (@wllama/wllama, a devDependency): the peer row's page, its one .wasm to wllama/.
+let wllamaWasm = null;
+if (withBench) try {
+  wllamaWasm = path.join(path.dirname(require.resolve('@wllama/wllama/package.json')), 'esm', 'wasm', 'wllama.wasm');
+} catch {
+  console.warn('@wllama/wllama is not installed: building without wllama-bench.html');
+}
 const pages = ['ui.js', 'worker.js', ...(withBench ? ['bench.js', 'kernels.js'] : []),
-  ...(tjsOrtDist ? ['tjs-bench.js'] : [])];
+  ...(tjsOrtDist ? ['tjs-bench.js'] : []), ...(wllamaWasm ? ['wllama-bench.js'] : [])];
 // The CPU engine's kernels (web/cpu/build.py, run by make setup), its helper thread's script and (with --bench)
 // its kernel benchmark page.
 const CPU_KERNELS = ['kernels.wasm', 'kernels-mt.wasm', 'kernels-mt-relaxed.wasm'];
@@ -66,6 +73,10 @@ for (const f of CPU_KERNELS) {
 const sizes = Object.fromEntries(await Promise.all(ORT_FILES.map(async (f) =>
   [f, (await stat(path.join(outdir, 'ort', f))).size])));
 await writeFile(path.join(outdir, 'ort', 'files.json'), JSON.stringify(sizes));
+if (wllamaWasm) {
+  await mkdir(path.join(outdir, 'wllama'));
+  await copyFile(wllamaWasm, path.join(outdir, 'wllama', 'wllama.wasm'));
+}
 if (tjsOrtDist) {
   await mkdir(path.join(outdir, 'ort-tjs'));
   for (const f of ORT_FILES) await copyFile(path.join(tjsOrtDist, f), path.join(outdir, 'ort-tjs', f));

@@ -28,6 +28,7 @@ REGISTRY = {
     "ort-cuda": "janusweb.bench.backends.ort:OrtCuda",
     "tjs-webgpu": "janusweb.bench.backends.tjs:TjsWebGpu",
     "tjs-wasm": "janusweb.bench.backends.tjs:TjsWasm",
+    "wllama": "janusweb.bench.backends.wllama:Wllama",
 }
 NAMES = tuple(REGISTRY)
 

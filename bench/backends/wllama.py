@@ -1,0 +1,117 @@
+"""wllama: the llama.cpp peer row. llama.cpp's WebAssembly build (npm @wllama/wllama 3.x, its one .wasm for 1 and
+n threads) decodes a GGUF with the bundle's decoder shapes and seeded random weights (bench/gguf_peer.py, Q8_0)
+in the same Chromium as the other rows, cross-origin isolated, at 1 thread and at the page's thread count.
+
+What is measured: text decode per token after the prompt, batch 1 (llama.cpp's own `predicted_per_token_ms`
+of each greedy completion, EOS ignored), over `repeats` completions: median and spread. The prompt is plain
+ASCII (one byte token per byte with the byte vocabulary, a space being "▁", 3 bytes): `createCompletion` takes
+strings only.
+Speed only: the random weights' tokens are not compared with anything.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from janusweb.bench.backends import BenchContext, BrowserBackend
+from janusweb.bench.rows import Row
+from janusweb.bench.timing import median
+
+PAGE = "wllama-bench.html"
+GGUF_URL = "peer/model.gguf"
+PROMPT = "The quick brown fox jumps over the lazy dog. " * 2  # 130 byte tokens with BOS and the leading "▁"
+
+
+def page_threads() -> int:
+    """The thread count the page's other WASM rows use (web/backend.js: hardwareConcurrency capped at 8)."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def link_gguf(site: Path, gguf: Path) -> None:
+    """Put the GGUF where the page fetches it (a hard link where the file systems allow)."""
+    dst = Path(site) / GGUF_URL
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(gguf, dst)
+    except OSError:
+        dst.symlink_to(Path(gguf).resolve())
+
+
+def measure(runner, threads: int, tokens: int = 16, repeats: int = 3, prompt: str = PROMPT) -> dict:
+    """One page call: load the site's GGUF with `threads` threads, `repeats` completions of `tokens` tokens."""
+    return runner.call(PAGE, "runWllama", {"url": GGUF_URL, "threads": threads, "prompt": prompt,
+                                           "tokens": tokens, "repeats": repeats})
+
+
+def aggregate(raw: dict) -> dict:
+    """Per-token decode ms (llama.cpp's timings) per run, their median and spread, and tokens/s."""
+    runs = [r["timings"] for r in raw["runs"]]
+    if any(t is None or not t.get("predicted_n") for t in runs):
+        raise RuntimeError(f"llama.cpp returned no decode timings: {raw['runs']}")
+    per_token = [t["predicted_per_token_ms"] for t in runs]
+    med = median(per_token)
+    return {"decode_ms_per_token": {"median": med, "min": min(per_token), "max": max(per_token), "runs": per_token},
+            "decode_tokens_per_s": 1000.0 / med, "generated_tokens": [t["predicted_n"] for t in runs],
+            "prompt_tokens": [t["prompt_n"] for t in runs], "prompt_ms": [t["prompt_ms"] for t in runs],
+            "understanding": {"ttft_ms": median([t["prompt_ms"] for t in runs]), "decode_tokens_per_s": 1000.0 / med,
+                              "tokens": []}}
+
+
+def label(raw: dict, runner) -> dict:
+    return {"device": "cpu", "runner": f"llama.cpp {raw['libllama']} (wllama {raw['wllama']})",
+            "threads": raw["threads"], "multithread": raw["multithread"],
+            "cross_origin_isolated": raw["crossOriginIsolated"], "browser": runner.version,
+            "gguf_bytes": raw["gguf_bytes"]}
+
+
+def bundle_gguf(bundle: Path, kind: str = "q8_0", seed: int = 0) -> Path:
+    """The peer GGUF of a bundle's decoder shapes, written once to the temp folder and reused."""
+    from janusweb.bench.gguf_peer import bundle_shapes, write_gguf
+    shapes = bundle_shapes(bundle)
+    key = f"{shapes.vocab}v{shapes.hidden}h{shapes.intermediate}i{shapes.layers}l{shapes.heads}x{shapes.head_dim}"
+    path = Path(tempfile.gettempdir()) / "janusweb-gguf" / f"peer-{key}-{kind}-seed{seed}.gguf"
+    return path if path.is_file() else write_gguf(path, shapes, kind, seed)
+
+
+class Wllama(BrowserBackend):
+    name, ep = "wllama", "wasm"
+
+    def cases(self, ctx: BenchContext) -> list:
+        return [Row(self.name, "q8_0", f"{t} thread{'s' if t > 1 else ''}") for t in sorted({1, page_threads()})]
+
+    @contextlib.contextmanager
+    def session(self, ctx: BenchContext):
+        from janusweb.bench.pagerun import page_runner
+        from janusweb.env import chromium_path
+        from janusweb.site import build_page
+        gguf = bundle_gguf(ctx.bundle)
+        with tempfile.TemporaryDirectory(prefix="janusweb-wllama-") as tmp:
+            build_page(Path(tmp), bench=True)
+            if not (Path(tmp) / PAGE).is_file():
+                raise RuntimeError("the bench page has no wllama-bench.html: @wllama/wllama is not installed (npm ci)")
+            link_gguf(Path(tmp), gguf)
+            with page_runner(Path(tmp), self.ep, ctx.browser or chromium_path(), ctx.headed, ctx.driver) as runner:
+                yield runner
+
+    def run(self, ctx: BenchContext, case: Row, runner) -> Row:
+        threads = int(case.variant.split()[0])
+        raw = measure(runner, threads, tokens=ctx.w.text_tokens, repeats=max(3, ctx.w.repeats))
+        if raw["threads"] != threads:
+            raise RuntimeError(f"asked for {threads} threads, llama.cpp runs {raw['threads']} "
+                               f"(cross-origin isolated: {raw['crossOriginIsolated']})")
+        return Row(case.name, case.dtype, case.variant, label=label(raw, runner), load_s=raw["load_ms"] / 1000,
+                   result=aggregate(raw), extra={"note": "random weights: speed only, no token parity"})
+
+
+if __name__ == "__main__":  # a quick look: python -m janusweb.bench.backends.wllama GGUF THREADS
+    import sys
+    from janusweb.bench.pagerun import page_runner
+    from janusweb.env import chromium_path
+    from janusweb.site import build_page
+    with tempfile.TemporaryDirectory(prefix="janusweb-wllama-") as tmp:
+        build_page(Path(tmp), bench=True)
+        link_gguf(Path(tmp), Path(sys.argv[1]))
+        with page_runner(Path(tmp), "wasm", chromium_path()) as r:
+            print(json.dumps(measure(r, int(sys.argv[2]), tokens=8, repeats=3), indent=1))
