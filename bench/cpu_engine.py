@@ -37,6 +37,25 @@ def read_bandwidth(gib: float = 1.0, repeats: int = 5) -> float:
     return a.nbytes / best / 1e9
 
 
+def measure(runner, repeats: int = 5, configs: list = CONFIGS, label: str = "") -> list:
+    """One round: the kernel page's jobs (web/cpu/bench.js) once per config, in a runner over a bench page."""
+    out = []
+    for config in configs:
+        with step(f"{label}: CPU engine {config}"):
+            out.append(runner.call("cpu/bench.html", "cpuBench", {**config, "repeats": repeats}))
+    return out
+
+
+def job_medians(runs: list) -> dict:
+    """(job, build, threads) -> the per-run medians (ms) and the job's weight bytes."""
+    keys = {}
+    for r in runs:
+        for job, v in r["jobs"].items():
+            keys.setdefault((job, r["file"], r["threads"]), {"ms": [], "bytes": v["bytes"]})["ms"].append(
+                float(np.median(v["ms"])))
+    return keys
+
+
 def run(out: Path, rounds: int = 3, repeats: int = 5) -> dict:
     bandwidth, load = [read_bandwidth()], [os.getloadavg()[0]]
     results = []
@@ -44,9 +63,7 @@ def run(out: Path, rounds: int = 3, repeats: int = 5) -> dict:
         build_page(Path(tmp), bench=True)
         with page_runner(Path(tmp), "wasm", chromium_path()) as runner:
             for r in range(rounds):
-                for config in CONFIGS:
-                    with step(f"round {r + 1}/{rounds}: {config}"):
-                        results.append(runner.call("cpu/bench.html", "cpuBench", {**config, "repeats": repeats}))
+                results += measure(runner, repeats, label=f"round {r + 1}/{rounds}")
             version = runner.version
     bandwidth.append(read_bandwidth())
     load.append(os.getloadavg()[0])
@@ -69,13 +86,9 @@ def markdown(report: dict) -> str:
              "Median ms over all rounds (min-max of the per-round medians); GB/s = weight bytes / median time; "
              "% of the best numpy read bandwidth.", "",
              "| job | build | threads | median ms | spread ms | GB/s | % of read bw |", "|---|---|---|---|---|---|---|"]
-    keys = {}
-    for r in report["runs"]:
-        for job, v in r["jobs"].items():
-            keys.setdefault((job, r["file"], r["threads"]), []).append((float(np.median(v["ms"])), v["bytes"]))
-    for (job, file, threads), vals in keys.items():
-        meds = [m for m, _ in vals]
-        med, nbytes = float(np.median(meds)), vals[0][1]
+    for (job, file, threads), vals in job_medians(report["runs"]).items():
+        meds = vals["ms"]
+        med, nbytes = float(np.median(meds)), vals["bytes"]
         gbps = nbytes / med / 1e6
         lines.append(f"| {job} | {file} | {threads} | {med:.1f} | {min(meds):.1f}-{max(meds):.1f} | {gbps:.1f} | "
                      f"{100 * gbps / bw:.0f} % |")

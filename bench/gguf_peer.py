@@ -167,6 +167,17 @@ def write_gguf(out: Path, s: LlamaShapes, kind: str = "q8_0", seed: int = 0, nam
     return out
 
 
+def cached_gguf(s: LlamaShapes, kind: str = "q8_0", seed: int = 0) -> Path:
+    """The GGUF of these shapes in the temp folder's janusweb-gguf/, written the first time it is asked for."""
+    import tempfile
+    key = f"{s.vocab}v{s.hidden}h{s.intermediate}i{s.layers}l{s.heads}x{s.head_dim}"
+    path = Path(tempfile.gettempdir()) / "janusweb-gguf" / f"peer-{key}-{kind}-seed{seed}.gguf"
+    if not path.is_file():
+        with step(f"writing the peer GGUF {path}"):
+            write_gguf(path, s, kind, seed)
+    return path
+
+
 if __name__ == "__main__":
     from janusweb.log import setup
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

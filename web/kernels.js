@@ -7,12 +7,12 @@ import { describeAdapter, sessionOptions, wasmThreads } from './backend.js';
 
 /**
  * @param {{models: {name: string, url: string}[], ep: 'webgpu'|'wasm', m: number, k: number, warmup: number,
- *   repeats: number}} c
+ *   repeats: number, threads?: number}} c threads: WASM threads (default: the page's, web/backend.js)
  * @returns {Promise<{threads: number, adapter: string|null,
  *   results: Record<string, {ms: number[], y?: number[], error?: string}>}>} y: the last call's output
  */
 async function runKernels(c) {
-  const threads = wasmThreads();
+  const threads = c.threads ?? wasmThreads();
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.wasmPaths = new URL('./ort/', import.meta.url).href;
   ort.env.logLevel = 'error';

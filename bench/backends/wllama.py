@@ -66,15 +66,6 @@ def label(raw: dict, runner) -> dict:
             "gguf_bytes": raw["gguf_bytes"]}
 
 
-def bundle_gguf(bundle: Path, kind: str = "q8_0", seed: int = 0) -> Path:
-    """The peer GGUF of a bundle's decoder shapes, written once to the temp folder and reused."""
-    from janusweb.bench.gguf_peer import bundle_shapes, write_gguf
-    shapes = bundle_shapes(bundle)
-    key = f"{shapes.vocab}v{shapes.hidden}h{shapes.intermediate}i{shapes.layers}l{shapes.heads}x{shapes.head_dim}"
-    path = Path(tempfile.gettempdir()) / "janusweb-gguf" / f"peer-{key}-{kind}-seed{seed}.gguf"
-    return path if path.is_file() else write_gguf(path, shapes, kind, seed)
-
-
 class Wllama(BrowserBackend):
     name, ep = "wllama", "wasm"
 
@@ -86,7 +77,8 @@ class Wllama(BrowserBackend):
         from janusweb.bench.pagerun import page_runner
         from janusweb.env import chromium_path
         from janusweb.site import build_page
-        gguf = bundle_gguf(ctx.bundle)
+        from janusweb.bench.gguf_peer import bundle_shapes, cached_gguf
+        gguf = cached_gguf(bundle_shapes(ctx.bundle))
         with tempfile.TemporaryDirectory(prefix="janusweb-wllama-") as tmp:
             build_page(Path(tmp), bench=True)
             if not (Path(tmp) / PAGE).is_file():
