@@ -81,13 +81,14 @@ def test_only_what_runs_is_downloaded(browsers, site_url, bundle, backend):
 def test_the_demo_site_carries_no_benchmark_pages(site_url, tmp_path):
     """build-web's site: the page only; the benchmark build (`janusweb bench`) has its pages and transformers.js."""
     for path in ("bench.html", "bench.js", "kernels.html", "tjs-bench.html", "tjs-bench.js",
-                 "ort-tjs/ort-wasm-simd-threaded.asyncify.wasm"):
+                 "ort-tjs/ort-wasm-simd-threaded.asyncify.wasm", "wllama-bench.html", "wllama/wllama.wasm"):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(site_url + path)
         assert e.value.code == 404, path
     assert urllib.request.urlopen(site_url + "index.html").status == 200
     build_page(tmp_path / "bench", bench=True)
     assert (tmp_path / "bench" / "bench.html").is_file() and (tmp_path / "bench" / "kernels.html").is_file()
+    assert (tmp_path / "bench" / "wllama" / "wllama.wasm").is_file()  # llama.cpp's wasm: the bench build only
 
 
 def test_every_phase_is_labelled_in_order(browsers, site_url, test_png):
