@@ -17,6 +17,7 @@ from tokenizers import Tokenizer
 
 import janusweb
 from janusweb.atomic import atomic_dir
+from janusweb.dtypes import STREAM_DEFAULT_DTYPES
 from janusweb.export.bundle import (TOKENIZER_FILES, check_output_dir, config_json, generation_config_json,
                                     preprocessor_config_json, processor_config_json, runtime_config)
 from janusweb.export.checkpoint import load_source
@@ -75,14 +76,22 @@ def end_to_end(model, specs, bundle: Path, tok: Tokenizer, ids: SpecialIds, seed
 
 def export_bundle(source: str, out: Path, seed: int = 0, allow_mismatch: bool = False, text_steps: int = 32,
                   image_steps: int | None = None, fused: bool = True, validate: bool = True,
-                  stream: bool = False) -> Path:
+                  stream: bool = False, dtypes: list | None = None, quantizers=None,
+                  fp32_graphs: bool = False) -> Path:
     """fused: also write the WebGPU decoder language_model_gqa (GroupQueryAttention, KV cache bound in place).
     validate=False skips the per-graph checks against PyTorch and the end-to-end runs (for benchmark bundles of
-    random presets; the fused decoder's check against language_model.onnx still runs); the manifest says so."""
+    random presets; the fused decoder's check against language_model.onnx still runs); the manifest says so.
+    Streamed (export.stream): `quantizers(dtypes)` (the CLI's quantize.stream.stream_quantizers) quantize the
+    language model and the fused decoder while streaming, at `dtypes` (default STREAM_DEFAULT_DTYPES); the fp32
+    language model is written only with fp32_graphs or without quantizers. A whole-model export ignores dtypes
+    (the CLI quantizes its bundle after)."""
     out = Path(out)
     check_output_dir(out)
-    if choose_stream(source, stream):  # stream: graph by graph from bf16 weights (export.stream)
-        return export_streamed(source, out, seed, allow_mismatch)
+    wanted = tuple(dtypes or STREAM_DEFAULT_DTYPES) if quantizers else ()
+    if choose_stream(source, stream, wanted, fused):
+        quants = tuple(quantizers(wanted)) if quantizers else ()
+        return export_streamed(source, out, seed, allow_mismatch, quants=quants, fp32_graphs=fp32_graphs,
+                               fused=fused)
     t0 = time.perf_counter()
     src = load_source(source, seed)
     log.info("✓ loaded %s (%.1f s)", source, time.perf_counter() - t0)
