@@ -55,9 +55,10 @@ def _tensor_meta(tensors) -> list:
 
 
 def end_to_end(model, specs, bundle: Path, tok: Tokenizer, ids: SpecialIds, seed: int, text_steps: int,
-               image_steps: int | None) -> EndToEnd:
-    """Text after an image prompt (ORT vs transformers.generate) and CFG image generation (ORT vs PyTorch)."""
-    ort_graphs = OrtGraphs(bundle)
+               image_steps: int | None, dtypes: dict | None = None) -> EndToEnd:
+    """Text after an image prompt (ORT vs transformers.generate) and CFG image generation (ORT vs PyTorch);
+    dtypes: the bundle's graph variants to run (OrtGraphs; default fp32)."""
+    ort_graphs = OrtGraphs(bundle, dtypes)
     dims = ModelDims.from_bundle_config(ort_graphs.config)
     rng = np.random.default_rng(seed)
     pixels = rng.uniform(-1, 1, (1, 1, 3, dims.image_size, dims.image_size)).astype(np.float32)
@@ -91,7 +92,7 @@ def export_bundle(source: str, out: Path, seed: int = 0, allow_mismatch: bool = 
     if choose_stream(source, stream, wanted, fused):
         quants = tuple(quantizers(wanted)) if quantizers else ()
         return export_streamed(source, out, seed, allow_mismatch, quants=quants, fp32_graphs=fp32_graphs,
-                               fused=fused)
+                               fused=fused, text_steps=text_steps, image_steps=image_steps)
     t0 = time.perf_counter()
     src = load_source(source, seed)
     log.info("✓ loaded %s (%.1f s)", source, time.perf_counter() - t0)

@@ -24,10 +24,11 @@ from janusweb.errors import UserError
 from janusweb.export import bundle, checkpoint, deepseek, presets, tokenizer
 from janusweb.export.layerwise import check_language_model, export_language_model
 from janusweb.export.limits import buffer_limits
-from janusweb.export.memory import LANGUAGE_MODEL, graph_parameters, meta_model
+from janusweb.export.memory import LANGUAGE_MODEL, graph_parameters, mem_available, meta_model, needs
 from janusweb.export.onnx_export import OPSET, export_graph
 from janusweb.export.specs import graph_specs
-from janusweb.export.variants import fused_variant, language_model_variant
+from janusweb.dtypes import DTYPES
+from janusweb.export.variants import end_to_end_variant, fused_variant, language_model_variant
 from janusweb.fused import STEM
 from janusweb.export.validate import Report, check_graph
 from janusweb.export.weights import BuffersOnMeta, PresetStore, SafetensorsStore, materialized
@@ -36,8 +37,9 @@ from janusweb.prompts import SpecialIds
 
 NOT_WRITTEN = ("not written: the streamed export writes the language model at its quantized dtypes only "
                "(--fp32-graphs writes it too: about {gb:.1f} GB)")
-E2E_SKIPPED = ("streamed export: the whole model is never held, so the end-to-end run is not made; every graph "
-               "was checked against PyTorch, the language model one block of decoder layers at a time")
+E2E_SKIPPED = ("streamed export: the whole fp32 model (about {gb:.1f} GB with the runtime) is not held, so the "
+               "end-to-end run is not made (nor with --text-steps 0 or without a quantized dtype); every graph was "
+               "checked against PyTorch, the language model one decoder layer at a time")
 
 
 def source_config(source: str) -> tuple:
@@ -89,10 +91,13 @@ def _real_buffers(model) -> dict:
 
 
 def export_streamed(source: str, out: Path, seed: int = 0, allow_mismatch: bool = False, block: int = 1,
-                    quants: tuple = (), fp32_graphs: bool = True, fused: bool = True) -> Path:
+                    quants: tuple = (), fp32_graphs: bool = True, fused: bool = True, text_steps: int = 0,
+                    image_steps: int | None = None) -> Path:
     """quants: quantize.stream's StreamQuantizers (from the CLI's --dtype): the language model and, with `fused`,
     language_model_gqa are written at those dtypes while streaming (export.variants), the other graphs in fp32
-    and quantized from their files; the fp32 language model is written only with `fp32_graphs` (or no quants)."""
+    and quantized from their files; the fp32 language model is written only with `fp32_graphs` (or no quants).
+    text_steps > 0 and a whole fp32 model that fits in memory now: the end-to-end run of each quantized language
+    model (export.variants.end_to_end_variant); otherwise none, and the manifest says why."""
     from janusweb.export.driver import MismatchError, tool_versions  # the driver imports this module
 
     out = Path(out)
@@ -103,7 +108,7 @@ def export_streamed(source: str, out: Path, seed: int = 0, allow_mismatch: bool 
     store = _store(model, description, folder, seed)
     buffers = _real_buffers(model)
     report, specs = Report(), graph_specs(model)
-    written, variants = {}, {q.name: {} for q in quants}
+    written, variants, packed, e2e = {}, {q.name: {} for q in quants}, {}, {}
     tok_dir = folder or Path(tempfile.mkdtemp(prefix="janusweb-tokenizer-"))
     fp32_lm = fp32_graphs or not quants
 
@@ -127,8 +132,8 @@ def export_streamed(source: str, out: Path, seed: int = 0, allow_mismatch: bool 
                     stop_on_mismatch(spec.name)
                 for q in quants:
                     if spec.name == LANGUAGE_MODEL:
-                        variants[q.name][spec.name] = language_model_variant(spec, model, store, buffers, onnx_dir,
-                                                                             report, block, q, where)
+                        variants[q.name][spec.name], packed[q.name] = language_model_variant(
+                            spec, model, store, buffers, onnx_dir, report, block, q, where)
                         stop_on_mismatch(f"{spec.name}{q.suffix}")
                     else:
                         with step(f"{where} {q.name}: quantize"):
@@ -143,8 +148,23 @@ def export_streamed(source: str, out: Path, seed: int = 0, allow_mismatch: bool 
                 stop_on_mismatch(f"{STEM}{q.suffix}")
             external = {s.name: len(written[s.name]) > 1 for s in specs if s.name in written}
             _write_configs(tmp, model.config, tok_dir, external)
-            sys.stdout.write(report.table() + "\n" + f"end to end: skipped ({E2E_SKIPPED})\n")
-            _write_manifest(tmp, specs, written, variants, quants, report, description, tool_versions(), model)
+            whole = needs(config).whole_bytes
+            run_e2e = text_steps > 0 and quants and whole <= mem_available()
+            for q in quants if run_e2e else ():
+                e2e[q.name] = end_to_end_variant(model, store, specs, tmp, tok_dir, seed, q, packed[q.name],
+                                                 text_steps, image_steps)
+            skipped = None if run_e2e else E2E_SKIPPED.format(gb=whole / 1e9)
+            summary = "\n".join(f"{q}: {r.summary()}" for q, r in e2e.items()) or f"end to end: skipped ({skipped})"
+            sys.stdout.write(report.table() + "\n" + summary + "\n")
+            if not all(r.ok for r in e2e.values()) and not allow_mismatch:
+                raise MismatchError("the end-to-end run differs from PyTorch (see above); nothing was written "
+                                    "(--allow-mismatch keeps the bundle anyway)")
+            validation = {"graphs_ok": report.ok, "end_to_end": (
+                {q: r.__dict__ | {"ok": r.ok, "graphs": f"language_model{DTYPES[q].suffix} + fp32 others",
+                                  "reference": "transformers with the weights the graph computes with"}
+                 for q, r in e2e.items()} if e2e else {"ok": None, "skipped": skipped})}
+            _write_manifest(tmp, specs, written, variants, quants, report, description, tool_versions(), model,
+                            validation)
     finally:
         if folder is None:
             shutil.rmtree(tok_dir, ignore_errors=True)
@@ -185,7 +205,7 @@ def _write_configs(tmp: Path, cfg, tok_dir: Path, external: dict) -> None:
 
 
 def _write_manifest(tmp: Path, specs, written: dict, variants: dict, quants, report: Report, description: dict,
-                    tools: dict, model) -> None:
+                    tools: dict, model, validation: dict) -> None:
     files = manifests.file_table(tmp)
     graphs = {}
     lm_fp32 = 4 * sum(p.numel() for p in model.model.language_model.parameters()) - \
@@ -206,7 +226,6 @@ def _write_manifest(tmp: Path, specs, written: dict, variants: dict, quants, rep
     if any(STEM in v for v in variants.values()):
         graphs[STEM] = {"graph": STEM, "dtype": "fp32", "replaces": LANGUAGE_MODEL,
                         "fp32": f"not written: the streamed export builds {STEM} at its quantized dtypes only"}
-    validation = {"graphs_ok": report.ok, "end_to_end": {"ok": None, "skipped": E2E_SKIPPED}}
     manifest = manifests.new(description, tools, graphs, files, validation)
     config = manifests.read_json(tmp / "config.json", "config.json")
     for q in quants:

@@ -23,7 +23,7 @@ from pathlib import Path
 from janusweb.export.fused import export_fused_language_model
 from janusweb.export.layerwise import check_language_model, export_language_model
 from janusweb.export.validate import Check, Report
-from janusweb.export.weights import BuffersOnMeta, materialized
+from janusweb.export.weights import BuffersOnMeta, GraphWeights, materialized
 from janusweb.fused import REPLACEMENTS, STEM
 from janusweb.log import step
 
@@ -35,7 +35,8 @@ CHECKED = ("each decoder layer at fp32 arithmetic against transformers' layer wi
 
 def language_model_variant(spec, model, store, buffers: dict, onnx_dir: Path, report: Report, block: int, quant,
                            where: str) -> dict:
-    """Write and check language_model<suffix>; its variant entry (files under the bundle root's onnx/)."""
+    """Write and check language_model<suffix>: (its variant entry, files under the bundle root's onnx/; {packed
+    weight initializer: parameter name})."""
     with step(f"{where} {quant.name}: export, weights streamed and quantized"), BuffersOnMeta(model):
         files, stats, ops, packed = export_language_model(spec, model, store, onnx_dir, buffers, quant)
     expected = PROJECTIONS_PER_LAYER * len(model.model.language_model.layers)
@@ -45,7 +46,7 @@ def language_model_variant(spec, model, store, buffers: dict, onnx_dir: Path, re
     with step(f"{where} {quant.name}: validate against PyTorch, {block} decoder layer(s) at a time"):
         accuracy = check_language_model(spec, model, store, files[0], report, block, quant, packed)
     return {**quant.entry(files, stats, ops), "checked": CHECKED, "layerwise_vs_source_weights": accuracy,
-            "max_abs_diff_vs_pytorch": report.graph_max_diff(f"{spec.name}{quant.suffix}")}
+            "max_abs_diff_vs_pytorch": report.graph_max_diff(f"{spec.name}{quant.suffix}")}, packed
 
 
 def fused_variant(model, store, onnx_dir: Path, tokenizer_dir: Path, quant, config: dict, report: Report,
@@ -82,3 +83,22 @@ def fused_variant(model, store, onnx_dir: Path, tokenizer_dir: Path, quant, conf
             "builder")
     return {**entry, **{k: built[k] for k in keep}, f"check_vs_language_model{quant.suffix}": check,
             "checked": f"against language_model{quant.suffix} (same quantized weights), which is checked " + CHECKED}
+
+
+def end_to_end_variant(model, store, specs, bundle: Path, tokenizer_dir: Path, seed: int, quant, packed: dict,
+                       text_steps: int, image_steps: int | None):
+    """The whole-model end-to-end run (export.driver's: greedy text vs transformers.generate, CFG image steps vs
+    PyTorch) on language_model<suffix> with the other graphs in fp32, against the model given the weights the
+    graph computes with (GraphWeights) — for sources whose whole fp32 model fits in memory."""
+    import onnx
+    from tokenizers import Tokenizer
+
+    from janusweb.export.driver import end_to_end
+    from janusweb.prompts import SpecialIds
+
+    path = bundle / "onnx" / f"language_model{quant.suffix}.onnx"
+    weights = GraphWeights(store, onnx.load(str(path), load_external_data=False).graph, path.parent, packed, quant)
+    tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    with materialized(model, weights, {id(p) for p in model.parameters()}):
+        return end_to_end(model, specs, bundle, tok, SpecialIds.from_tokenizer(tok), seed, text_steps, image_steps,
+                          {"language_model": quant.name})

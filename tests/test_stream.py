@@ -87,7 +87,8 @@ def test_streamed_7b_wide_preset_peak_memory(tmp_path):
     out = tmp_path / "bundle"
     cmd = [sys.executable, "-c", "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)",
-           sys.executable, "-m", "janusweb", "export", "janus-pro-7b-2l", "--stream", "--out", str(out)]
+           sys.executable, "-m", "janusweb", "export", "janus-pro-7b-2l", "--stream", "--text-steps", "0", "--out",
+           str(out)]  # --text-steps 0: no end-to-end run, which would hold the whole model where it fits
     run = subprocess.run(cmd, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     peak = int(run.stdout.strip().splitlines()[-1]) * 1024
@@ -192,6 +193,10 @@ def test_streamed_variants_equal_janusweb_quantize(model, tmp_path):
     assert main(["--quiet", "export", str(folder), "--stream", "--dtype", "q4", "--out", str(streamed)]) == 0
     mw, ms = (json.loads((b / "manifest.json").read_text()) for b in (whole, streamed))
     assert ms["validation"]["graphs_ok"] and not (streamed / "onnx" / "language_model.onnx").exists()
+    # the whole tiny model fits: the end-to-end run on language_model_q4 against transformers (32 greedy tokens,
+    # every image step) ran and passed
+    e2e = ms["validation"]["end_to_end"]["q4"]
+    assert e2e["ok"] and e2e["text_equal"] and e2e["text_tokens"] == 32 and e2e["image"]["steps"] > 0
     assert set(ms["graphs"]) == set(mw["graphs"]) and "fp32" in ms["graphs"]["language_model"]
     for name, entry in mw["graphs"].items():
         assert set(ms["graphs"][name]["variants"]) == {"q4"}
