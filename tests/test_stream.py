@@ -33,7 +33,7 @@ def test_streamed_checkpoint_matches_the_model_that_wrote_it(layout, model, tmp_
     assert main(["--quiet", "export", str(folder), "--stream", "--fp32-graphs", "--no-fused", "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["export"]["streamed"] and manifest["validation"]["graphs_ok"]
-    assert manifest["validation"]["end_to_end"]["skipped"] and set(manifest["graphs"]) == set(GRAPH_NAMES)
+    assert manifest["validation"]["end_to_end"]["q4"]["ok"] and set(manifest["graphs"]) == set(GRAPH_NAMES)
     assert all("q4" in g["variants"] for g in manifest["graphs"].values())  # the streamed default
     # against the fp32 model itself (not the streamed weights): every graph, every check case
     report = Report()
@@ -225,3 +225,10 @@ def test_streamed_variants_equal_janusweb_quantize(model, tmp_path):
         outs = [lm.run(feeds | dict(zip(names, cache))) for lm, cache in zip(fused, caches)]
         np.testing.assert_allclose(outs[0][0], outs[1][0], atol=1e-5)
         caches, done = [o[1:] for o in outs], done + seq
+
+
+def test_export_dtype_names_only_block_quantized_variants(tmp_path, capsys):
+    assert main(["export", "tiny", "--stream", "--dtype", "q4,fp16", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--dtype: fp16: export writes the variants int8, q4, int4" in err[0], err
+    assert not (tmp_path / "out").exists()
