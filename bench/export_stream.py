@@ -32,12 +32,12 @@ def main(argv=None) -> int:
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "janusweb", "export", args.source, "--stream",
            "--dtype", args.dtype, "--out", args.out]
     load_before, t0 = os.getloadavg(), time.time()
-    with open(results / "export.log", "w") as log:
-        run = subprocess.run(cmd, stdout=log, stderr=subprocess.PIPE, text=True)
-        log.write(run.stderr)
+    with open(results / "export.log", "w") as log:  # progress lines as they come, then time -v's report
+        run = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
     out = Path(args.out)
     record = {"command": " ".join(cmd[2:]), "returncode": run.returncode, "seconds": round(time.time() - t0, 1),
-              **_time_v(run.stderr), "load_before": load_before, "load_after": os.getloadavg(),
+              **_time_v((results / "export.log").read_text()), "load_before": load_before,
+              "load_after": os.getloadavg(),
               "cpus": os.cpu_count()}
     if run.returncode == 0:
         manifest = json.loads((out / "manifest.json").read_text())
