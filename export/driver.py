@@ -17,6 +17,7 @@ from tokenizers import Tokenizer
 
 import janusweb
 from janusweb.atomic import atomic_dir
+from janusweb.dtypes import STREAM_DEFAULT_DTYPES
 from janusweb.export.bundle import (TOKENIZER_FILES, check_output_dir, config_json, generation_config_json,
                                     preprocessor_config_json, processor_config_json, runtime_config)
 from janusweb.export.checkpoint import load_source
@@ -54,9 +55,10 @@ def _tensor_meta(tensors) -> list:
 
 
 def end_to_end(model, specs, bundle: Path, tok: Tokenizer, ids: SpecialIds, seed: int, text_steps: int,
-               image_steps: int | None) -> EndToEnd:
-    """Text after an image prompt (ORT vs transformers.generate) and CFG image generation (ORT vs PyTorch)."""
-    ort_graphs = OrtGraphs(bundle)
+               image_steps: int | None, dtypes: dict | None = None) -> EndToEnd:
+    """Text after an image prompt (ORT vs transformers.generate) and CFG image generation (ORT vs PyTorch);
+    dtypes: the bundle's graph variants to run (OrtGraphs; default fp32)."""
+    ort_graphs = OrtGraphs(bundle, dtypes)
     dims = ModelDims.from_bundle_config(ort_graphs.config)
     rng = np.random.default_rng(seed)
     pixels = rng.uniform(-1, 1, (1, 1, 3, dims.image_size, dims.image_size)).astype(np.float32)
@@ -75,14 +77,22 @@ def end_to_end(model, specs, bundle: Path, tok: Tokenizer, ids: SpecialIds, seed
 
 def export_bundle(source: str, out: Path, seed: int = 0, allow_mismatch: bool = False, text_steps: int = 32,
                   image_steps: int | None = None, fused: bool = True, validate: bool = True,
-                  stream: bool = False) -> Path:
+                  stream: bool = False, dtypes: list | None = None, quantizers=None,
+                  fp32_graphs: bool = False) -> Path:
     """fused: also write the WebGPU decoder language_model_gqa (GroupQueryAttention, KV cache bound in place).
     validate=False skips the per-graph checks against PyTorch and the end-to-end runs (for benchmark bundles of
-    random presets; the fused decoder's check against language_model.onnx still runs); the manifest says so."""
+    random presets; the fused decoder's check against language_model.onnx still runs); the manifest says so.
+    Streamed (export.stream): `quantizers(dtypes)` (the CLI's quantize.stream.stream_quantizers) quantize the
+    language model and the fused decoder while streaming, at `dtypes` (default STREAM_DEFAULT_DTYPES); the fp32
+    language model is written only with fp32_graphs or without quantizers. A whole-model export ignores dtypes
+    (the CLI quantizes its bundle after)."""
     out = Path(out)
     check_output_dir(out)
-    if choose_stream(source, stream):  # stream: graph by graph from bf16 weights (export.stream)
-        return export_streamed(source, out, seed, allow_mismatch)
+    wanted = tuple(dtypes or STREAM_DEFAULT_DTYPES) if quantizers else ()
+    if choose_stream(source, stream, wanted, fused):
+        quants = tuple(quantizers(wanted)) if quantizers else ()
+        return export_streamed(source, out, seed, allow_mismatch, quants=quants, fp32_graphs=fp32_graphs,
+                               fused=fused, text_steps=text_steps, image_steps=image_steps)
     t0 = time.perf_counter()
     src = load_source(source, seed)
     log.info("✓ loaded %s (%.1f s)", source, time.perf_counter() - t0)

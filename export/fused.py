@@ -62,18 +62,33 @@ def write_llama_folder(model: JanusForConditionalGeneration, tokenizer_dir: Path
     return folder
 
 
-def builder_options(graph_capture: bool) -> list:
-    return [f"filename={STEM}.onnx", "exclude_embeds=true", "exclude_lm_head=true", "use_webgpu_fp32=true",
+def builder_options(graph_capture: bool, stem: str = STEM) -> list:
+    return [f"filename={stem}.onnx", "exclude_embeds=true", "exclude_lm_head=true", "use_webgpu_fp32=true",
             f"enable_webgpu_graph={str(graph_capture).lower()}", "hf_token=false"]
 
 
-def run_builder(llama: LlamaForCausalLM, folder: Path, out: Path, options: list) -> None:
-    """onnxruntime-genai's `create_model` for webgpu, with the weights taken from `llama` instead of a reload."""
+def run_builder(llama: LlamaForCausalLM, folder: Path, out: Path, options: list, around_layer=None,
+                before_save=None) -> None:
+    """onnxruntime-genai's `create_model` for webgpu, with the weights taken from `llama` instead of a reload.
+    around_layer: a context manager (graph, layer module) entered around the builder's work on each decoder layer
+    (the streamed export gives the layer its weights there and settles what the builder made of them);
+    before_save(graph): called on the complete graph before the builder writes it."""
     from onnxruntime_genai.models import builder  # puts the builder's own folder on sys.path: import it late
 
     class InMemoryLlama(builder.LlamaModel):
         def load_weights(self, input_path):
             return llama
+
+        def make_layer(self, layer_id, layer):
+            if around_layer is None:
+                return super().make_layer(layer_id, layer)
+            with around_layer(self.model, layer):
+                return super().make_layer(layer_id, layer)
+
+        def save_model(self, out_dir):
+            if before_save is not None:
+                before_save(self.model)
+            return super().save_model(out_dir)
 
     captured = io.StringIO()  # the builder prints progress; keep it for the debug log
     original = builder.LlamaModel
@@ -129,31 +144,33 @@ def graph_summary(path: Path) -> dict:
 
 
 def export_fused_language_model(model: JanusForConditionalGeneration, onnx_dir: Path, tokenizer_dir: Path,
-                                graph_capture: bool = True) -> dict:
-    """Write language_model_gqa.onnx (+ .onnx_data) into `onnx_dir` (a bundle's onnx/ folder, staged in the bundle
-    folder) and return its manifest entry.
+                                graph_capture: bool = True, stem: str = STEM, around_layer=None,
+                                before_save=None) -> dict:
+    """Write <stem>.onnx (+ .onnx_data; stem: language_model_gqa) into `onnx_dir` (a bundle's onnx/ folder, staged
+    in the bundle folder) and return its manifest entry.
 
     graph_capture: the attention-mask subgraph the builder emits for WebGPU graph capture (no Shape op: the total
     length is the largest row sum of the mask, so the mask may span the whole KV capacity).
+    around_layer, before_save: see run_builder (the streamed export's quantized variants: export.variants).
     """
     onnx_dir = Path(onnx_dir)
     if not (Path(tokenizer_dir) / "tokenizer.json").is_file():
         raise UserError(f"{tokenizer_dir} has no tokenizer.json (the builder reads it)")
-    options = builder_options(graph_capture)
+    options = builder_options(graph_capture, stem)
     staging = Path(tempfile.mkdtemp(prefix=".fused-", dir=onnx_dir.parent))
     try:
         folder = write_llama_folder(model, Path(tokenizer_dir), staging / "llama")
-        with step(f"onnxruntime-genai builder: {STEM} (fp32, webgpu)"):
-            run_builder(llama_view(model), folder, staging / "out", options)
+        with step(f"onnxruntime-genai builder: {stem} (fp32 arithmetic, webgpu)"):
+            run_builder(llama_view(model), folder, staging / "out", options, around_layer, before_save)
         out = staging / "out"
-        finish_graph(out / f"{STEM}.onnx", f"{STEM}.onnx.data", f"{STEM}.onnx_data")
+        finish_graph(out / f"{stem}.onnx", f"{stem}.onnx.data", f"{stem}.onnx_data")
         genai = json.loads((out / "genai_config.json").read_text())
-        summary = graph_summary(out / f"{STEM}.onnx")
-        for name in (f"{STEM}.onnx_data", f"{STEM}.onnx"):  # data first: the .onnx lands complete
+        summary = graph_summary(out / f"{stem}.onnx")
+        for name in (f"{stem}.onnx_data", f"{stem}.onnx"):  # data first: the .onnx lands complete
             os.replace(out / name, onnx_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    files = {f"onnx/{name}": file_digest(onnx_dir / name) for name in (f"{STEM}.onnx", f"{STEM}.onnx_data")}
+    files = {f"onnx/{name}": file_digest(onnx_dir / name) for name in (f"{stem}.onnx", f"{stem}.onnx_data")}
     decoder = genai["model"]["decoder"]
     return {
         "graph": STEM, "dtype": "fp32", "files": files,

@@ -26,8 +26,9 @@ from transformers import LlamaModel
 from janusweb.export import wrappers
 from janusweb.export.onnx_export import OPSET, _dynamic_shapes, compact_node_names
 from janusweb.export.validate import Check, Report
-from janusweb.export.weights import full_names, materialized
+from janusweb.export.weights import GraphWeights, full_names, materialized
 from janusweb.log import log
+from janusweb.metrics import cosine
 
 LAYER = re.compile(r"/lm\.layers\.(\d+)[:.]")
 
@@ -41,9 +42,11 @@ def _lazy(fetch, value: ir.Value) -> ir.LazyTensor:
                          shape=ir.Shape(list(value.shape)), name=value.name)
 
 
-def _fill(graph: ir.Graph, sources: dict) -> None:
+def _fill(graph: ir.Graph, sources: dict) -> dict:
     """Lazy fp32 values for the traced initializers; Transpose(weight, [1, 0]) of a weight read by that node
-    alone becomes an initializer of its own (what the optimizer folds), also lazy."""
+    alone becomes an initializer of its own (what the optimizer folds), also lazy. Returns {folded initializer:
+    the traced weight it transposes}."""
+    folds = {}
     for name, value in graph.initializers.items():
         value.const_value = _lazy(sources[name], value)
     for node in list(graph):
@@ -58,11 +61,16 @@ def _fill(graph: ir.Graph, sources: dict) -> None:
         graph.remove(node, safe=True)
         graph.register_initializer(folded)
         graph.initializers.pop(w.name)
+        folds[folded.name] = w.name
+    return folds
 
 
-def export_language_model(spec, model, store, out_dir: Path, buffers: dict) -> list:
-    """Write out_dir/language_model.onnx + .onnx_data with weights streamed from `store`. `buffers`: the real
-    values (name -> tensor) of the model's non-persistent buffers, which are on the meta device during the trace."""
+def export_language_model(spec, model, store, out_dir: Path, buffers: dict, quant=None) -> tuple:
+    """Write out_dir/language_model<suffix>.onnx + .onnx_data with weights streamed from `store`. `buffers`: the
+    real values (name -> tensor) of the model's non-persistent buffers, which are on the meta device during the
+    trace. quant: None (fp32) or a quantizer of quantize.stream (StreamQuantizer: its MatMuls become MatMulNBits,
+    each weight quantized as it is written). Returns (files, MatMulStats or None, op counts, {quantized weight
+    initializer: the model's parameter name})."""
     module = spec.wrapper(model).eval()
     args = tuple(_meta(a) for a in spec.make_inputs(spec.export_dims, torch.Generator().manual_seed(0)))
     names = full_names(model)
@@ -80,13 +88,21 @@ def export_language_model(spec, model, store, out_dir: Path, buffers: dict) -> l
             module, args, None, input_names=[t.name for t in spec.inputs],
             output_names=[t.name for t in spec.outputs], dynamic_shapes=_dynamic_shapes(spec, module),
             opset_version=OPSET, dynamo=True, optimize=False, verbose=False)
-    _fill(program.model.graph, sources)
+    folds = _fill(program.model.graph, sources)
     program.optimize()
     program.model.producer_name = "janusweb"
     compact_node_names(program.model)
-    path, data = out_dir / f"{spec.name}.onnx", f"{spec.name}.onnx_data"
+    stats, renamed = quant.apply(program.model) if quant else (None, {})
+    local = {id(p): n for n, p in module.named_parameters(remove_duplicate=False)}
+    full = {n: names[i] for i, n in local.items()}
+    packed = {q: full[folds.get(w, w)] for w, q in renamed.items()}
+    stem = spec.name + (quant.suffix if quant else "")
+    path, data = out_dir / f"{stem}.onnx", f"{stem}.onnx_data"
     ir.save(program.model, path, external_data=data)
-    return [path, out_dir / data]
+    ops = {}
+    for node in program.model.graph:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return [path, out_dir / data], stats, dict(sorted(ops.items())), packed
 
 
 def layer_boundaries(graph: onnx.GraphProto, layers: int) -> list:
@@ -143,13 +159,22 @@ def _block_reference(model, first: int, last: int) -> wrappers.LanguageModel:
     return wrappers.LanguageModel(shim).eval()
 
 
-def check_language_model(spec, model, store, onnx_path: Path, report: Report, block: int) -> None:
+def check_language_model(spec, model, store, onnx_path: Path, report: Report, block: int, quant=None,
+                         packed: dict | None = None) -> dict:
     """Each block of `block` decoder layers of the written graph against transformers' layers, at fp32, on the
-    spec's check dims (other batch, sequence and past lengths than the export's)."""
+    spec's check dims (other batch, sequence and past lengths than the export's).
+
+    A quantized graph (quant: its StreamQuantizer; packed: {its MatMulNBits weight initializer: parameter name})
+    is checked, at the same tolerance, against the layers with the weights it computes with (its own packed
+    weights and scales, read back from its file and dequantized: weights.GraphWeights), which checks its structure
+    and its quantized weights; its accuracy is then measured against the layers with the source
+    weights. Returns that accuracy: {"layers a-b": {"max_abs_diff", "reference_abs_max", "cosine"}} (worst over
+    the check dims, hidden states), empty for fp32."""
     layers = len(model.model.language_model.layers)
     proto = onnx.load(str(onnx_path), load_external_data=False)
     bounds = layer_boundaries(proto.graph, layers)
     extractor = Extractor(proto)
+    accuracy, graph = {}, spec.name + (quant.suffix if quant else "")  # the graph's name in the report
     for first in range(0, layers, block):
         last = min(first + block, layers) - 1
         outputs = [bounds[last + 1]] + [f"present.{k}.{kv}" for k in range(first, last + 1) for kv in ("key", "value")]
@@ -157,16 +182,33 @@ def check_language_model(spec, model, store, onnx_path: Path, report: Report, bl
         log.info("  decoder layers %d-%d of %d", first, last, layers)
         with tempfile.NamedTemporaryFile(suffix=".onnx", dir=onnx_path.parent) as part:
             onnx.save(extractor.extract_model(inputs, outputs), part.name)
-            _check_block(spec, model, store, Path(part.name), first, last, inputs, outputs, bounds, report)
+            session = _session(Path(part.name))
+            checked = GraphWeights(store, proto.graph, onnx_path.parent, packed, quant) if quant else store
+            _check_block(spec, model, checked, session, first, last, inputs, outputs, bounds, report, graph)
+            if quant:
+                measured = Report()
+                _check_block(spec, model, store, session, first, last, inputs, outputs, bounds, measured, graph)
+                hidden = [c for c in measured.checks if c.tensor == "hidden_states"]
+                worst = max(hidden, key=lambda c: c.max_abs_diff)
+                accuracy[f"layers {first}-{last}"] = {"max_abs_diff": worst.max_abs_diff,
+                                                      "limit_at_fp32": worst.limit,
+                                                      "cosine": min(c.cosine for c in hidden)}
+                log.info("  %s layers %d-%d vs the source weights: max |diff| %.3g, cosine %.6f", quant.name,
+                         first, last, worst.max_abs_diff, accuracy[f"layers {first}-{last}"]["cosine"])
+            del session
+    return accuracy
 
 
-def _check_block(spec, model, store, part: Path, first, last, inputs, outputs, bounds, report) -> None:
+def _session(path: Path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _check_block(spec, model, store, session, first, last, inputs, outputs, bounds, report, graph) -> None:
     lm = model.model.language_model
     layer_ids = {id(p) for layer in lm.layers[first:last + 1] for p in layer.parameters()} | \
                 {id(p) for p in lm.norm.parameters()}
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(str(part), opts, providers=["CPUExecutionProvider"])
     saved = [layer.self_attn.layer_idx for layer in lm.layers]
     with materialized(model, store, layer_ids):
         for k, layer in enumerate(lm.layers[first:last + 1]):
@@ -186,9 +228,10 @@ def _check_block(spec, model, store, part: Path, first, last, inputs, outputs, b
                     r = r.numpy()
                     diff = float(np.abs(r.astype(np.float64) - o).max()) if r.shape == o.shape else float("inf")
                     tensor = "hidden_states" if name == bounds[last + 1] else name
-                    report.checks.append(Check(spec.name, tensor, case, diff,
-                                               spec.tolerance * max(1.0, float(np.abs(r).max())), r.shape == o.shape))
+                    check = Check(graph, tensor, case, diff, spec.tolerance * max(1.0, float(np.abs(r).max())),
+                                  r.shape == o.shape)
+                    check.cosine = cosine(r, o) if r.shape == o.shape else float("nan")
+                    report.checks.append(check)
         finally:
             for layer, idx in zip(lm.layers, saved):
                 layer.self_attn.layer_idx = idx
-    del session

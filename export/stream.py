@@ -24,16 +24,22 @@ from janusweb.errors import UserError
 from janusweb.export import bundle, checkpoint, deepseek, presets, tokenizer
 from janusweb.export.layerwise import check_language_model, export_language_model
 from janusweb.export.limits import buffer_limits
-from janusweb.export.memory import LANGUAGE_MODEL, graph_parameters, meta_model
+from janusweb.export.memory import LANGUAGE_MODEL, graph_parameters, mem_available, meta_model, needs
 from janusweb.export.onnx_export import OPSET, export_graph
 from janusweb.export.specs import graph_specs
+from janusweb.dtypes import DTYPES
+from janusweb.export.variants import end_to_end_variant, fused_variant, language_model_variant
+from janusweb.fused import STEM
 from janusweb.export.validate import Report, check_graph
-from janusweb.export.weights import PresetStore, SafetensorsStore, materialized
+from janusweb.export.weights import BuffersOnMeta, PresetStore, SafetensorsStore, materialized
 from janusweb.log import log, step
 from janusweb.prompts import SpecialIds
 
-E2E_SKIPPED = ("streamed export: the whole model is never held, so the end-to-end run is not made; every graph "
-               "was checked against PyTorch, the language model one block of decoder layers at a time")
+NOT_WRITTEN = ("not written: the streamed export writes the language model at its quantized dtypes only "
+               "(--fp32-graphs writes it too: about {gb:.1f} GB)")
+E2E_SKIPPED = ("streamed export: the whole fp32 model (about {gb:.1f} GB with the runtime) is not held, so the "
+               "end-to-end run is not made (nor with --text-steps 0 or without a quantized dtype); every graph was "
+               "checked against PyTorch, the language model one decoder layer at a time")
 
 
 def source_config(source: str) -> tuple:
@@ -84,24 +90,14 @@ def _real_buffers(model) -> dict:
     return {name: b for name, b in model.named_buffers() if not b.is_meta}
 
 
-class _BuffersOnMeta:
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.saved = []
-        for module in self.model.modules():
-            for name, b in module._buffers.items():
-                if b is not None and not b.is_meta:
-                    self.saved.append((module, name, b))
-                    module._buffers[name] = b.to("meta")
-
-    def __exit__(self, *exc):
-        for module, name, b in self.saved:
-            module._buffers[name] = b
-
-
-def export_streamed(source: str, out: Path, seed: int = 0, allow_mismatch: bool = False, block: int = 1) -> Path:
+def export_streamed(source: str, out: Path, seed: int = 0, allow_mismatch: bool = False, block: int = 1,
+                    quants: tuple = (), fp32_graphs: bool = True, fused: bool = True, text_steps: int = 0,
+                    image_steps: int | None = None) -> Path:
+    """quants: quantize.stream's StreamQuantizers (from the CLI's --dtype): the language model and, with `fused`,
+    language_model_gqa are written at those dtypes while streaming (export.variants), the other graphs in fp32
+    and quantized from their files; the fp32 language model is written only with `fp32_graphs` (or no quants).
+    text_steps > 0 and a whole fp32 model that fits in memory now: the end-to-end run of each quantized language
+    model (export.variants.end_to_end_variant); otherwise none, and the manifest says why."""
     from janusweb.export.driver import MismatchError, tool_versions  # the driver imports this module
 
     out = Path(out)
@@ -111,24 +107,64 @@ def export_streamed(source: str, out: Path, seed: int = 0, allow_mismatch: bool 
     model = meta_model(config)
     store = _store(model, description, folder, seed)
     buffers = _real_buffers(model)
-    report, specs, written = Report(), graph_specs(model), {}
+    report, specs = Report(), graph_specs(model)
+    written, variants, packed, e2e = {}, {q.name: {} for q in quants}, {}, {}
     tok_dir = folder or Path(tempfile.mkdtemp(prefix="janusweb-tokenizer-"))
+    fp32_lm = fp32_graphs or not quants
+
+    def stop_on_mismatch(name):
+        if not report.ok and not allow_mismatch:
+            sys.stdout.write(report.table() + "\n")
+            raise MismatchError(f"{name} differs from its reference beyond tolerance (see the table); "
+                                "nothing was written (--allow-mismatch keeps the bundle anyway)")
+
     try:
         if folder is None:
             description["seed"] = seed
             tokenizer.write_tiny_tokenizer(tok_dir, presets.TINY_VOCAB)
         with atomic_dir(out) as tmp:
-            (tmp / "onnx").mkdir()
+            onnx_dir = tmp / "onnx"
+            onnx_dir.mkdir()
             for k, spec in enumerate(specs, 1):
                 where = f"[{k}/{len(specs)}] {spec.name}"
-                written[spec.name] = _one_graph(spec, model, store, buffers, tmp / "onnx", report, where, block)
-                if not report.ok and not allow_mismatch:
-                    sys.stdout.write(report.table() + "\n")
-                    raise MismatchError(f"{spec.name} differs from PyTorch beyond tolerance (see the table); "
-                                        "nothing was written (--allow-mismatch keeps the bundle anyway)")
-            _write_configs(tmp, model.config, tok_dir, {s.name: len(written[s.name]) > 1 for s in specs})
-            sys.stdout.write(report.table() + "\n" + f"end to end: skipped ({E2E_SKIPPED})\n")
-            _write_manifest(tmp, specs, written, report, description, tool_versions())
+                if spec.name != LANGUAGE_MODEL or fp32_lm:
+                    written[spec.name] = _one_graph(spec, model, store, buffers, onnx_dir, report, where, block)
+                    stop_on_mismatch(spec.name)
+                for q in quants:
+                    if spec.name == LANGUAGE_MODEL:
+                        variants[q.name][spec.name], packed[q.name] = language_model_variant(
+                            spec, model, store, buffers, onnx_dir, report, block, q, where)
+                        stop_on_mismatch(f"{spec.name}{q.suffix}")
+                    else:
+                        with step(f"{where} {q.name}: quantize"):
+                            variants[q.name][spec.name] = q.quantize_file(written[spec.name][0], onnx_dir,
+                                                                          f"{spec.name}{q.suffix}")
+            ids = SpecialIds.from_tokenizer(Tokenizer.from_file(str(tok_dir / "tokenizer.json")))
+            for q in quants if fused else ():
+                lm_tolerance = next(s.tolerance for s in specs if s.name == LANGUAGE_MODEL)
+                variants[q.name][STEM] = fused_variant(model, store, onnx_dir, tok_dir, q,
+                                                       bundle.runtime_config(model.config, ids), report,
+                                                       lm_tolerance, f"[{STEM}]")
+                stop_on_mismatch(f"{STEM}{q.suffix}")
+            external = {s.name: len(written[s.name]) > 1 for s in specs if s.name in written}
+            _write_configs(tmp, model.config, tok_dir, external)
+            whole = needs(config).whole_bytes
+            run_e2e = text_steps > 0 and quants and whole <= mem_available()
+            for q in quants if run_e2e else ():
+                e2e[q.name] = end_to_end_variant(model, store, specs, tmp, tok_dir, seed, q, packed[q.name],
+                                                 text_steps, image_steps)
+            skipped = None if run_e2e else E2E_SKIPPED.format(gb=whole / 1e9)
+            summary = "\n".join(f"{q}: {r.summary()}" for q, r in e2e.items()) or f"end to end: skipped ({skipped})"
+            sys.stdout.write(report.table() + "\n" + summary + "\n")
+            if not all(r.ok for r in e2e.values()) and not allow_mismatch:
+                raise MismatchError("the end-to-end run differs from PyTorch (see above); nothing was written "
+                                    "(--allow-mismatch keeps the bundle anyway)")
+            validation = {"graphs_ok": report.ok, "end_to_end": (
+                {q: r.__dict__ | {"ok": r.ok, "graphs": f"language_model{DTYPES[q].suffix} + fp32 others",
+                                  "reference": "transformers with the weights the graph computes with"}
+                 for q, r in e2e.items()} if e2e else {"ok": None, "skipped": skipped})}
+            _write_manifest(tmp, specs, written, variants, quants, report, description, tool_versions(), model,
+                            validation)
     finally:
         if folder is None:
             shutil.rmtree(tok_dir, ignore_errors=True)
@@ -138,13 +174,13 @@ def export_streamed(source: str, out: Path, seed: int = 0, allow_mismatch: bool 
 
 def _one_graph(spec, model, store, buffers, onnx_dir: Path, report: Report, where: str, block: int) -> list:
     if spec.name == LANGUAGE_MODEL:
-        with step(f"{where}: export, weights streamed"), _BuffersOnMeta(model):
-            files = export_language_model(spec, model, store, onnx_dir, buffers)
+        with step(f"{where}: export, weights streamed"), BuffersOnMeta(model):
+            files = export_language_model(spec, model, store, onnx_dir, buffers)[0]
         with step(f"{where}: validate against PyTorch, {block} decoder layer(s) at a time"):
             check_language_model(spec, model, store, files[0], report, block)
         return files
     module = spec.wrapper(model).eval()
-    with _BuffersOnMeta(model):
+    with BuffersOnMeta(model):
         ids = graph_parameters(spec, model)
     with materialized(model, store, ids):
         with step(f"{where}: export"):
@@ -168,29 +204,50 @@ def _write_configs(tmp: Path, cfg, tok_dir: Path, external: dict) -> None:
         manifests.write_json_atomic(tmp / name, data)
 
 
-def _write_manifest(tmp: Path, specs, written: dict, report: Report, description: dict, tools: dict) -> None:
+def _write_manifest(tmp: Path, specs, written: dict, variants: dict, quants, report: Report, description: dict,
+                    tools: dict, model, validation: dict) -> None:
     files = manifests.file_table(tmp)
     graphs = {}
+    lm_fp32 = 4 * sum(p.numel() for p in model.model.language_model.parameters()) - \
+        4 * model.model.language_model.embed_tokens.weight.numel()
     for spec in specs:
+        io = {"opset": OPSET, "inputs": [{"name": t.name, "dims": list(t.dims), "dtype": t.dtype} for t in spec.inputs],
+              "outputs": [{"name": t.name, "dims": list(t.dims), "dtype": t.dtype} for t in spec.outputs],
+              "tolerance": spec.tolerance}
+        if spec.name not in written:
+            graphs[spec.name] = {"graph": spec.name, "dtype": "fp32", **io, "fp32": NOT_WRITTEN.format(
+                gb=lm_fp32 / 1e9)}
+            continue
         own = {p.relative_to(tmp).as_posix(): None for p in written[spec.name]}
         own = {rel: files[rel] for rel in own}
-        graphs[spec.name] = {
-            "graph": spec.name, "dtype": "fp32", "files": own, "bytes": sum(f["bytes"] for f in own.values()),
-            "opset": OPSET, "inputs": [{"name": t.name, "dims": list(t.dims), "dtype": t.dtype} for t in spec.inputs],
-            "outputs": [{"name": t.name, "dims": list(t.dims), "dtype": t.dtype} for t in spec.outputs],
-            "max_abs_diff_vs_pytorch": report.graph_max_diff(spec.name), "tolerance": spec.tolerance}
-    validation = {"graphs_ok": report.ok, "end_to_end": {"ok": None, "skipped": E2E_SKIPPED}}
+        graphs[spec.name] = {"graph": spec.name, "dtype": "fp32", "files": own,
+                             "bytes": sum(f["bytes"] for f in own.values()), **io,
+                             "max_abs_diff_vs_pytorch": report.graph_max_diff(spec.name)}
+    if any(STEM in v for v in variants.values()):
+        graphs[STEM] = {"graph": STEM, "dtype": "fp32", "replaces": LANGUAGE_MODEL,
+                        "fp32": f"not written: the streamed export builds {STEM} at its quantized dtypes only"}
     manifest = manifests.new(description, tools, graphs, files, validation)
-    manifest["buffers"] = buffer_limits(tmp / "onnx", [spec.name for spec in specs])
-    manifest["export"] = {"streamed": True, "fused": "not written: onnxruntime-genai's builder holds the whole model"}
+    config = manifests.read_json(tmp / "config.json", "config.json")
+    for q in quants:
+        config = q.record(tmp, manifest, config, variants[q.name])
+    manifests.write_json_atomic(tmp / "config.json", config)
+    manifests.add_files(manifest, tmp, ["config.json"])
+    stems = [p.stem for p in sorted((tmp / "onnx").glob("*.onnx"))]
+    manifest["buffers"] = buffer_limits(tmp / "onnx", stems)
+    manifest["export"] = {"streamed": True, "fp32_language_model": LANGUAGE_MODEL in written,
+                          "quantized_while_streaming": [q.name for q in quants],
+                          "fused": {q.name: f"onnx/{STEM}{q.suffix}.onnx" for q in quants if STEM in variants[q.name]}
+                          or "not written (no --dtype, or --no-fused)"}
     manifests.write(tmp, manifest)
 
 
-def choose_stream(source: str, stream: bool) -> bool:
-    """Whether to stream (see export.memory.plan); UserError before any weight is read when nothing fits."""
+def choose_stream(source: str, stream: bool, dtypes: tuple = (), fused: bool = True) -> bool:
+    """Whether to stream (see export.memory.plan; dtypes, fused: the streamed export's variants); UserError
+    before any weight is read when nothing fits."""
+    from janusweb.dtypes import dtype
     from janusweb.export.memory import plan
 
-    streamed = plan(source, source_config(source)[0], stream)
+    streamed = plan(source, source_config(source)[0], stream, bits=[dtype(d).bits for d in dtypes], fused=fused)
     if streamed and not stream:
         log.info("the whole fp32 model of %s does not fit in memory: streaming it (as --stream)", source)
     return streamed

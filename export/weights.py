@@ -7,11 +7,14 @@ same renaming as export.deepseek. `materialize` gives the modules a graph runs f
 them back to the meta device.
 """
 
+import re
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
+import onnx
 import torch
+from onnx import numpy_helper
 from safetensors import safe_open
 
 from janusweb.export import deepseek
@@ -68,6 +71,30 @@ def _targets(key: str, deepseek_layout: bool, shape: list) -> list:
     return [(name, lambda t: t)]
 
 
+class GraphWeights:
+    """A store whose projection weights are those a quantized graph computes with: each MatMulNBits' packed
+    weight and scales read back from the graph's file and dequantized (`quant.dequantize`, in the torch Linear
+    layout [N, K]); the other tensors from `store`. packed: {packed weight initializer: parameter name}."""
+
+    def __init__(self, store, graph: onnx.GraphProto, base_dir: Path, packed: dict, quant):
+        self.store, self.base_dir, self.quant = store, str(base_dir), quant
+        inits = {t.name: t for t in graph.initializer}
+        self.where = {}  # parameter name -> (packed, scales, K)
+        for node in graph.node:
+            if node.op_type == "MatMulNBits" and node.input[1] in packed:
+                k = next(a.i for a in node.attribute if a.name == "K")
+                self.where[packed[node.input[1]]] = (inits[node.input[1]], inits[node.input[2]], k)
+        if len(self.where) != len(packed):
+            raise RuntimeError(f"the quantized graph has {len(self.where)} of its {len(packed)} packed weights")
+
+    def get(self, name: str) -> torch.Tensor:
+        if name not in self.where:
+            return self.store.get(name)
+        packed, scales, k = self.where[name]
+        arrays = [numpy_helper.to_array(t, self.base_dir) for t in (packed, scales)]
+        return torch.from_numpy(self.quant.dequantize(*arrays, k))
+
+
 def used_parameters(module: torch.nn.Module, args: tuple) -> set:
     """The parameters a forward of `module` on meta `args` reads: those of every submodule that ran."""
     ran = []
@@ -88,7 +115,8 @@ def full_names(model: torch.nn.Module) -> dict:
     return names
 
 
-def _replace(model: torch.nn.Module, ids: set, make) -> None:
+def _replace(model: torch.nn.Module, ids: set, make) -> set:
+    """Each parameter of `ids` replaced by make(parameter) wherever it is used; returns the new ones' ids."""
     new = {}
     for module in model.modules():
         for leaf, p in list(module._parameters.items()):
@@ -96,16 +124,37 @@ def _replace(model: torch.nn.Module, ids: set, make) -> None:
                 if id(p) not in new:
                     new[id(p)] = torch.nn.Parameter(make(p), requires_grad=False)
                 module._parameters[leaf] = new[id(p)]
+    return {id(p) for p in new.values()}
+
+
+class BuffersOnMeta:
+    """The model's real buffers sent to the meta device inside the block (a trace over meta weights), restored
+    after."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.saved = []
+        for module in self.model.modules():
+            for name, b in module._buffers.items():
+                if b is not None and not b.is_meta:
+                    self.saved.append((module, name, b))
+                    module._buffers[name] = b.to("meta")
+
+    def __exit__(self, *exc):
+        for module, name, b in self.saved:
+            module._buffers[name] = b
 
 
 @contextmanager
 def materialized(model: torch.nn.Module, store, ids: set):
-    """fp32 weights for the parameters `ids` of `model` (from the store) inside the block; meta again after.
-    Yields the ids of the new parameters."""
+    """fp32 weights for the parameters `ids` of `model` (from the store) inside the block; meta again after
+    (those made here only: blocks nest). Yields the ids of the new parameters."""
     names = full_names(model)
-    todo = {i for i in ids if i in names}
-    _replace(model, todo, lambda p: store.get(names[id(p)]).to(torch.float32))
-    live = {id(p) for n, p in model.named_parameters(remove_duplicate=False) if not p.is_meta}
+    meta = {id(p) for _, p in model.named_parameters(remove_duplicate=False) if p.is_meta}
+    todo = {i for i in ids if i in names and i in meta}
+    live = _replace(model, todo, lambda p: store.get(names[id(p)]).to(torch.float32))
     try:
         yield live
     finally:

@@ -1,11 +1,12 @@
 """The `janusweb` command: export (more subcommands join as they are built)."""
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from janusweb import log as logmod
-from janusweb.dtypes import spellings
+from janusweb.dtypes import STREAM_DEFAULT_DTYPES, dtype, spellings
 from janusweb.errors import UserError
 from janusweb.interrupt import Interrupted, signals_raise
 
@@ -19,14 +20,22 @@ exit codes: 0 done; 1 validation failed (mismatch); 2 bad input or arguments; 13
 
 
 def _export(args) -> int:
+    """--dtype: a streamed export quantizes while streaming (quantize.stream's quantizers, handed to export);
+    a whole-model export runs `janusweb quantize` per dtype on the bundle it wrote."""
     from janusweb.export.driver import MismatchError, export_bundle
+    from janusweb.quantize.stream import stream_quantizers
     try:
-        export_bundle(args.source, Path(args.out), seed=args.seed, allow_mismatch=args.allow_mismatch,
-                      text_steps=args.text_steps, image_steps=args.image_steps, fused=not args.no_fused,
-                      validate=not args.no_validate, stream=args.stream)
+        out = export_bundle(args.source, Path(args.out), seed=args.seed, allow_mismatch=args.allow_mismatch,
+                            text_steps=args.text_steps, image_steps=args.image_steps, fused=not args.no_fused,
+                            validate=not args.no_validate, stream=args.stream, dtypes=args.dtype,
+                            quantizers=stream_quantizers, fp32_graphs=args.fp32_graphs)
     except MismatchError as e:
         sys.stderr.write(f"janusweb: {e}\n")
         return 1
+    if args.dtype and not json.loads((out / "manifest.json").read_text()).get("export", {}).get("streamed"):
+        from janusweb.quantize.driver import quantize_bundle
+        for name in args.dtype:
+            quantize_bundle(out, name)
     return 0
 
 
@@ -91,6 +100,15 @@ def _dtype_list(value: str) -> list:
     return names
 
 
+def _quantized_list(value: str) -> list:
+    names = value.split(",")
+    blocked = [s for s in spellings(quantized=True) if dtype(s).block_size]
+    bad = [n for n in names if n not in blocked]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{', '.join(bad)}: export writes the variants {', '.join(blocked)}")
+    return names
+
+
 def _port(value: str) -> int:
     try:
         port = int(value)
@@ -131,6 +149,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--stream", action="store_true",
                    help="export graph by graph from bf16 weights, the language model layer by layer (less memory, "
                         "no end-to-end run, no language_model_gqa); chosen by itself when the model does not fit")
+    e.add_argument("--dtype", type=_quantized_list, default=None,
+                   help="comma-separated int8, q4: the variants to write (streamed: quantized while streaming, "
+                        f"default {','.join(STREAM_DEFAULT_DTYPES)}; whole-model: `janusweb quantize` after the export)")
+    e.add_argument("--fp32-graphs", action="store_true",
+                   help="streamed: also write the fp32 language_model.onnx (7B: about 26 GB; not needed by the page)")
     e.add_argument("--image-steps", type=int, default=None,
                    help="image tokens compared end to end (default: all of one image)")
     e.add_argument("--no-validate", action="store_true",

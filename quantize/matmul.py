@@ -13,8 +13,10 @@ from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQua
 
 from janusweb.quantize.graph_io import name_nodes, use_counts
 
-# The quantizer logs every node at INFO through its own handler.
+# The quantizer logs every node at INFO through its own handler; its module's import also set the root logger to
+# INFO (logging.basicConfig), which would print every library's INFO lines (onnxscript's optimizer) from then on.
 logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+logging.getLogger().setLevel(logging.WARNING)
 
 
 @dataclass
