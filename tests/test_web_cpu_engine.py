@@ -1,7 +1,8 @@
 """The page's CPU engine (web/engines/cpu.js: the decoder and lm_head on the page's own WebAssembly kernels) in
 Chromium without WebGPU, on the tiny bundle with its CPU packs: greedy tokens after an image prompt and CFG image
 tokens from the same draws equal the Python reference (the fused decoder graph and lm_head at the pack's dtype
-on onnxruntime), fp32 and int8, 1 and 2 threads. ?engine=ort-grow keeps onnxruntime-web's own path; a missing
+on onnxruntime; int8 graphs at accuracy_level 4, the kernels' int8-activation arithmetic), fp32 and int8, 1 and 2
+threads. ?engine=ort-grow keeps onnxruntime-web's own path; a missing
 or stale pack is one line."""
 
 import json
@@ -27,7 +28,9 @@ pytestmark = pytestmark
 def bundle(tiny_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("web-cpu") / "bundle"
     shutil.copytree(tiny_bundle, out)
-    assert main(["--quiet", "quantize", str(out), "--dtype", "int8", "--no-report"]) == 0
+    # accuracy_level 4: onnxruntime's MatMulNBits quantizes activations per block of 32 as the CPU engine's kernels
+    # do (tests/test_cpu_kernels.py checks that arithmetic), so onnxruntime on these graphs is the engine's reference
+    assert main(["--quiet", "quantize", str(out), "--dtype", "int8", "--accuracy-level", "4", "--no-report"]) == 0
     assert main(["--quiet", "cpu-pack", str(out), "--dtype", "fp32,int8"]) == 0
     return out
 
