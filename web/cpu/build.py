@@ -5,6 +5,7 @@ product of q4 weights, for browsers that validate it). `float_dequant=True` buil
 against float activations, see matmul.c), as *-float.wasm: the benchmark's "before" numbers, not the page's.
 
     python web/cpu/build.py            (make setup runs it; web/build.mjs copies dist/ into the site)
+    python web/cpu/build.py --float-dequant DIR       (the benchmark's before kernels, into DIR)
 """
 
 import subprocess
@@ -37,4 +38,7 @@ def build(out: Path = HERE / "dist", float_dequant: bool = False) -> Path:
 
 
 if __name__ == "__main__":
-    build()
+    args = sys.argv[1:]
+    dequant = "--float-dequant" in args
+    rest = [a for a in args if a != "--float-dequant"]
+    build(Path(rest[0]) if rest else HERE / "dist", dequant)
