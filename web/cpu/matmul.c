@@ -10,7 +10,8 @@
 // are summed exactly in int32, then times scale_x * scale_w into a float accumulator. Each call quantizes its
 // rows of x once, on its own stack (every thread quantizes the same rows: M K values against the (n1 - n0) K
 // weight bytes it reads, and no barrier), then runs every column over them.
-//   plain SIMD128: activations widened to i16 once, weights widened to i16, i32x4.dot_i16x8_s;
+//   plain SIMD128: activations widened to i16 once, the weights' unsigned values widened to i16 (zero-extended:
+//         no sign fix-up), i32x4.dot_i16x8_s, minus zero point * sum(x) per block;
 //   relaxed SIMD (-DRELAXED), q4: i32x4.relaxed_dot_i8x16_i7x16_add_s on int8 activations and the unsigned
 //         nibbles (0..15, inside its 7-bit operand's range), minus 8 * sum(x) per block; q8 weights (8 bits, not 7)
 //         take the plain path.
@@ -91,7 +92,8 @@ static inline __attribute__((always_inline)) void dot_deq(u32 dtype, const float
 
 // Rows of x quantized for one matrix: per block b of row r, scale xs[r nb + b]; values in xq (i16, or i8 where
 // the relaxed q4 path reads them), q4's in the order its bytes hold them (each block's 16 even elements, then
-// its 16 odd ones); relaxed q4 also a correction vector (-8 sum_block(q), 0, 0, 0) per block.
+// its 16 odd ones); a correction vector (-z sum_block(q), 0, 0, 0) per block: the kernels take the weights'
+// stored unsigned values (q8: 0..255, q4: 0..15) and subtract their zero point z (128, 8) through it.
 typedef struct {
   const void *q;
   const float *s;
@@ -106,13 +108,14 @@ typedef struct {
 #endif
 
 // bytes of stack that `rows` rows of x take quantized
-static inline u32 xq_bytes(u32 rows, u32 K) { return rows * (K * 2 + (K / BLOCK) * (4 + 16)) + 16; }
+static inline u32 xq_bytes(u32 rows, u32 K) { return rows * (K * 2 + (K / BLOCK) * (16 + 4)) + 16; }
 
 // quantize rows [0, R) of x (K floats each) into buf (xq_bytes), for weights of `dtype`
 static XQ quantize(const float *x, u32 R, u32 K, u32 dtype, v128_t *buf) {
   u32 nb = K / BLOCK, i8 = dtype == DT_Q4 && I8_Q4, odd = dtype == DT_Q4;
+  int zero = dtype == DT_Q8 ? 128 : 8;
   v128_t *corr = buf;
-  float *s = (float *)(corr + (i8 ? R * nb : 0));
+  float *s = (float *)(corr + R * nb);
   void *q = s + R * nb + (-(R * nb) & 3);
   for (u32 r = 0; r < R; r++) {
     for (u32 b = 0; b < nb; b++) {
@@ -136,15 +139,15 @@ static XQ quantize(const float *x, u32 R, u32 K, u32 dtype, v128_t *buf) {
         v128_t o1 = wasm_i16x8_shuffle(h[2], h[3], 1, 3, 5, 7, 9, 11, 13, 15);
         h[0] = e0, h[1] = e1, h[2] = o0, h[3] = o1;
       }
+      v128_t t = wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(h[0], h[1])),
+                                wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(h[2], h[3])));
+      i32 sum = wasm_i32x4_extract_lane(t, 0) + wasm_i32x4_extract_lane(t, 1) + wasm_i32x4_extract_lane(t, 2)
+              + wasm_i32x4_extract_lane(t, 3);
+      corr[r * nb + b] = wasm_i32x4_make(-zero * sum, 0, 0, 0);
       if (i8) {
         v128_t *qb = (v128_t *)((signed char *)q + (u64)r * K + b * BLOCK);
         qb[0] = wasm_i8x16_narrow_i16x8(h[0], h[1]);
         qb[1] = wasm_i8x16_narrow_i16x8(h[2], h[3]);
-        v128_t t = wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(h[0], h[1])),
-                                  wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(h[2], h[3])));
-        i32 sum = wasm_i32x4_extract_lane(t, 0) + wasm_i32x4_extract_lane(t, 1) + wasm_i32x4_extract_lane(t, 2)
-                + wasm_i32x4_extract_lane(t, 3);
-        corr[r * nb + b] = wasm_i32x4_make(-8 * sum, 0, 0, 0);
       } else {
         v128_t *qb = (v128_t *)((i16 *)q + (u64)r * K + b * BLOCK);
         for (u32 j = 0; j < 4; j++) qb[j] = h[j];
@@ -177,22 +180,23 @@ static inline __attribute__((always_inline, unused)) void dot_q(u32 dtype, XQ xq
     }
 #endif
   } else {
-    const v128_t bias = wasm_i8x16_splat(-128), nib = wasm_i8x16_splat(15), eight = wasm_i8x16_splat(8);
+    const v128_t nib = wasm_i8x16_splat(15);
     for (u32 b = 0; b < nb; b++) {
-      v128_t w0, w1;
+      v128_t w0, w1; // unsigned values; the zero point comes off through xq.corr
       if (dtype == DT_Q8) {
-        w0 = wasm_v128_xor(wasm_v128_load(w + b * BLOCK), bias);
-        w1 = wasm_v128_xor(wasm_v128_load(w + b * BLOCK + 16), bias);
+        w0 = wasm_v128_load(w + b * BLOCK);
+        w1 = wasm_v128_load(w + b * BLOCK + 16);
       } else { // low nibbles: the even elements; high: the odd ones (x is stored in that order)
         v128_t bytes = wasm_v128_load(w + b * (BLOCK / 2));
-        w0 = wasm_i8x16_sub(wasm_v128_and(bytes, nib), eight);
-        w1 = wasm_i8x16_sub(wasm_u8x16_shr(bytes, 4), eight);
+        w0 = wasm_v128_and(bytes, nib);
+        w1 = wasm_u8x16_shr(bytes, 4);
       }
-      v128_t a = wasm_i16x8_extend_low_i8x16(w0), c = wasm_i16x8_extend_high_i8x16(w0);
-      v128_t d = wasm_i16x8_extend_low_i8x16(w1), e = wasm_i16x8_extend_high_i8x16(w1);
+      v128_t a = wasm_u16x8_extend_low_u8x16(w0), c = wasm_u16x8_extend_high_u8x16(w0);
+      v128_t d = wasm_u16x8_extend_low_u8x16(w1), e = wasm_u16x8_extend_high_u8x16(w1);
       for (u32 r = 0; r < R; r++) {
         const v128_t *xb = (const v128_t *)((const i16 *)xq.q + (u64)(r0 + r) * K + b * BLOCK);
-        v128_t t = wasm_i32x4_add(wasm_i32x4_dot_i16x8(a, xb[0]), wasm_i32x4_dot_i16x8(c, xb[1]));
+        v128_t t = wasm_i32x4_add(wasm_i32x4_dot_i16x8(a, xb[0]), xq.corr[(r0 + r) * nb + b]);
+        t = wasm_i32x4_add(t, wasm_i32x4_dot_i16x8(c, xb[1]));
         t = wasm_i32x4_add(t, wasm_i32x4_add(wasm_i32x4_dot_i16x8(d, xb[2]), wasm_i32x4_dot_i16x8(e, xb[3])));
         SCALE_ADD(t, r);
       }
