@@ -92,12 +92,12 @@ static inline __attribute__((always_inline)) void dot_deq(u32 dtype, const float
 
 // Rows of x quantized for one matrix: per block b of row r, scale xs[r nb + b]; values in xq (i16, or i8 where
 // the relaxed q4 path reads them), q4's in the order its bytes hold them (each block's 16 even elements, then
-// its 16 odd ones); a correction vector (-z sum_block(q), 0, 0, 0) per block: the kernels take the weights'
-// stored unsigned values (q8: 0..255, q4: 0..15) and subtract their zero point z (128, 8) through it.
+// its 16 odd ones); a correction -z sum_block(q) per block: the kernels take the weights' stored unsigned
+// values (q8: 0..255, q4: 0..15) and subtract their zero point z (128, 8) through it.
 typedef struct {
   const void *q;
   const float *s;
-  const v128_t *corr;
+  const i32 *corr;
   u32 K;
 } XQ;
 
@@ -108,15 +108,15 @@ typedef struct {
 #endif
 
 // bytes of stack that `rows` rows of x take quantized
-static inline u32 xq_bytes(u32 rows, u32 K) { return rows * (K * 2 + (K / BLOCK) * (16 + 4)) + 16; }
+static inline u32 xq_bytes(u32 rows, u32 K) { return rows * (K * 2 + (K / BLOCK) * 8) + 16; }
 
 // quantize rows [0, R) of x (K floats each) into buf (xq_bytes), for weights of `dtype`
 static XQ quantize(const float *x, u32 R, u32 K, u32 dtype, v128_t *buf) {
   u32 nb = K / BLOCK, i8 = dtype == DT_Q4 && I8_Q4, odd = dtype == DT_Q4;
   int zero = dtype == DT_Q8 ? 128 : 8;
-  v128_t *corr = buf;
+  i32 *corr = (i32 *)buf;
   float *s = (float *)(corr + R * nb);
-  void *q = s + R * nb + (-(R * nb) & 3);
+  void *q = s + R * nb + (-(2 * R * nb) & 3);
   for (u32 r = 0; r < R; r++) {
     for (u32 b = 0; b < nb; b++) {
       const float *xb = x + (u64)r * K + b * BLOCK;
@@ -143,7 +143,7 @@ static XQ quantize(const float *x, u32 R, u32 K, u32 dtype, v128_t *buf) {
                                 wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_add(h[2], h[3])));
       i32 sum = wasm_i32x4_extract_lane(t, 0) + wasm_i32x4_extract_lane(t, 1) + wasm_i32x4_extract_lane(t, 2)
               + wasm_i32x4_extract_lane(t, 3);
-      corr[r * nb + b] = wasm_i32x4_make(-zero * sum, 0, 0, 0);
+      corr[r * nb + b] = -zero * sum;
       if (i8) {
         v128_t *qb = (v128_t *)((signed char *)q + (u64)r * K + b * BLOCK);
         qb[0] = wasm_i8x16_narrow_i16x8(h[0], h[1]);
@@ -157,49 +157,72 @@ static XQ quantize(const float *x, u32 R, u32 K, u32 dtype, v128_t *buf) {
   return (XQ){q, s, corr, K};
 }
 
-// acc[r] += convert(isum) * (scale_w * scale_x[r, b])
-#define SCALE_ADD(isum, r)                                                                                      \
-  acc[r] = MADD(wasm_f32x4_convert_i32x4(isum), wasm_f32x4_splat(sw[b] * xq.s[(r0 + (r)) * nb + b]), acc[r])
-
-// out[r] = x[r0 + r] . w for R (1..4) quantized rows of x; w one row of q8 / q4 blocks with scales sw
-static inline __attribute__((always_inline, unused)) void dot_q(u32 dtype, XQ xq, u32 r0, u32 R, const u8 *w,
-                                                        const float *sw, float *out) {
-  v128_t acc[4] = {wasm_f32x4_splat(0), wasm_f32x4_splat(0), wasm_f32x4_splat(0), wasm_f32x4_splat(0)};
-  u32 K = xq.K, nb = K / BLOCK;
+// t[r] = the integer products of block b of w with block b of rows r0 + r (lanes to be summed; no zero point)
+static inline __attribute__((always_inline)) void block_sums(u32 dtype, XQ xq, u32 r0, u32 R, const u8 *w, u32 b,
+                                                             v128_t *t) {
+  const v128_t nib = wasm_i8x16_splat(15);
+  u32 K = xq.K;
   if (dtype == DT_Q4 && I8_Q4) {
 #ifdef RELAXED
-    const v128_t nib = wasm_i8x16_splat(15);
-    for (u32 b = 0; b < nb; b++) {
-      v128_t bytes = wasm_v128_load(w + b * (BLOCK / 2));
-      v128_t lo = wasm_v128_and(bytes, nib), hi = wasm_u8x16_shr(bytes, 4);
-      for (u32 r = 0; r < R; r++) {
-        const v128_t *xb = (const v128_t *)((const signed char *)xq.q + (u64)(r0 + r) * K + b * BLOCK);
-        v128_t t = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(xb[0], lo, xq.corr[(r0 + r) * nb + b]);
-        SCALE_ADD(wasm_i32x4_relaxed_dot_i8x16_i7x16_add(xb[1], hi, t), r);
-      }
+    v128_t bytes = wasm_v128_load(w + b * (BLOCK / 2));
+    v128_t lo = wasm_v128_and(bytes, nib), hi = wasm_u8x16_shr(bytes, 4);
+    for (u32 r = 0; r < R; r++) {
+      const v128_t *xb = (const v128_t *)((const signed char *)xq.q + (u64)(r0 + r) * K + b * BLOCK);
+      t[r] = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(xb[1], hi,
+                                                    wasm_i32x4_relaxed_dot_i8x16_i7x16_add(xb[0], lo, wasm_i32x4_splat(0)));
     }
 #endif
-  } else {
-    const v128_t nib = wasm_i8x16_splat(15);
-    for (u32 b = 0; b < nb; b++) {
-      v128_t w0, w1; // unsigned values; the zero point comes off through xq.corr
-      if (dtype == DT_Q8) {
-        w0 = wasm_v128_load(w + b * BLOCK);
-        w1 = wasm_v128_load(w + b * BLOCK + 16);
-      } else { // low nibbles: the even elements; high: the odd ones (x is stored in that order)
-        v128_t bytes = wasm_v128_load(w + b * (BLOCK / 2));
-        w0 = wasm_v128_and(bytes, nib);
-        w1 = wasm_u8x16_shr(bytes, 4);
-      }
-      v128_t a = wasm_u16x8_extend_low_u8x16(w0), c = wasm_u16x8_extend_high_u8x16(w0);
-      v128_t d = wasm_u16x8_extend_low_u8x16(w1), e = wasm_u16x8_extend_high_u8x16(w1);
-      for (u32 r = 0; r < R; r++) {
-        const v128_t *xb = (const v128_t *)((const i16 *)xq.q + (u64)(r0 + r) * K + b * BLOCK);
-        v128_t t = wasm_i32x4_add(wasm_i32x4_dot_i16x8(a, xb[0]), xq.corr[(r0 + r) * nb + b]);
-        t = wasm_i32x4_add(t, wasm_i32x4_dot_i16x8(c, xb[1]));
-        t = wasm_i32x4_add(t, wasm_i32x4_add(wasm_i32x4_dot_i16x8(d, xb[2]), wasm_i32x4_dot_i16x8(e, xb[3])));
-        SCALE_ADD(t, r);
-      }
+    return;
+  }
+  v128_t w0, w1;
+  if (dtype == DT_Q8) {
+    w0 = wasm_v128_load(w + b * BLOCK);
+    w1 = wasm_v128_load(w + b * BLOCK + 16);
+  } else { // low nibbles: the even elements; high: the odd ones (x is stored in that order)
+    v128_t bytes = wasm_v128_load(w + b * (BLOCK / 2));
+    w0 = wasm_v128_and(bytes, nib);
+    w1 = wasm_u8x16_shr(bytes, 4);
+  }
+  v128_t a = wasm_u16x8_extend_low_u8x16(w0), c = wasm_u16x8_extend_high_u8x16(w0);
+  v128_t d = wasm_u16x8_extend_low_u8x16(w1), e = wasm_u16x8_extend_high_u8x16(w1);
+  for (u32 r = 0; r < R; r++) {
+    const v128_t *xb = (const v128_t *)((const i16 *)xq.q + (u64)(r0 + r) * K + b * BLOCK);
+    t[r] = wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(a, xb[0]), wasm_i32x4_dot_i16x8(c, xb[1])),
+                          wasm_i32x4_add(wasm_i32x4_dot_i16x8(d, xb[2]), wasm_i32x4_dot_i16x8(e, xb[3])));
+  }
+}
+
+// (sum(a), sum(b), sum(c), sum(d)) of four i32x4
+static inline v128_t hadd4(v128_t a, v128_t b, v128_t c, v128_t d) {
+  v128_t s1 = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
+  v128_t s2 = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
+  return wasm_i32x4_add(wasm_i32x4_shuffle(s1, s2, 0, 1, 4, 5), wasm_i32x4_shuffle(s1, s2, 2, 3, 6, 7));
+}
+
+// out[r] = x[r0 + r] . w for R (1..4) quantized rows of x; w one row of q8 / q4 blocks with scales sw. Four
+// blocks at a time: their integer sums gathered into one vector, less their zero points, converted once and
+// scaled by four scale products (the blocks' own scale_w * scale_x).
+static inline __attribute__((always_inline, unused)) void dot_q(u32 dtype, XQ xq, u32 r0, u32 R, const u8 *w,
+                                                                const float *sw, float *out) {
+  v128_t acc[4] = {wasm_f32x4_splat(0), wasm_f32x4_splat(0), wasm_f32x4_splat(0), wasm_f32x4_splat(0)};
+  u32 nb = xq.K / BLOCK, b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    v128_t t[4][4];
+    for (u32 j = 0; j < 4; j++) block_sums(dtype, xq, r0, R, w, b + j, t[j]);
+    v128_t s4 = wasm_v128_load(sw + b);
+    for (u32 r = 0; r < R; r++) {
+      u32 at = (r0 + r) * nb + b;
+      v128_t v = wasm_i32x4_add(hadd4(t[0][r], t[1][r], t[2][r], t[3][r]), wasm_v128_load(xq.corr + at));
+      acc[r] = MADD(wasm_f32x4_convert_i32x4(v), wasm_f32x4_mul(s4, wasm_v128_load(xq.s + at)), acc[r]);
+    }
+  }
+  for (; b < nb; b++) { // the last K/32 mod 4 blocks
+    v128_t t[4];
+    block_sums(dtype, xq, r0, R, w, b, t);
+    for (u32 r = 0; r < R; r++) {
+      u32 at = (r0 + r) * nb + b;
+      v128_t v = wasm_i32x4_add(t[r], wasm_i32x4_make(xq.corr[at], 0, 0, 0));
+      acc[r] = MADD(wasm_f32x4_convert_i32x4(v), wasm_f32x4_splat(sw[b] * xq.s[at]), acc[r]);
     }
   }
   for (u32 r = 0; r < R; r++) out[r] = hsum(acc[r]);
