@@ -14,7 +14,8 @@
 //         no sign fix-up), i32x4.dot_i16x8_s, minus zero point * sum(x) per block;
 //   relaxed SIMD (-DRELAXED), q4: i32x4.relaxed_dot_i8x16_i7x16_add_s on int8 activations and the unsigned
 //         nibbles (0..15, inside its 7-bit operand's range), minus 8 * sum(x) per block; q8 weights (8 bits, not 7)
-//         take the plain path.
+//         take the plain path (7-bit activations instead would double the matmul's rounding error and part
+//         from onnxruntime's arithmetic, the page's reference).
 // -DFLOAT_DEQUANT builds the earlier kernels for the benchmark's before/after numbers: quantized weights turned
 // into floats in registers against float activations.
 #include "cpu.h"
@@ -22,8 +23,7 @@
 #define BLOCK 32
 #define QROWS 16 // rows of x quantized at a time (16 K i16 on the stack: 180 KB for K = 5632)
 
-typedef short i16;
-typedef int i32;
+typedef short i16; typedef int i32;
 
 static inline float hsum(v128_t v) {
   return wasm_f32x4_extract_lane(v, 0) + wasm_f32x4_extract_lane(v, 1) + wasm_f32x4_extract_lane(v, 2)
@@ -89,7 +89,6 @@ static inline __attribute__((always_inline)) void dot_deq(u32 dtype, const float
 #define DEQUANT 0
 #endif
 
-
 // Rows of x quantized for one matrix: per block b of row r, scale xs[r nb + b]; values in xq (i16, or i8 where
 // the relaxed q4 path reads them), q4's in the order its bytes hold them (each block's 16 even elements, then
 // its 16 odd ones); a correction -z sum_block(q) per block: the kernels take the weights' stored unsigned
@@ -101,7 +100,7 @@ typedef struct {
   u32 K;
 } XQ;
 
-#if defined(RELAXED)
+#ifdef RELAXED
 #define I8_Q4 1 // q4 reads int8 activations
 #else
 #define I8_Q4 0
