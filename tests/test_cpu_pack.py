@@ -20,6 +20,7 @@ from janusweb.cli import main
 from janusweb.dtypes import graph_file
 from janusweb.fused import STEM, FusedLanguageModel
 from janusweb.generate import ModelDims
+from cpu_reference import assert_ties
 
 pytest.importorskip("ziglang", reason="the kernels are built with PyPI ziglang: pip install -e .")
 REPO = Path(__file__).resolve().parent.parent
@@ -100,8 +101,11 @@ def test_engine_matches_onnxruntime(bundle, wasm, tmp_path, dtype, threads):
         done = subprocess.run(["node", str(CHECK), str(tmp_path)], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         got, ref = np.frombuffer((tmp_path / "out.bin").read_bytes(), np.float32), np.concatenate(want)
-        diff = float(np.abs(got - ref).max())
-        assert diff <= 1e-4 * float(np.abs(ref).max()), f"NOT OK: max diff {diff:.3g}"
+        if dtype == "fp32":
+            diff = float(np.abs(got - ref).max())
+            assert diff <= 1e-4 * float(np.abs(ref).max()), f"NOT OK: max diff {diff:.3g}"
+        else:  # int8 activations: now and then a rounding tie falls the other way (cpu_reference.assert_ties)
+            assert_ties(got, ref)
 
 
 def test_bad_input_is_one_line(bundle, tmp_path, capsys):
