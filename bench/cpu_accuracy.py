@@ -16,6 +16,7 @@ from janusweb.accuracy_level import accuracy_view
 from janusweb.dtypes import graph_file
 from janusweb.fused import STEM, FusedGraphs
 from janusweb.generate import ModelDims, generate_text, text_logits
+from janusweb.graphs import GRAPH_NAMES
 from janusweb.log import step
 
 PROMPT = "Describe a red bicycle leaning against a stone wall in the rain."
@@ -37,7 +38,8 @@ def compare(bundle: Path, dtype: str = "int8", tokens: int = 32) -> dict:
             view = accuracy_view(bundle, Path(tmp) / path, [graph_file(STEM, dtype), graph_file("lm_head", dtype)],
                                  level)
             with step(f"{bundle.name}: {path} path (accuracy_level {level}), {tokens} greedy tokens"):
-                graphs = FusedGraphs(view, dtype, {"lm_head": dtype})
+                # every graph at the bundle's dtype (the int8 page's embeddings; less memory for the 1B)
+                graphs = FusedGraphs(view, dtype, {name: dtype for name in GRAPH_NAMES})
                 dims = ModelDims.from_bundle_config(graphs.config)
                 greedy[path] = generate_text(graphs, dims, _text_inputs(prompt, dims), tokens)
                 # teacher-forced over the same sequence for both paths: the prompt + the float path's tokens
