@@ -30,7 +30,7 @@ from janusweb.log import setup, step
 from janusweb.site import build_page
 
 THREADS = (1, 2)
-OURS_BUILD = {1: "kernels.wasm", 2: ("kernels-mt-relaxed.wasm", "kernels-mt.wasm")}  # what the engine loads
+OURS_BUILD = {1: ("kernels-relaxed.wasm", "kernels.wasm"), 2: ("kernels-mt-relaxed.wasm", "kernels-mt.wasm")}  # what the engine loads
 METHOD = [
     "ours: web/cpu's kernels in Chromium on random int8 weights of janus-pro-1b's shapes (bench/cpu_engine.py's "
     "jobs), text token = decoder_1row + lm_head_1row, CFG image step = decoder_2row + image_head_2rows, after 600 "

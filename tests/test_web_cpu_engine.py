@@ -1,7 +1,8 @@
 """The page's CPU engine (web/engines/cpu.js: the decoder and lm_head on the page's own WebAssembly kernels) in
 Chromium without WebGPU, on the tiny bundle with its CPU packs: greedy tokens after an image prompt and CFG image
 tokens from the same draws equal the Python reference (the fused decoder graph and lm_head at the pack's dtype
-on onnxruntime), fp32 and int8, 1 and 2 threads. ?engine=ort-grow keeps onnxruntime-web's own path; a missing
+on onnxruntime; at int8 those two at accuracy_level 4, the kernels' int8-activation arithmetic, the graphs the page
+runs on onnxruntime-web as they are), fp32 and int8, 1 and 2 threads. ?engine=ort-grow keeps onnxruntime-web's own path; a missing
 or stale pack is one line."""
 
 import json
@@ -10,7 +11,9 @@ import shutil
 import pytest
 from PIL import Image
 
+from janusweb.accuracy_level import accuracy_view
 from janusweb.cli import main
+from janusweb.dtypes import graph_file
 from janusweb.manifest import file_digest
 from janusweb.fused import STEM as FUSED
 from janusweb.generate import generate_text
@@ -30,6 +33,14 @@ def bundle(tiny_bundle, tmp_path_factory):
     assert main(["--quiet", "quantize", str(out), "--dtype", "int8", "--no-report"]) == 0
     assert main(["--quiet", "cpu-pack", str(out), "--dtype", "fp32,int8"]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def int8_reference(bundle, tmp_path_factory):
+    """The bundle with the CPU engine's int8 graphs at accuracy_level 4: onnxruntime then quantizes their
+    activations per block of 32 as the kernels do (tests/test_cpu_kernels.py checks that arithmetic)."""
+    return accuracy_view(bundle, tmp_path_factory.mktemp("web-cpu") / "level4",
+                         [graph_file(FUSED, "int8"), graph_file("lm_head", "int8")], 4)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +69,8 @@ def cpu_reference_dtypes(info: dict) -> dict:
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", ["fp32", "int8"])
-def test_cpu_engine_matches_the_python_reference(wasm_browser, site_url, bundle, test_png, dtype, threads):
+def test_cpu_engine_matches_the_python_reference(wasm_browser, site_url, bundle, int8_reference, test_png, dtype,
+                                                 threads):
     page = open_page(wasm_browser, site_url, f"dtype={dtype}&threads={threads}")
     info = page.evaluate("window.janusweb.backend")
     assert info["ep"] == "wasm" and info["threads"] == threads and info["engine"] == "cpu"
@@ -66,13 +78,14 @@ def test_cpu_engine_matches_the_python_reference(wasm_browser, site_url, bundle,
     assert info["kvCache"].startswith(f"CPU engine ({pack}, {threads} thread") and "language_model" in info["dtypes"]
     assert page.inner_text("#kv-cache") == info["kvCache"]
     assert info["dtypes"]["language_model"] == dtype and info["dtypes"]["lm_head"] == dtype
-    graphs, dims, tok, ids = reference(bundle, cpu_reference_dtypes(info))
+    ref_bundle = int8_reference if dtype == "int8" else bundle
+    graphs, dims, tok, ids = reference(ref_bundle, cpu_reference_dtypes(info))
     inputs = understanding_inputs(tok, ids, QUESTION, dims.num_image_tokens)
     pixels = preprocess(Image.open(test_png), dims.image_size)[None, None]
     expected = generate_text(graphs, dims, inputs, TEXT_TOKENS, pixel_values=pixels, eos_id=ids.eos)
     assert chat(page, QUESTION, test_png, TEXT_TOKENS)["tokens"] == expected
     images = generate(page, 2, 5.0, 1.0, 7)
-    check_images(bundle, cpu_reference_dtypes(info), images, 2, 5.0, 1.0, 7)
+    check_images(ref_bundle, cpu_reference_dtypes(info), images, 2, 5.0, 1.0, 7)
     page.context.close()
 
 

@@ -42,7 +42,7 @@ const pages = ['ui.js', 'worker.js', ...(withBench ? ['bench.js', 'kernels.js'] 
   ...(tjsOrtDist ? ['tjs-bench.js'] : []), ...(wllamaWasm ? ['wllama-bench.js'] : [])];
 // The CPU engine's kernels (web/cpu/build.py, run by make setup), its helper thread's script and (with --bench)
 // its kernel benchmark page.
-const CPU_KERNELS = ['kernels.wasm', 'kernels-mt.wasm', 'kernels-mt-relaxed.wasm'];
+const CPU_KERNELS = ['kernels.wasm', 'kernels-relaxed.wasm', 'kernels-mt.wasm', 'kernels-mt-relaxed.wasm'];
 const cpuDist = path.join(here, 'cpu', 'dist');
 const cpuPages = ['cpu/thread.js', ...(withBench ? ['cpu/bench.js'] : [])];
 

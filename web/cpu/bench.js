@@ -1,8 +1,9 @@
 // The CPU engine's kernels on random weights of a model's shapes (default janus-pro-1b int8), in the browser:
-// window.cpuBench({threads, relaxed, layers, ...}) -> per-job times. Driven by bench/cpu_engine.py; the
-// page must be cross-origin isolated for threads > 1. Jobs: one decoder pass of 1 token (text decode) and of 2
-// rows (a CFG image step) after `past` positions, lm_head (1 row), the image head's matrices (2 rows), and one
-// matrix product (2048 x 5632 by default) for 1 and 2 rows.
+// window.cpuBench({threads, relaxed, dtype, float, layers, ...}) -> per-job times. Driven by bench/cpu_engine.py;
+// the page must be cross-origin isolated for threads > 1. `float`: the earlier float-dequant kernels
+// (kernels*-float.wasm, which the benchmark builds beside the page) for before/after numbers. Jobs: one decoder
+// pass of 1 token (text decode) and of 2 rows (a CFG image step) after `past` positions, lm_head (1 row), the
+// image head's matrices (2 rows), and one matrix product (2048 x 5632 by default) for 1 and 2 rows.
 
 import { CpuModel } from './model.js';
 import { CpuRuntime, DTYPE, KIND, P } from './runtime.js';
@@ -10,13 +11,13 @@ import { CpuRuntime, DTYPE, KIND, P } from './runtime.js';
 const SHAPES = { hidden_size: 2048, intermediate_size: 5632, num_layers: 24, num_heads: 16, num_key_value_heads: 16,
   head_dim: 128, vocab: 102400, image_vocab: 16384, max_positions: 4096 };
 
-/** A pack description of `s`'s shapes at int8 (tensors' offsets unused: the weights are filled in place). */
-function describe(/** @type {typeof SHAPES} */ s) {
+/** A pack description of `s`'s shapes at int8 / q4 (tensors' offsets unused: the weights are filled in place). */
+function describe(/** @type {typeof SHAPES} */ s, /** @type {string} */ dtype) {
   /** @type {Record<string, {offset: number, bytes: number, shape: number[]}>} */
   const tensors = {};
   const add = (/** @type {string} */ name, /** @type {number} */ bytes) => { tensors[name] = { offset: 0, bytes, shape: [] }; };
   const matrix = (/** @type {string} */ name, /** @type {number} */ n, /** @type {number} */ k) => {
-    add(name, n * k);
+    add(name, dtype === 'q4' ? n * k / 2 : n * k);
     add(`${name}.scales`, n * (k / 32) * 4);
   };
   const H = s.hidden_size, QKV = (s.num_heads + 2 * s.num_key_value_heads) * s.head_dim;
@@ -35,11 +36,11 @@ function describe(/** @type {typeof SHAPES} */ s) {
   matrix('lm_head', s.vocab, H);
   matrix('gen.proj', H, H); // the image head: 2048 -> 2048, then -> 16384 image logits
   matrix('gen.vision', s.image_vocab, H);
-  return { dtype: 'int8', block_size: 32, epsilon: 1e-6, scale: s.head_dim ** -0.5, ...s, tensors,
-    lm_head: { dtype: 'int8', vocab: s.vocab } };
+  return { dtype, block_size: 32, epsilon: 1e-6, scale: s.head_dim ** -0.5, ...s, tensors,
+    lm_head: { dtype, vocab: s.vocab } };
 }
 
-/** Random bytes for int8 weights, small normal floats for the rest. @param {string} name @param {Uint8Array} into */
+/** Random bytes for quantized weights, constants for the rest (the cost does not depend on the values). @param {string} name @param {Uint8Array} into */
 function fill(name, into) {
   if (name.endsWith('.scales') || /ln|norm|cos|sin/.test(name)) {
     new Float32Array(into.buffer, into.byteOffset, into.byteLength / 4).fill(name.includes('scales') ? 1e-3 : 0.5);
@@ -63,12 +64,14 @@ function times(f, repeats) {
 }
 
 /**
- * @param {{threads: number, relaxed: boolean, repeats?: number, past?: number, layers?: number}} o
+ * @param {{threads: number, relaxed: boolean, dtype?: string, float?: boolean, repeats?: number, past?: number,
+ *   layers?: number}} o
  */
 async function cpuBench(o) {
   const s = { ...SHAPES, num_layers: o.layers ?? SHAPES.num_layers };
-  const desc = describe(s);
-  const file = o.threads > 1 ? (o.relaxed ? 'kernels-mt-relaxed.wasm' : 'kernels-mt.wasm') : 'kernels.wasm';
+  const dtype = o.dtype ?? 'int8', code = /** @type {Record<string, number>} */ (DTYPE)[dtype];
+  const desc = describe(s, dtype);
+  const file = `kernels${o.threads > 1 ? '-mt' : ''}${o.relaxed ? '-relaxed' : ''}${o.float ? '-float' : ''}.wasm`;
   const module = await WebAssembly.compileStreaming(fetch(new URL(file, import.meta.url)));
   const spawn = (/** @type {number} */ _t, /** @type {object} */ init) => new Promise((resolve) => {
     const w = new Worker(new URL('thread.js', import.meta.url), { type: 'module' });
@@ -83,7 +86,7 @@ async function cpuBench(o) {
     .reduce((n, [, t]) => n + t.bytes, 0);
   const head = (/** @type {string} */ w, /** @type {number} */ M, /** @type {number} */ N) => () => {
     const { u } = rt.fields();
-    Object.assign(u, { [P.HEAD_DTYPE]: DTYPE.int8, [P.HEAD_X]: model.head?.x, [P.HEAD_M]: M, [P.HEAD_K]: H,
+    Object.assign(u, { [P.HEAD_DTYPE]: code, [P.HEAD_X]: model.head?.x, [P.HEAD_M]: M, [P.HEAD_K]: H,
       [P.HEAD_W]: model.at[w], [P.HEAD_S]: model.at[`${w}.scales`], [P.HEAD_Y]: model.head?.y, [P.HEAD_N]: N });
     rt.run(KIND.HEAD);
   };
@@ -104,14 +107,14 @@ async function cpuBench(o) {
   for (const M of [1, 2]) {
     out[`matmul_5632x2048_${M}row`] = { ms: times(() => {
       const { u } = rt.fields();
-      Object.assign(u, { [P.HEAD_DTYPE]: DTYPE.int8, [P.HEAD_X]: model.head?.x, [P.HEAD_M]: M, [P.HEAD_K]: H,
+      Object.assign(u, { [P.HEAD_DTYPE]: code, [P.HEAD_X]: model.head?.x, [P.HEAD_M]: M, [P.HEAD_K]: H,
         [P.HEAD_W]: model.at['layers.0.gate'], [P.HEAD_S]: model.at['layers.0.gate.scales'],
         [P.HEAD_Y]: model.head?.y, [P.HEAD_N]: s.intermediate_size });
       rt.run(KIND.HEAD);
     }, repeats * 4), bytes: bytesOf('layers.0.gate') };
   }
   rt.release();
-  return { file, threads: o.threads, crossOriginIsolated: self.crossOriginIsolated,
+  return { file, dtype, threads: o.threads, crossOriginIsolated: self.crossOriginIsolated,
     memoryMiB: Math.round(rt.memory.buffer.byteLength / 2 ** 20), jobs: out };
 }
 

@@ -1,8 +1,11 @@
 """Compile the CPU engine's kernels (web/cpu/*.c) to WebAssembly with zig's clang (PyPI `ziglang`):
-web/cpu/dist/kernels.wasm (SIMD128, one thread), kernels-mt.wasm (shared memory + atomics, for Web Workers) and
-kernels-mt-relaxed.wasm (the same with relaxed SIMD's fused multiply-add, for browsers that validate it).
+web/cpu/dist/kernels.wasm (SIMD128, one thread), kernels-mt.wasm (shared memory + atomics, for Web Workers), and
+kernels-relaxed.wasm / kernels-mt-relaxed.wasm (the same with relaxed SIMD: fused multiply-add, and the int8 dot
+product of q4 weights, for browsers that validate it). `float_dequant=True` builds the earlier kernels instead (quantized weights
+against float activations, see matmul.c), as *-float.wasm: the benchmark's "before" numbers, not the page's.
 
     python web/cpu/build.py            (make setup runs it; web/build.mjs copies dist/ into the site)
+    python web/cpu/build.py --float-dequant DIR       (the benchmark's before kernels, into DIR)
 """
 
 import subprocess
@@ -15,13 +18,17 @@ BASE = ["--target=wasm32-freestanding", "-msimd128", "-O3", "-nostdlib", "-ffree
         "-Wl,--no-entry", "-Wl,--import-memory", "-Wl,--export-dynamic", "-Wl,--export=__heap_base",
         "-Wl,--export=__stack_pointer", "-Wl,-z,stack-size=1048576"]
 THREADS = ["-DTHREADS", "-matomics", "-mbulk-memory", "-Wl,--shared-memory", "-Wl,--max-memory=4294901760"]
-VARIANTS = {"kernels.wasm": ["-Wl,--max-memory=4294901760"], "kernels-mt.wasm": THREADS,
-            "kernels-mt-relaxed.wasm": THREADS + ["-mrelaxed-simd", "-DRELAXED"]}
+ONE = ["-Wl,--max-memory=4294901760"]
+RELAXED = ["-mrelaxed-simd", "-DRELAXED"]
+VARIANTS = {"kernels.wasm": ONE, "kernels-relaxed.wasm": ONE + RELAXED, "kernels-mt.wasm": THREADS,
+            "kernels-mt-relaxed.wasm": THREADS + RELAXED}
 
 
-def build(out: Path = HERE / "dist") -> Path:
+def build(out: Path = HERE / "dist", float_dequant: bool = False) -> Path:
     out.mkdir(exist_ok=True)
-    for name, flags in VARIANTS.items():
+    variants = ({n.replace(".wasm", "-float.wasm"): [*f, "-DFLOAT_DEQUANT"] for n, f in VARIANTS.items()}
+                if float_dequant else VARIANTS)
+    for name, flags in variants.items():
         cmd = [sys.executable, "-m", "ziglang", "cc", *BASE, *flags, *[str(HERE / s) for s in SOURCES],
                "-o", str(out / name)]
         done = subprocess.run(cmd, capture_output=True, text=True)
@@ -31,4 +38,7 @@ def build(out: Path = HERE / "dist") -> Path:
 
 
 if __name__ == "__main__":
-    build()
+    args = sys.argv[1:]
+    dequant = "--float-dequant" in args
+    rest = [a for a in args if a != "--float-dequant"]
+    build(Path(rest[0]) if rest else HERE / "dist", dequant)

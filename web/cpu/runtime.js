@@ -30,8 +30,7 @@ export function hasRelaxedSimd() {
 
 /** Which build to load: threads need a shared memory; relaxed SIMD where it validates. @param {number} threads */
 export function kernelsFile(threads) {
-  if (threads <= 1) return 'kernels.wasm';
-  return hasRelaxedSimd() ? 'kernels-mt-relaxed.wasm' : 'kernels-mt.wasm';
+  return `kernels${threads > 1 ? '-mt' : ''}${hasRelaxedSimd() ? '-relaxed' : ''}.wasm`;
 }
 
 export class CpuRuntime {

@@ -69,7 +69,7 @@ export const engine = {
     const rt = await CpuRuntime.create(module, threads, memoryNeeded(desc, 2, 1024), spawn);
     const model = new CpuModel(rt, desc, await loader.file(pack.bin));
     const H = desc.hidden_size;
-    const simd = threads > 1 && !hasRelaxedSimd() ? ', no relaxed SIMD' : '';
+    const simd = hasRelaxedSimd() ? '' : ', no relaxed SIMD';
     return {
       kvCache: `CPU engine (${pack.bin}, ${threads} thread${threads > 1 ? 's' : ''}, ${file}${simd}; `
         + `${(rt.memory.buffer.byteLength / 2 ** 20).toFixed(0)} MiB of its own memory): KV cache preallocated`,
