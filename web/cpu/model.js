@@ -1,8 +1,9 @@
-// The decoder on the CPU engine (runtime.js): a pack's weights (pack/cpu.py's format, pack/wgsl.py's plus lm_head:
-// matrices [N, K] fp32, or MatMulNBits' own uint8 blocks + fp32 scales) copied once into the engine's memory,
-// and per request a state with its KV cache [rows, kv_heads, capacity, head_dim] per layer and activations for
-// up to MAX_TOKENS tokens per call. Independent of ONNX Runtime (engines/cpu.js wraps it for the page).
+// The decoder on the CPU engine (runtime.js): a pack's weights (pack/cpu.py's format, pack/wgsl.py's plus lm_head
+// and the heads of heads.js: matrices [N, K] fp32, or MatMulNBits' own uint8 blocks + fp32 scales) copied once into
+// the engine's memory, and per request a state with its KV cache [rows, kv_heads, capacity, head_dim] per layer
+// and activations for up to MAX_TOKENS tokens per call. Independent of ONNX Runtime (engines/cpu.js wraps it for the page).
 
+import { CpuHeads } from './heads.js';
 import { DTYPE, KIND, L, L_FIELDS, LAYER0, P } from './runtime.js';
 
 /** Tokens (rows x positions) per call: longer prompts go in several calls. */
@@ -52,6 +53,8 @@ export class CpuModel {
     const head = d.lm_head;
     this.head = head ? { dtype: /** @type {Record<string, number>} */ (DTYPE)[head.dtype], vocab: head.vocab,
       x: rt.alloc(4 * MAX_TOKENS * d.hidden_size), y: rt.alloc(4 * MAX_TOKENS * head.vocab) } : null;
+    /** the token embeddings and the image step (packs from cpu-pack; decoder-only packs in the kernel tests lack them) */
+    this.heads = d.embed_tokens ? new CpuHeads(this, MAX_TOKENS) : null;
     this.mark = rt.top; // requests allocate above this and give it back when released
     /** @type {CpuState|null} */
     this.live = null;
