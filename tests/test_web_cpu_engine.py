@@ -18,7 +18,8 @@ from janusweb.cli import main
 from janusweb.manifest import file_digest
 from janusweb.fused import STEM as FUSED
 from janusweb.generate import ModelDims, generate_images, generate_text
-from janusweb.graphs import OrtGraphs
+from janusweb.dtypes import graph_file
+from janusweb.graphs import ImagePromptGraphs
 from janusweb.image import preprocess
 from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
 from janusweb.sampling import uniforms
@@ -55,24 +56,16 @@ def wasm_browser(browsers):
     return browsers["wasm"]
 
 
-class CpuEngineGraphs:
+def cpu_engine_reference(bundle, info: dict) -> ImagePromptGraphs:
     """The Python reference of the page on the CPU engine: the graphs its pack was made from at the pack's dtype,
-    except prepare_inputs_embeds for a prompt with an image, which the page runs on its ORT session (at that
-    session's dtype); image_decode at the page's dtype."""
-
-    def __init__(self, bundle, info: dict):
-        d = info["dtypes"]
-        self.graphs = _graphs(bundle, tuple(sorted({FUSED: d["language_model"], "lm_head": d["lm_head"],
-                                                    "prepare_inputs_embeds": d["embed_tokens"],
-                                                    "gen_head": d["gen_head"], "gen_img_embeds": d["gen_img_embeds"],
-                                                    "image_decode": d["image_decode"]}.items())))
-        self.vision = OrtGraphs(bundle, {"prepare_inputs_embeds": d["prepare_inputs_embeds"]})
-        self.config, self.to_numpy = self.graphs.config, self.graphs.to_numpy
-
-    def run(self, name: str, feeds: dict) -> list:
-        if name == "prepare_inputs_embeds" and feeds["pixel_values"].shape[1]:
-            return self.vision.run(name, feeds)
-        return self.graphs.run(name, feeds)
+    except prepare_inputs_embeds for the prompt with an image: the page's ORT session's; image_decode at the page's
+    dtype."""
+    d = info["dtypes"]
+    graphs = _graphs(bundle, tuple(sorted({FUSED: d["language_model"], "lm_head": d["lm_head"],
+                                           "prepare_inputs_embeds": d["embed_tokens"], "gen_head": d["gen_head"],
+                                           "gen_img_embeds": d["gen_img_embeds"],
+                                           "image_decode": d["image_decode"]}.items())))
+    return ImagePromptGraphs(graphs, bundle / graph_file("prepare_inputs_embeds", d["prepare_inputs_embeds"]))
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -89,7 +82,7 @@ def test_cpu_engine_matches_the_python_reference(wasm_browser, site_url, bundle,
     assert "gen_step" not in info["dtypes"]  # no session made for it
     fetched = " ".join(page.evaluate("janusweb.downloads"))
     assert "prepare_inputs_embeds" in fetched and "gen_step" not in fetched and "lm_head" not in fetched, fetched
-    graphs = CpuEngineGraphs(bundle, info)
+    graphs = cpu_engine_reference(bundle, info)
     tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
     dims, ids = ModelDims.from_bundle_config(graphs.config), SpecialIds.from_tokenizer(tok)
     inputs = understanding_inputs(tok, ids, QUESTION, dims.num_image_tokens)
