@@ -85,8 +85,11 @@ def test_rmsnorm(wasm, tmp_path):
 
 @pytest.mark.parametrize("dtype", ["fp32", "int8", "q4"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_decoder(wasm, tmp_path, dtype, threads):
-    """A prefill of 5 positions then 3 single steps, 2 rows; a prefill of 70 positions (over MAX_TOKENS) too."""
+@pytest.mark.parametrize("interleave", [False, True])
+def test_decoder(wasm, tmp_path, dtype, threads, interleave):
+    """A prefill of 5 positions then 3 single steps, 2 rows; a prefill of 70 positions (over MAX_TOKENS) too. With
+    interleave, another state runs between the calls (several live at once, each with its own plan fields) and is
+    released each time (its block is reused: the memory does not grow)."""
     weights = ref.write_pack(tmp_path / "pack", DECODER, dtype)
     rng = np.random.default_rng(5)
     for rows, calls in ((2, [5, 1, 1, 1]), (1, [70, 1])):
@@ -95,7 +98,7 @@ def test_decoder(wasm, tmp_path, dtype, threads):
         per_call = [x[:, sum(calls[:i]):sum(calls[:i + 1])] for i in range(len(calls))]
         wasm_file = wasm / ("kernels.wasm" if threads == 1 else "kernels-mt.wasm")
         got = run(tmp_path, {"wasm": str(wasm_file), "op": "decoder", "threads": threads, "pack": str(tmp_path / "pack"),
-                             "rows": rows, "capacity": T + 2, "calls": calls},
+                             "rows": rows, "capacity": T + 2, "calls": calls, "interleave": interleave},
                   embeds=np.concatenate([c.reshape(-1) for c in per_call]))
         want = ref.decoder(weights, DECODER, x.astype(np.float64))
         # each call returns its positions, except a prompt over MAX_TOKENS: its last chunk only

@@ -21,7 +21,7 @@ from janusweb.generate import ModelDims, generate_images, generate_text
 from janusweb.dtypes import graph_file
 from janusweb.graphs import ImagePromptGraphs
 from janusweb.image import preprocess
-from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
+from janusweb.prompts import SpecialIds, conversation_inputs, generation_prompt, understanding_inputs
 from janusweb.sampling import uniforms
 from janusweb.site import build_site, serve_in_thread
 from test_web_page import (PROMPT, QUESTION, TEXT_TOKENS, _graphs, _replace, browsers, chat, generate,  # noqa: F401
@@ -138,3 +138,29 @@ def test_cpu_engine_without_its_pack_is_one_line(wasm_browser, bundle, tmp_path,
         page.context.close()
     finally:
         server.shutdown()
+
+
+def test_an_image_request_keeps_the_conversation(wasm_browser, site_url, bundle, test_png):
+    """The CPU engine holds several KV caches at once: a chat turn with an image, then an image request, then the
+    next turn continues the kept cache (only the new positions are prefilled) and answers what Python answers to
+    the whole conversation encoded from scratch; the image is the reference's too."""
+    page = open_page(wasm_browser, site_url, "dtype=fp32&threads=2")
+    info = page.evaluate("window.janusweb.backend")
+    assert info["engine"] == "cpu"
+    graphs = cpu_engine_reference(bundle, info)
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    dims, ids = ModelDims.from_bundle_config(graphs.config), SpecialIds.from_tokenizer(tok)
+    pixels = preprocess(Image.open(test_png), dims.image_size)[None, None]
+    first = chat(page, QUESTION, test_png, 6)
+    inputs = conversation_inputs(tok, ids, [(QUESTION, True, None)], dims.num_image_tokens)
+    assert first["tokens"] == generate_text(graphs, dims, inputs, 6, pixel_values=pixels, eos_id=ids.eos)
+    result = generate(page, 1, 5.0, 1.0, 3)
+    draws = uniforms(3, dims.num_image_tokens).reshape(1, -1)
+    ref = generate_images(graphs, dims, ids, generation_prompt(tok, ids, PROMPT), draws, 5.0, 1.0)
+    assert result["tokens"] == ref.tokens.tolist()
+    history = [(QUESTION, True, first["tokens"]), ("And its colours?", False, None)]
+    second = chat(page, "And its colours?", None, 6)
+    inputs = conversation_inputs(tok, ids, history, dims.num_image_tokens)
+    assert second["tokens"] == generate_text(graphs, dims, inputs, 6, pixel_values=pixels, eos_id=ids.eos)
+    assert second["reusedTokens"] == first["prefillTokens"] + len(first["tokens"]) - 1
+    page.context.close()

@@ -2,7 +2,8 @@
 //   node cpu_check.mjs DIR    DIR/spec.json says what to run on DIR's .bin inputs; outputs go to DIR/out.bin.
 // spec: {wasm, threads, op: 'matmul'|'gate_up'|'rmsnorm', ...shapes} on x.bin, w*.bin, s*.bin, y.bin (the
 // starting output, for mode add), or {op: 'decoder', pack, calls: [S, ...], rows, capacity} on embeds.bin (head: true gives
-// lm_head's logits of each call's positions instead of its hidden states); the heads (heads.c / heads.js):
+// lm_head's logits of each call's positions instead of its hidden states; interleave: true runs another state
+// between the calls, released each time); the heads (heads.c / heads.js):
 // {op: 'embed_rows', dtype, M, H} on table.bin, s.bin, ids.bin (uint32); {op: 'bias_act', M, N, gelu} on y.bin,
 // b.bin; {op: 'cfg_sample', n, V, guidance, temperature} on logits.bin, u.bin (the tokens, as floats); and
 // {op: 'heads', pack, threads, n, guidance, temperature} on a cpu-pack's pack: ids.bin's token embeddings, then
@@ -33,13 +34,20 @@ if (spec.op === 'decoder') {
   const state = model.newState(spec.rows, spec.capacity);
   const embeds = new Float32Array(file('embeds.bin').buffer);
   const parts = [];
-  let used = 0;
+  let used = 0, top = 0;
   const H = desc.hidden_size;
   for (const S of spec.calls) {
     // embeds.bin holds each call's [rows, S, H] one after the other
     const { hidden } = state.forward(embeds.subarray(used, used + spec.rows * S * H), S);
     used += spec.rows * S * H;
     parts.push(spec.head ? model.logits(hidden, hidden.length / H) : hidden);
+    if (spec.interleave) { // another request's state between the calls, released each time: its block is reused
+      const other = model.newState(1, 8);
+      other.forward(embeds.subarray(0, 3 * H).map((v) => -v), 3);
+      other.release();
+      if (top && rt.top !== top) throw new Error(`memory grew from ${top} to ${rt.top}: a freed block was not reused`);
+      top = rt.top;
+    }
   }
   state.release();
   rt.release();

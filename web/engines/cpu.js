@@ -116,7 +116,6 @@ export const engine = {
         + `${(rt.memory.buffer.byteLength / 2 ** 20).toFixed(0)} MiB of its own memory): KV cache preallocated`,
       dtypes: { language_model: dtype, lm_head: desc.lm_head.dtype, embed_tokens: desc.embed_tokens.dtype,
         gen_head: desc.gen_head.layers.at(-1).dtype, gen_img_embeds: desc.gen_img_embeds.layers.at(-1).dtype },
-      oneCache: true,
       newCache: (rows, capacity) => new CpuCache(model.newState(rows, capacity), H),
       embedTokens: async (rows) => {
         const S = rows[0].length;
