@@ -6,7 +6,8 @@
    (`janusweb cpu-pack`, this checkout's format), so the run measures the pack format of the code under test.
 2. The Python reference: greedy text after an image prompt on onnxruntime (the fused int8 decoder, lm_head and
    prepare_inputs_embeds at int8 for the answer's tokens, the image prompt through prepare_inputs_embeds at the
-   dtype the page's ORT session runs, fp32 on WASM), janusweb.generate's loop.
+   dtype the page's ORT session runs, fp32 on WASM), janusweb.generate's loop; with --accuracy-level 4 the
+   decoder and lm_head run with MatMulNBits quantizing activations per block (for kernels that compute so).
 3. The bench page (web/bench.js runBench, no warm-up) in Chromium on WASM, cross-origin isolated, ?engine=cpu,
    2 threads: the same prompt's tokens (must equal the reference), then one full CFG image (576 steps).
 Recorded in results.json + NOTES.md: times per text token and per image step, load, the page's memory (each
@@ -33,7 +34,7 @@ from janusweb.bench.pagerun import page_runner
 from janusweb.bench.workload import Workload, build_inputs
 from janusweb.dtypes import graph_file
 from janusweb.env import chromium_path, versions
-from janusweb.fused import FusedGraphs
+from janusweb.fused import STEM, FusedGraphs
 from janusweb.generate import generate_text
 from janusweb.graphs import ImagePromptGraphs
 from janusweb.log import setup, step
@@ -126,7 +127,8 @@ class MemoryWatch:
                 "chromium_processes": procs[:6]}
 
 
-def run(bundle: Path, out: Path, tokens: int, threads: int, work: Path | None) -> dict:
+def run(bundle: Path, out: Path, tokens: int, threads: int, work: Path | None,
+        accuracy_level: int | None = None) -> dict:
     load = [os.getloadavg()]
     w = Workload(text_tokens=tokens, image_counts=(1,), repeats=1)
     with tempfile.TemporaryDirectory(prefix="janusweb-cpu-page-", dir=work) as tmp:
@@ -136,8 +138,14 @@ def run(bundle: Path, out: Path, tokens: int, threads: int, work: Path | None) -
             write_packs(copy, "cpu", ["int8"])
         pack_s = time.perf_counter() - t0
         inp = build_inputs(copy, w)
+        ref_bundle = copy
+        if accuracy_level is not None:  # the decoder and lm_head with MatMulNBits at that level (a view: links)
+            from janusweb.accuracy_level import accuracy_view
+            ref_bundle = accuracy_view(copy, Path(tmp) / f"level{accuracy_level}",
+                                       [graph_file(STEM, "int8"), graph_file("lm_head", "int8")], accuracy_level)
         with step(f"Python int8 reference: {tokens} greedy tokens after the image prompt"):
-            graphs = ImagePromptGraphs(FusedGraphs(copy, "int8", {"prepare_inputs_embeds": "int8", "lm_head": "int8"}),
+            graphs = ImagePromptGraphs(FusedGraphs(ref_bundle, "int8", {"prepare_inputs_embeds": "int8",
+                                                                        "lm_head": "int8"}),
                                        copy / graph_file("prepare_inputs_embeds", "fp32"))
             t0 = time.perf_counter()
             expected = generate_text(graphs, inp.dims, inp.understanding, tokens, pixel_values=inp.pixel_values)
@@ -162,8 +170,9 @@ def run(bundle: Path, out: Path, tokens: int, threads: int, work: Path | None) -
     info = raw["backend"]
     engine_mib = re.search(r"([\d.]+) MiB of its own memory", info.get("kvCache", ""))
     report = {
-        "bundle": str(bundle), "model": json.loads((Path(bundle) / "manifest.json").read_text()).get("source", {})
-        .get("name", "?"), "versions": {**versions(), "chromium": browser}, "cpus": os.cpu_count(),
+        "bundle": str(bundle), "reference_accuracy_level": accuracy_level,
+        "model": json.loads((Path(bundle) / "manifest.json").read_text()).get("source", {}).get("name", "?"),
+        "versions": {**versions(), "chromium": browser}, "cpus": os.cpu_count(),
         "load_average_before_after": load, "pack_s": pack_s, "reference_s": ref_s, "load_s": raw["load_ms"] / 1000,
         "backend": {k: info.get(k) for k in ("ep", "threads", "engine", "kvCache", "dtypes", "notes")},
         "text": {"tokens": und["tokens"], "reference": expected, "equal": und["tokens"] == expected,
@@ -190,16 +199,20 @@ def notes(r: dict) -> str:
         f"1/5/15-minute load before {r['load_average_before_after'][0]}, after {r['load_average_before_after'][1]} "
         "(a busy machine makes the times longer, not the tokens different).", "",
         f"Versions: {r['versions']}", f"Page: {r['backend']}", "",
-        f"- text after the image prompt: {len(t['tokens'])} greedy tokens, **{'equal' if t['equal'] else 'NOT equal'}** "
-        f"to the Python int8 reference; first token {t['first_token_ms'] / 1000:.1f} s after the request (vision "
+        f"- text after the image prompt: {len(t['tokens'])} greedy tokens, "
+        f"**{'equal' if t['equal'] else 'NOT equal'}** "
+        f"to the Python int8 reference (MatMulNBits accuracy_level {r['reference_accuracy_level'] or 'as exported'}); "
+        f"first token {t['first_token_ms'] / 1000:.1f} s after the request (vision "
         f"tower on ORT + prefill), then **{t['ms_per_token_median']:.0f} ms per token** (median)",
         f"- one CFG image: {im['steps']} steps, **{im['ms_per_step']['p50']:.0f} ms per step** (median; mean "
-        f"{im['ms_per_step']['mean']:.0f}), prefill {im['prefill_ms'] / 1000:.1f} s, VQ decode {im['vq_decode_ms'] / 1000:.1f}"
-        f" s, {im['s_per_image']:.0f} s per image; {im['tokens_drawn']} tokens drawn, {im['distinct_tokens']} distinct",
+        f"{im['ms_per_step']['mean']:.0f}), prefill {im['prefill_ms'] / 1000:.1f} s, VQ decode "
+        f"{im['vq_decode_ms'] / 1000:.1f} s, {im['s_per_image']:.0f} s per image; {im['tokens_drawn']} tokens drawn, "
+        f"{im['distinct_tokens']} distinct",
         f"- memory: Chromium's largest process peaked at {m['chromium_largest_process_peak_rss_mib']:.0f} MiB RSS "
         f"(VmHWM), all its processes together at {m['chromium_peak_rss_sum_mib']:.0f} MiB (sampled each second); "
         f"the CPU engine's own memory at load {m['engine_memory_at_load_mib']} MiB (KV caches are added per request)",
-        f"- set-up: cpu-pack {r['pack_s']:.0f} s, Python reference {r['reference_s']:.0f} s, page load {r['load_s']:.0f} s",
+        f"- set-up: cpu-pack {r['pack_s']:.0f} s, Python reference {r['reference_s']:.0f} s, page load "
+        f"{r['load_s']:.0f} s",
         ""])
 
 
@@ -210,9 +223,13 @@ def main(argv=None) -> int:
     ap.add_argument("--tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=None, help="where the scratch copy goes (default: the temp folder)")
+    ap.add_argument("--accuracy-level", type=int, default=None,
+                    help="run the reference's int8 decoder and lm_head with MatMulNBits at this accuracy_level "
+                         "(4: activations quantized per block, for kernels that do so; default: the graphs as they "
+                         "are)")
     a = ap.parse_args(argv)
     setup()
-    r = run(a.bundle, a.out, a.tokens, a.threads, a.work)
+    r = run(a.bundle, a.out, a.tokens, a.threads, a.work, a.accuracy_level)
     return 0 if r["text"]["equal"] and r["image"]["steps"] == r["image"]["tokens_drawn"] else 1
 
 
