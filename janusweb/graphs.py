@@ -64,3 +64,20 @@ class TorchGraphs:
     @staticmethod
     def to_numpy(x) -> np.ndarray:
         return x.float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+class ImagePromptGraphs:
+    """`graphs`, except prepare_inputs_embeds for a prompt with an image (pixel_values with images), which runs the
+    graph file `image_graph`: the page's CPU engine embeds token rows itself, from its pack's table (the graph at
+    the pack's dtype), and sends a prompt with an image through its ORT session (at that session's dtype)."""
+
+    def __init__(self, graphs, image_graph: Path, providers=("CPUExecutionProvider",)):
+        self.graphs, self.config, self.to_numpy = graphs, graphs.config, graphs.to_numpy
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.image_session = ort.InferenceSession(str(image_graph), opts, providers=list(providers))
+
+    def run(self, name: str, feeds: dict) -> list:
+        if name == "prepare_inputs_embeds" and feeds["pixel_values"].shape[1]:
+            return self.image_session.run(None, feeds)
+        return self.graphs.run(name, feeds)

@@ -3,9 +3,10 @@
 
 cpu/decoder{suffix}.bin + .json hold what pack/wgsl.py's pack holds for the decoder layers (taken the same way,
 byte for byte from onnx/language_model_gqa{suffix}.onnx: fp32 [N, K], or MatMulNBits' uint8 blocks and fp32
-scales, 8-bit or 4-bit), plus the lm_head matrix from onnx/lm_head{suffix}.onnx, so that a text token needs no
-ONNX Runtime session after its embedding. The JSON records each source graph's sha256 (the page refuses a pack
-whose sources changed).
+scales, 8-bit or 4-bit), plus the lm_head matrix from onnx/lm_head{suffix}.onnx and the per-token heads
+(pack/cpu_heads.py: the token-embedding table of prepare_inputs_embeds{suffix}, gen_head{suffix} and
+gen_img_embeds{suffix}), so that neither a text token nor an image step needs an ONNX Runtime session. The JSON
+records each source graph's sha256 (the page refuses a pack whose sources changed).
 """
 
 import json
@@ -18,11 +19,15 @@ from janusweb.dtypes import dtype as lookup
 from janusweb.dtypes import graph_file
 from janusweb.errors import UserError
 from janusweb.fused import STEM
+from janusweb.integrity import graph_files, verify_files
+from janusweb.pack.cpu_heads import write_heads
 from janusweb.pack.wgsl import ALIGN, _array, build_pack
 
 NAME = "cpu"
 DTYPES = ("fp32", "int8", "q4")
-FORMAT = "janusweb-cpu/1"
+FORMAT = "janusweb-cpu/2"
+# the graphs a pack is made from besides the fused decoder; the role each plays in write_heads
+HEADS = {"embed_tokens": "prepare_inputs_embeds", "gen_head": "gen_head", "gen_img_embeds": "gen_img_embeds"}
 
 
 def paths(dtype: str) -> dict:
@@ -59,12 +64,13 @@ def _append(bin_path: Path, tensors: dict, name: str, array: np.ndarray) -> None
 
 
 def check(bundle: Path, manifest: dict, dtype: str) -> None:
-    for graph in (STEM, "lm_head"):
+    for graph in (STEM, "lm_head", *HEADS.values()):
         entry = manifest["graphs"].get(graph)
         if entry is None:
             raise UserError(f"{bundle} has no {graph} graph" + (" (export without --no-fused)" if graph == STEM else ""))
         if dtype != "fp32" and dtype not in entry.get("variants", {}):
             raise UserError(f"{bundle} has no {dtype} variant of {graph} (run janusweb quantize --dtype {dtype})")
+    verify_files(bundle, manifest, graph_files(manifest, (STEM, "lm_head", *HEADS.values()), dtype))  # before reading
 
 
 def write(bundle: Path, manifest: dict, dtype: str, staged: Path) -> None:
@@ -80,4 +86,7 @@ def write(bundle: Path, manifest: dict, dtype: str, staged: Path) -> None:
     desc |= {"format": FORMAT, "lm_head": {"dtype": head["dtype"], "vocab": int(head["w"].shape[0]),
                                            "source": Path(head_rel).name,
                                            "source_sha256": manifest["files"][head_rel]["sha256"]}}
+    sources = {role: (bundle / graph_file(g, dtype), graph_file(g, dtype),
+                      manifest["files"][graph_file(g, dtype)]["sha256"]) for role, g in HEADS.items()}
+    write_heads(lambda name, array: _append(bin_path, desc["tensors"], name, array), desc, sources)
     (staged / rels["json"]).write_text(json.dumps(desc, indent=1) + "\n")

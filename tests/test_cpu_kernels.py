@@ -183,9 +183,12 @@ def test_rmsnorm(wasm, tmp_path):
     (d, t, b) for d in ("fp32", "int8", "q4") for t, b in ((1, "kernels.wasm"), (2, "kernels-mt.wasm"),
                                                             (2, "kernels-mt-relaxed.wasm"))
     if not (d == "q4" and "relaxed" in b)])  # Node 20's relaxed integer dot is wrong (MATMUL_PAGE): q4 in Chromium
-def test_decoder(wasm, tmp_path, dtype, threads, build):
+@pytest.mark.parametrize("interleave", [False, True])
+def test_decoder(wasm, tmp_path, dtype, threads, build, interleave):
     """A prefill of 5 positions then 3 single steps, 2 rows; a prefill of 70 positions (over MAX_TOKENS) too. The
-    relaxed build under Node for fp32 / int8 (fused multiply-adds; int8 weights take the plain integer path)."""
+    relaxed build under Node for fp32 / int8 (fused multiply-adds; int8 weights take the plain integer path). With
+    interleave, another state runs between the calls (several live at once, each with its own plan fields) and is
+    released each time (its block is reused: the memory does not grow)."""
     weights = ref.write_pack(tmp_path / "pack", DECODER, dtype)
     rng = np.random.default_rng(5)
     for rows, calls in ((2, [5, 1, 1, 1]), (1, [70, 1])):
@@ -193,7 +196,7 @@ def test_decoder(wasm, tmp_path, dtype, threads, build):
         x = rng.standard_normal((rows, T, DECODER["hidden_size"])).astype(np.float32)
         per_call = [x[:, sum(calls[:i]):sum(calls[:i + 1])] for i in range(len(calls))]
         got = run(tmp_path, {"wasm": str(wasm / build), "op": "decoder", "threads": threads, "pack": str(tmp_path / "pack"),
-                             "rows": rows, "capacity": T + 2, "calls": calls},
+                             "rows": rows, "capacity": T + 2, "calls": calls, "interleave": interleave},
                   embeds=np.concatenate([c.reshape(-1) for c in per_call]))
         want = ref.decoder(weights, DECODER, x.astype(np.float64))
         # each call returns its positions, except a prompt over MAX_TOKENS: its last chunk only

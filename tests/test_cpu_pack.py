@@ -21,6 +21,7 @@ from janusweb.dtypes import graph_file
 from janusweb.fused import STEM, FusedLanguageModel
 from janusweb.generate import ModelDims
 from cpu_reference import assert_ties
+from janusweb.sampling import cfg_logits, sample, uniforms
 
 pytest.importorskip("ziglang", reason="the kernels are built with PyPI ziglang: pip install -e .")
 REPO = Path(__file__).resolve().parent.parent
@@ -69,6 +70,19 @@ def test_pack_holds_the_graphs_bytes(bundle, dtype):
     layer0 = {n: a for n, a in fused.items() if "layers.0" in n and "qkv" in n}
     want = next(a for a in layer0.values() if a.ndim == (2 if dtype == "fp32" else 3))
     assert got("layers.0.qkv") == (np.ascontiguousarray(want.T) if dtype == "fp32" else want).tobytes()
+    for role, graph in (("embed_tokens", "prepare_inputs_embeds"), ("gen_head", "gen_head"),
+                        ("gen_img_embeds", "gen_img_embeds")):
+        assert desc[role]["source_sha256"] == manifest["files"][graph_file(graph, dtype)]["sha256"]
+    inits = initializers(bundle / graph_file("prepare_inputs_embeds", dtype))
+    table = next(a for n, a in inits.items() if "embed_tokens" in n and a.ndim == 2 and a.shape[0] == desc["lm_head"]
+                 ["vocab"] and a.dtype == (np.float32 if dtype == "fp32" else np.uint8))
+    assert got("embed_tokens") == table.tobytes()
+    gen = initializers(bundle / graph_file("gen_head", dtype))
+    first = next(a for a in gen.values() if a.ndim == (2 if dtype == "fp32" else 3))
+    assert got("gen_head.0") == (np.ascontiguousarray(first.T) if dtype == "fp32" else first).tobytes()
+    assert got("gen_head.1.bias") == gen["head.vision_head.bias"].tobytes()
+    assert got("gen_img_embeds.table") == initializers(bundle / graph_file("gen_img_embeds", dtype))[
+        "embeddings.weight"].tobytes()
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "int8", "q4"])
@@ -118,3 +132,46 @@ def test_bad_input_is_one_line(bundle, tmp_path, capsys):
     (plain / "manifest.json").write_text(json.dumps(manifest))
     assert main(["cpu-pack", str(plain), "--dtype", "int8"]) != 0
     assert "no int8 variant of lm_head" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "int8", "q4"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_heads_match_onnxruntime(bundle, wasm, tmp_path, dtype, threads):
+    """Token embeddings = prepare_inputs_embeds (text-only) at the pack's dtype; each image step's tokens = the
+    Python reference's rule on gen_head's logits from the same draws, and its next embeddings = gen_img_embeds."""
+    config = json.loads((bundle / "config.json").read_text())["janusweb"]
+    H, T, n, guidance, temperature, steps = config["hidden_size"], config["num_image_tokens"], 2, 5.0, 1.0, 12
+    session = lambda g: ort.InferenceSession(str(bundle / graph_file(g, dtype)),  # noqa: E731
+                                             providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(2)
+    ids = rng.integers(0, config["vocab_size"], 70).astype(np.int64)
+    want = [session("prepare_inputs_embeds").run(None, {
+        "input_ids": ids[None], "pixel_values": np.zeros((1, 0, 3, config["image_size"], config["image_size"]),
+                                                         np.float32),
+        "images_seq_mask": np.zeros((1, len(ids)), bool), "images_emb_mask": np.zeros((1, 0, T), bool)})[0].reshape(-1)]
+    hidden = (rng.standard_normal((steps, 2 * n, H)) * 4).astype(np.float32)
+    u = uniforms(3, steps * n).reshape(steps, n).astype(np.float32)
+    gen_head, gen_img = session("gen_head"), session("gen_img_embeds")
+    for s in range(steps):
+        logits = gen_head.run(None, {"hidden_states": hidden[s][:, None]})[0][:, 0]
+        chosen = sample(cfg_logits(logits[:n], logits[n:], guidance), u[s].astype(np.float64), temperature)
+        want += [chosen.astype(np.float32), gen_img.run(None, {"image_ids": chosen[:, None]})[0].reshape(-1)]
+    files = {"ids": ids.astype(np.uint32), "hidden": hidden, "u": u}
+    for name, array in files.items():
+        (tmp_path / f"{name}.bin").write_bytes(array.tobytes())
+    spec = {"wasm": str(wasm / ("kernels.wasm" if threads == 1 else "kernels-mt.wasm")), "op": "heads",
+            "threads": threads, "pack": str(bundle / "cpu" / f"decoder{'' if dtype == 'fp32' else '_' + dtype}"),
+            "n": n, "guidance": guidance, "temperature": temperature}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    done = subprocess.run(["node", str(CHECK), str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = np.frombuffer((tmp_path / "out.bin").read_bytes(), np.float32)
+    at = 0
+    for i, w in enumerate(want):
+        part, at = got[at:at + w.size], at + w.size
+        if i % 2:  # tokens
+            assert part.tolist() == w.tolist(), f"step {i // 2}: tokens {part.tolist()} != {w.tolist()}"
+        else:
+            diff = float(np.abs(part - w).max())
+            assert diff <= (0 if i == 0 else 1e-5) * max(1.0, float(np.abs(w).max())), f"NOT OK part {i}: {diff:.3g}"
+    assert at == got.size

@@ -1,27 +1,33 @@
-"""The page's CPU engine (web/engines/cpu.js: the decoder and lm_head on the page's own WebAssembly kernels) in
-Chromium without WebGPU, on the tiny bundle with its CPU packs: greedy tokens after an image prompt and CFG image
-tokens from the same draws equal the Python reference (the fused decoder graph and lm_head at the pack's dtype
-on onnxruntime; at int8 those two at accuracy_level 4, the kernels' int8-activation arithmetic, the graphs the page
-runs on onnxruntime-web as they are), fp32 and int8, 1 and 2 threads. ?engine=ort-grow keeps onnxruntime-web's own path; a missing
-or stale pack is one line."""
+"""The page's CPU engine (web/engines/cpu.js: token embeddings, the decoder, lm_head and the image step on the
+page's own WebAssembly kernels) in Chromium without WebGPU, on the tiny bundle with its CPU packs: greedy tokens
+after an image prompt and CFG image tokens from the same draws equal the Python reference (onnxruntime on the
+graphs the pack was made from, at its dtype: the fused decoder, lm_head, prepare_inputs_embeds for token rows,
+gen_head, gen_img_embeds; at int8 the matrices at accuracy_level 4, the kernels' int8-activation arithmetic; the
+image prompt's embeddings from the prepare_inputs_embeds the page's ORT session runs), fp32 and int8, 1 and 2
+threads; no gen_step or lm_head graph is fetched. ?engine=ort-grow keeps onnxruntime-web's own path; a missing,
+older or stale pack is one line."""
 
 import json
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
+from tokenizers import Tokenizer
 
 from janusweb.accuracy_level import accuracy_view
 from janusweb.cli import main
 from janusweb.dtypes import graph_file
 from janusweb.manifest import file_digest
 from janusweb.fused import STEM as FUSED
-from janusweb.generate import generate_text
+from janusweb.generate import ModelDims, generate_images, generate_text
+from janusweb.graphs import ImagePromptGraphs
 from janusweb.image import preprocess
-from janusweb.prompts import understanding_inputs
+from janusweb.prompts import SpecialIds, conversation_inputs, generation_prompt, understanding_inputs
+from janusweb.sampling import uniforms
 from janusweb.site import build_site, serve_in_thread
-from test_web_page import (QUESTION, TEXT_TOKENS, _replace, browsers, chat, check_images, generate,  # noqa: F401
-                           open_page, playwright, pytestmark, reference, test_png)  # (fixtures)
+from test_web_page import (PROMPT, QUESTION, TEXT_TOKENS, _graphs, _replace, browsers, chat, generate,  # noqa: F401
+                           open_page, playwright, pytestmark, test_png)  # (fixtures)
 
 pytestmark = pytestmark
 
@@ -40,7 +46,7 @@ def int8_reference(bundle, tmp_path_factory):
     """The bundle with the CPU engine's int8 graphs at accuracy_level 4: onnxruntime then quantizes their
     activations per block of 32 as the kernels do (tests/test_cpu_kernels.py checks that arithmetic)."""
     return accuracy_view(bundle, tmp_path_factory.mktemp("web-cpu") / "level4",
-                         [graph_file(FUSED, "int8"), graph_file("lm_head", "int8")], 4)
+                         [graph_file(g, "int8") for g in (FUSED, "lm_head", "gen_head", "gen_img_embeds")], 4)
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +66,16 @@ def wasm_browser(browsers):
     return browsers["wasm"]
 
 
-def cpu_reference_dtypes(info: dict) -> dict:
-    """The CPU engine runs the fused graph's weights (and lm_head's): those graphs are its reference."""
-    dtypes = dict(info["dtypes"])
-    dtypes[FUSED] = dtypes.pop("language_model")
-    return dtypes
+def cpu_engine_reference(bundle, info: dict) -> ImagePromptGraphs:
+    """The Python reference of the page on the CPU engine: the graphs its pack was made from at the pack's dtype,
+    except prepare_inputs_embeds for the prompt with an image: the page's ORT session's; image_decode at the page's
+    dtype."""
+    d = info["dtypes"]
+    graphs = _graphs(bundle, tuple(sorted({FUSED: d["language_model"], "lm_head": d["lm_head"],
+                                           "prepare_inputs_embeds": d["embed_tokens"], "gen_head": d["gen_head"],
+                                           "gen_img_embeds": d["gen_img_embeds"],
+                                           "image_decode": d["image_decode"]}.items())))
+    return ImagePromptGraphs(graphs, bundle / graph_file("prepare_inputs_embeds", d["prepare_inputs_embeds"]))
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -77,15 +88,26 @@ def test_cpu_engine_matches_the_python_reference(wasm_browser, site_url, bundle,
     pack = f"cpu/decoder{'' if dtype == 'fp32' else '_' + dtype}.bin"
     assert info["kvCache"].startswith(f"CPU engine ({pack}, {threads} thread") and "language_model" in info["dtypes"]
     assert page.inner_text("#kv-cache") == info["kvCache"]
-    assert info["dtypes"]["language_model"] == dtype and info["dtypes"]["lm_head"] == dtype
-    ref_bundle = int8_reference if dtype == "int8" else bundle
-    graphs, dims, tok, ids = reference(ref_bundle, cpu_reference_dtypes(info))
+    for graph in ("language_model", "lm_head", "embed_tokens", "gen_head", "gen_img_embeds"):
+        assert info["dtypes"][graph] == dtype, graph
+    assert "gen_step" not in info["dtypes"]  # no session made for it
+    fetched = " ".join(page.evaluate("janusweb.downloads"))
+    assert "prepare_inputs_embeds" in fetched and "gen_step" not in fetched and "lm_head" not in fetched, fetched
+    graphs = cpu_engine_reference(int8_reference if dtype == "int8" else bundle, info)
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    dims, ids = ModelDims.from_bundle_config(graphs.config), SpecialIds.from_tokenizer(tok)
     inputs = understanding_inputs(tok, ids, QUESTION, dims.num_image_tokens)
     pixels = preprocess(Image.open(test_png), dims.image_size)[None, None]
     expected = generate_text(graphs, dims, inputs, TEXT_TOKENS, pixel_values=pixels, eos_id=ids.eos)
     assert chat(page, QUESTION, test_png, TEXT_TOKENS)["tokens"] == expected
-    images = generate(page, 2, 5.0, 1.0, 7)
-    check_images(ref_bundle, cpu_reference_dtypes(info), images, 2, 5.0, 1.0, 7)
+    count, guidance, temperature, seed = 2, 5.0, 1.0, 7
+    result = generate(page, count, guidance, temperature, seed)
+    draws = uniforms(seed, count * dims.num_image_tokens).reshape(count, -1)
+    ref = generate_images(graphs, dims, ids, generation_prompt(tok, ids, PROMPT), draws, guidance, temperature)
+    assert result["tokens"] == ref.tokens.tolist()
+    assert len({t for row in ref.tokens.tolist() for t in row}) > 8  # varied tokens, not one repeated
+    decoded = np.array(result["decoded"], np.float32).reshape(ref.images.shape)
+    assert np.abs(decoded - ref.images).max() <= 1e-3
     page.context.close()
 
 
@@ -97,15 +119,19 @@ def test_engine_ort_grow_keeps_onnxruntimes_path(wasm_browser, site_url):
     page.context.close()
 
 
-@pytest.mark.parametrize("case", ["missing", "stale"])
+@pytest.mark.parametrize("case", ["missing", "stale", "stale-gen-head", "older"])
 def test_cpu_engine_without_its_pack_is_one_line(wasm_browser, bundle, tmp_path, case):
     model = build_site(bundle, tmp_path / "site") / "model"
     manifest = json.loads((model / "manifest.json").read_text())
     if case == "missing":
         del manifest["cpu"]
-    else:  # a pack made from an earlier lm_head: its recorded source checksum differs
+    else:  # a pack made from an earlier lm_head / gen_head (its recorded source checksum differs), or by an older
+        # cpu-pack (no token table)
         desc = json.loads((model / "cpu" / "decoder.json").read_text())
-        desc["lm_head"]["source_sha256"] = "0" * 64
+        if case == "older":
+            del desc["embed_tokens"]
+        else:
+            desc["lm_head" if case == "stale" else "gen_head"]["source_sha256"] = "0" * 64
         _replace(model / "cpu" / "decoder.json", json.dumps(desc))
         manifest["files"]["cpu/decoder.json"] = file_digest(model / "cpu" / "decoder.json")
     _replace(model / "manifest.json", json.dumps(manifest))
@@ -114,10 +140,38 @@ def test_cpu_engine_without_its_pack_is_one_line(wasm_browser, bundle, tmp_path,
         page = open_page(wasm_browser, url, "dtype=fp32&engine=cpu")
         error = page.evaluate("window.janusweb.error")
         assert error["kind"] == "input" and not page.evaluate("window.janusweb.ready")
-        expected = ("the bundle has no fp32 CPU pack: run janusweb cpu-pack" if case == "missing"
-                    else "the fp32 CPU pack was made from another lm_head.onnx")
+        expected = {"missing": "the bundle has no fp32 CPU pack: run janusweb cpu-pack",
+                    "stale": "the fp32 CPU pack was made from another lm_head.onnx",
+                    "stale-gen-head": "the fp32 CPU pack was made from another gen_head.onnx",
+                    "older": "the fp32 CPU pack has no embed_tokens (made by an older janusweb)"}[case]
         assert expected in error["message"] and expected in page.inner_text("#status")
         assert "\n" not in error["message"]
         page.context.close()
     finally:
         server.shutdown()
+
+
+def test_an_image_request_keeps_the_conversation(wasm_browser, site_url, bundle, test_png):
+    """The CPU engine holds several KV caches at once: a chat turn with an image, then an image request, then the
+    next turn continues the kept cache (only the new positions are prefilled) and answers what Python answers to
+    the whole conversation encoded from scratch; the image is the reference's too."""
+    page = open_page(wasm_browser, site_url, "dtype=fp32&threads=2")
+    info = page.evaluate("window.janusweb.backend")
+    assert info["engine"] == "cpu"
+    graphs = cpu_engine_reference(bundle, info)
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    dims, ids = ModelDims.from_bundle_config(graphs.config), SpecialIds.from_tokenizer(tok)
+    pixels = preprocess(Image.open(test_png), dims.image_size)[None, None]
+    first = chat(page, QUESTION, test_png, 6)
+    inputs = conversation_inputs(tok, ids, [(QUESTION, True, None)], dims.num_image_tokens)
+    assert first["tokens"] == generate_text(graphs, dims, inputs, 6, pixel_values=pixels, eos_id=ids.eos)
+    result = generate(page, 1, 5.0, 1.0, 3)
+    draws = uniforms(3, dims.num_image_tokens).reshape(1, -1)
+    ref = generate_images(graphs, dims, ids, generation_prompt(tok, ids, PROMPT), draws, 5.0, 1.0)
+    assert result["tokens"] == ref.tokens.tolist()
+    history = [(QUESTION, True, first["tokens"]), ("And its colours?", False, None)]
+    second = chat(page, "And its colours?", None, 6)
+    inputs = conversation_inputs(tok, ids, history, dims.num_image_tokens)
+    assert second["tokens"] == generate_text(graphs, dims, inputs, 6, pixel_values=pixels, eos_id=ids.eos)
+    assert second["reusedTokens"] == first["prefillTokens"] + len(first["tokens"]) - 1
+    page.context.close()

@@ -62,20 +62,24 @@ async function generation(c) {
 /**
  * @param {{backend: string, dtype: string|null, question: string, imagePng: string, textTokens: number,
  *   prompt: string, counts: number[], guidance: number, temperature: number, seed: number, repeats: number,
- *   kvCache: string}} c kvCache: the ?engine= value (protocol.js's LoadRequest.engine; 'grow' for ort-grow)
+ *   kvCache: string, threads?: number, warmup?: boolean}} c kvCache: the ?engine= value (protocol.js's
+ *   LoadRequest.engine; 'grow' for ort-grow); threads: at most this many WASM threads; warmup: false skips the
+ *   warm-up requests (one long run: janusweb.bench.cpu_page)
  */
 async function runBench(c) {
   const image = await (await fetch(`data:image/png;base64,${c.imagePng}`)).blob();
   const load = await request({ type: 'load', base: new URL('model/', location.href).href, dtype: c.dtype,
-    backend: c.backend, engine: c.kvCache });
+    backend: c.backend, engine: c.kvCache, threads: c.threads });
   const sessions = load.replies.filter((r) => r.msg.type === 'progress' && r.msg.what === 'session')
     .map((r) => ({ name: r.msg.name, ms: r.t - load.t0 }));
   const out = { backend: load.replies.at(-1).msg.backend, load_ms: load.replies.at(-1).t - load.t0, sessions,
     understanding: [], generation: {}, userAgent: navigator.userAgent };
   const u = { question: c.question, image, tokens: c.textTokens };
-  await understanding({ ...u, tokens: 2 }); // warm-up: shader compilation
-  await generation({ prompt: c.prompt, count: c.counts[0], guidance: c.guidance, temperature: c.temperature,
-    seed: c.seed });
+  if (c.warmup !== false) {
+    await understanding({ ...u, tokens: 2 }); // warm-up: shader compilation
+    await generation({ prompt: c.prompt, count: c.counts[0], guidance: c.guidance, temperature: c.temperature,
+      seed: c.seed });
+  }
   for (let r = 0; r < c.repeats; r++) out.understanding.push(await understanding(u));
   for (const count of c.counts) {
     out.generation[count] = [];

@@ -38,10 +38,7 @@ function conversationFor(m, mode) {
     if (!conversation || conversation.g !== m.graphs) throw new InputError('no conversation to continue: start a new chat');
     return conversation;
   }
-  if (mode !== 'new') {
-    if (m.graphs.engine.oneCache) endConversation(); // a single question needs the engine's one cache
-    return null;
-  }
+  if (mode !== 'new') return null;
   endConversation();
   conversation = new Conversation(m.graphs, m.tokenizer.ids.eos);
   return conversation;
@@ -145,7 +142,6 @@ export async function image(m, req, reply, cancelled) {
       reply({ type: 'preview', id: req.id, index: i, step, total: T, width: size, height: size, rgba }, [rgba.buffer]);
     }
   };
-  if (m.graphs.engine.oneCache) endConversation(); // the image needs the engine's one cache
   let result;
   try {
     result = await generateImages(m.graphs, m.dims, {

@@ -2,7 +2,13 @@
 //   node cpu_check.mjs DIR    DIR/spec.json says what to run on DIR's .bin inputs; outputs go to DIR/out.bin.
 // spec: {wasm, threads, op: 'matmul'|'gate_up'|'rmsnorm', ...shapes} on x.bin, w*.bin, s*.bin, y.bin (the
 // starting output, for mode add), or {op: 'decoder', pack, calls: [S, ...], rows, capacity} on embeds.bin (head: true gives
-// lm_head's logits of each call's positions instead of its hidden states).
+// lm_head's logits of each call's positions instead of its hidden states; interleave: true runs another state
+// between the calls, released each time); the heads (heads.c / heads.js):
+// {op: 'embed_rows', dtype, M, H} on table.bin, s.bin, ids.bin (uint32); {op: 'bias_act', M, N, gelu} on y.bin,
+// b.bin; {op: 'cfg_sample', n, V, guidance, temperature} on logits.bin, u.bin (the tokens, as floats); and
+// {op: 'heads', pack, threads, n, guidance, temperature} on a cpu-pack's pack: ids.bin's token embeddings, then
+// image steps, one per [2n, H] block of hidden.bin with u.bin's [steps, n] draws (out: the embeddings, then for
+// each step its n tokens (as floats) and their [n, H] next embeddings).
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -28,18 +34,58 @@ if (spec.op === 'decoder') {
   const state = model.newState(spec.rows, spec.capacity);
   const embeds = new Float32Array(file('embeds.bin').buffer);
   const parts = [];
-  let used = 0;
+  let used = 0, top = 0;
   const H = desc.hidden_size;
   for (const S of spec.calls) {
     // embeds.bin holds each call's [rows, S, H] one after the other
     const { hidden } = state.forward(embeds.subarray(used, used + spec.rows * S * H), S);
     used += spec.rows * S * H;
     parts.push(spec.head ? model.logits(hidden, hidden.length / H) : hidden);
+    if (spec.interleave) { // another request's state between the calls, released each time: its block is reused
+      const other = model.newState(1, 8);
+      other.forward(embeds.subarray(0, 3 * H).map((v) => -v), 3);
+      other.release();
+      if (top && rt.top !== top) throw new Error(`memory grew from ${top} to ${rt.top}: a freed block was not reused`);
+      top = rt.top;
+    }
   }
   state.release();
   rt.release();
   out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
   parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+} else if (spec.op === 'heads') {
+  const desc = JSON.parse(readFileSync(spec.pack + '.json', 'utf8'));
+  const rt = await CpuRuntime.create(module, spec.threads, memoryNeeded(desc, 1, 8), spawn);
+  const model = new CpuModel(rt, desc, new Uint8Array(readFileSync(spec.pack + '.bin')));
+  const heads = /** @type {any} */ (model.heads);
+  const H = desc.hidden_size, n = spec.n;
+  const hidden = new Float32Array(file('hidden.bin').buffer), u = new Float32Array(file('u.bin').buffer);
+  const parts = [heads.embed(Array.from(new Uint32Array(file('ids.bin').buffer)))];
+  for (let s = 0; s < u.length / n; s++) {
+    const { tokens, embeds } = heads.imageStep(hidden.subarray(s * 2 * n * H), n, spec.guidance, spec.temperature,
+      u.subarray(s * n));
+    parts.push(Float32Array.from(tokens), embeds);
+  }
+  rt.release();
+  out = new Float32Array(parts.reduce((k, p) => k + p.length, 0));
+  parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+} else if (['embed_rows', 'bias_act', 'cfg_sample'].includes(spec.op)) {
+  const rt = await CpuRuntime.create(module, 1, 1 << 24, null);
+  const e = rt.exports;
+  const put = (/** @type {string} */ name) => (spec.files.includes(name) ? rt.put(file(name)) : 0);
+  if (spec.op === 'embed_rows') {
+    const y = rt.alloc(4 * spec.M * spec.H);
+    e.embed_rows(/** @type {any} */ (DTYPE)[spec.dtype], put('table.bin'), put('s.bin'), put('ids.bin'), spec.M, spec.H, y);
+    out = rt.f32(y, spec.M * spec.H);
+  } else if (spec.op === 'bias_act') {
+    const y = put('y.bin');
+    e.bias_act(y, put('b.bin'), spec.M, spec.N, spec.gelu);
+    out = rt.f32(y, spec.M * spec.N);
+  } else {
+    const tokens = rt.alloc(4 * spec.n), z = rt.alloc(4 * spec.V), p = rt.alloc(8 * spec.V, 8);
+    e.cfg_sample(put('logits.bin'), spec.n, spec.V, spec.guidance, spec.temperature, put('u.bin'), tokens, z, p);
+    out = Float32Array.from(rt.u32(tokens, spec.n));
+  }
 } else {
   const rt = await CpuRuntime.create(module, 1, 1 << 24, null);
   const e = rt.exports;

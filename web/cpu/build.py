@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ["matmul.c", "decoder.c"]
+SOURCES = ["matmul.c", "decoder.c", "heads.c"]
 BASE = ["--target=wasm32-freestanding", "-msimd128", "-O3", "-nostdlib", "-ffreestanding", "-Wall", "-Werror",
         "-Wl,--no-entry", "-Wl,--import-memory", "-Wl,--export-dynamic", "-Wl,--export=__heap_base",
         "-Wl,--export=__stack_pointer", "-Wl,-z,stack-size=1048576"]

@@ -1,4 +1,4 @@
-// Shared definitions of the CPU engine's kernels (matmul.c, decoder.c).
+// Shared definitions of the CPU engine's kernels (matmul.c, decoder.c, heads.c).
 #pragma once
 #include <wasm_simd128.h>
 

@@ -1,8 +1,9 @@
-// The decoder on the CPU engine (runtime.js): a pack's weights (pack/cpu.py's format, pack/wgsl.py's plus lm_head:
-// matrices [N, K] fp32, or MatMulNBits' own uint8 blocks + fp32 scales) copied once into the engine's memory,
-// and per request a state with its KV cache [rows, kv_heads, capacity, head_dim] per layer and activations for
-// up to MAX_TOKENS tokens per call. Independent of ONNX Runtime (engines/cpu.js wraps it for the page).
+// The decoder on the CPU engine (runtime.js): a pack's weights (pack/cpu.py's format, pack/wgsl.py's plus lm_head
+// and the heads of heads.js: matrices [N, K] fp32, or MatMulNBits' own uint8 blocks + fp32 scales) copied once into
+// the engine's memory, and per request a state with its KV cache [rows, kv_heads, capacity, head_dim] per layer
+// and activations for up to MAX_TOKENS tokens per call. Independent of ONNX Runtime (engines/cpu.js wraps it for the page).
 
+import { CpuHeads } from './heads.js';
 import { DTYPE, KIND, L, L_FIELDS, LAYER0, P } from './runtime.js';
 
 /** Tokens (rows x positions) per call: longer prompts go in several calls. */
@@ -52,9 +53,8 @@ export class CpuModel {
     const head = d.lm_head;
     this.head = head ? { dtype: /** @type {Record<string, number>} */ (DTYPE)[head.dtype], vocab: head.vocab,
       x: rt.alloc(4 * MAX_TOKENS * d.hidden_size), y: rt.alloc(4 * MAX_TOKENS * head.vocab) } : null;
-    this.mark = rt.top; // requests allocate above this and give it back when released
-    /** @type {CpuState|null} */
-    this.live = null;
+    /** the token embeddings and the image step (packs from cpu-pack; decoder-only packs in the kernel tests lack them) */
+    this.heads = d.embed_tokens ? new CpuHeads(this, MAX_TOKENS) : null;
   }
 
   /**
@@ -73,17 +73,22 @@ export class CpuModel {
     return rt.f32(h.y, M * h.vocab).slice();
   }
 
-  /** @param {number} rows @param {number} capacity */
+  /**
+   * A request's state: several live at once (a kept conversation and an image request), each in a block of the
+   * engine's memory given back by release().
+   * @param {number} rows @param {number} capacity
+   */
   newState(rows, capacity) {
-    if (this.live) throw new Error('the CPU engine runs one request at a time');
     if (capacity > this.desc.max_positions) {
       throw new Error(`${capacity} positions exceed the model's ${this.desc.max_positions} (rotary table of the pack)`);
     }
-    this.rt.top = this.mark;
-    this.live = new CpuState(this, rows, capacity);
-    return this.live;
+    return new CpuState(this, rows, capacity);
   }
 }
+
+// the plan's fields a state owns (its shapes and buffers: P.CAP..P.OUT, and every layer's), written into the plan
+// before each of its calls; the others (threads, barrier, job, head) are the runtime's
+const OWN0 = P.CAP, OWN1 = P.OUT + 1;
 
 export class CpuState {
   /** @param {CpuModel} model @param {number} rows @param {number} capacity */
@@ -95,11 +100,22 @@ export class CpuState {
     this.length = 0;
     this.chunk = Math.max(1, Math.floor(MAX_TOKENS / rows));
     const M = rows * this.chunk, H = d.hidden_size, NH = d.num_heads, KVH = d.num_key_value_heads, HD = d.head_dim;
-    const floats = (/** @type {number} */ n) => rt.alloc(4 * n);
     const kv = rows * KVH * capacity * HD;
+    const bytes = (/** @type {number} */ n) => Math.ceil(n / 16) * 64; // floats, 64-byte aligned
+    const total = 3 * bytes(M * H) + bytes(M * (NH + 2 * KVH) * HD) + bytes(M * NH * HD)
+      + bytes(M * d.intermediate_size) + bytes(M * NH * capacity) + 2 * d.num_layers * bytes(kv);
+    this.block = rt.take(total);
+    let next = this.block;
+    const floats = (/** @type {number} */ n) => {
+      const at = next;
+      next += bytes(n);
+      if (next > this.block + total) throw new Error('CPU state: buffers past its block');
+      return at;
+    };
     this.x = floats(M * H);
     this.out = floats(M * H);
-    const { u, f } = rt.fields();
+    const u = new Uint32Array(LAYER0 + L_FIELDS * d.num_layers), f = new Float32Array(u.buffer);
+    this.fields = u;
     Object.assign(u, { [P.CAP]: capacity, [P.H]: H, [P.I]: d.intermediate_size, [P.NH]: NH, [P.KVH]: KVH,
       [P.HD]: HD, [P.LAYERS]: d.num_layers, [P.DTYPE]: model.dtype, [P.X]: this.x, [P.HB]: floats(M * H),
       [P.QKV]: floats(M * (NH + 2 * KVH) * HD), [P.ATT]: floats(M * NH * HD), [P.F]: floats(M * d.intermediate_size),
@@ -127,6 +143,7 @@ export class CpuState {
    * @param {Float32Array} embeds @param {number} S
    */
   forward(embeds, S) {
+    if (this.block < 0) throw new Error('this CPU engine state was released');
     const rt = this.model.rt, H = this.model.desc.hidden_size, B = this.rows;
     if (this.length + S > this.capacity) {
       throw new Error(`the KV cache holds ${this.capacity} positions; this step needs ${this.length + S}`);
@@ -137,6 +154,8 @@ export class CpuState {
       const x = rt.f32(this.x, B * Pn * H);
       for (let b = 0; b < B; b++) x.set(embeds.subarray((b * S + start) * H, (b * S + start + Pn) * H), b * Pn * H);
       const { u } = rt.fields();
+      u.set(this.fields.subarray(OWN0, OWN1), OWN0);
+      u.set(this.fields.subarray(LAYER0), LAYER0);
       u[P.M] = B * Pn;
       u[P.P] = Pn;
       u[P.PAST] = this.length;
@@ -147,6 +166,7 @@ export class CpuState {
   }
 
   release() {
-    if (this.model.live === this) this.model.live = null;
+    if (this.block >= 0) this.model.rt.free(this.block);
+    this.block = -1;
   }
 }

@@ -1,7 +1,7 @@
 // The CPU engine's WebAssembly side: one instance of the kernels (cpu/*.c, built by cpu/build.py) per thread over
-// one memory that holds the weights, the KV cache and the activations (the engine's own memory, not ONNX
-// Runtime's heap), a bump allocator over it, and the plan (the u32 table decoder.c reads; the names below follow
-// its enum). Threads: with a shared memory, threads - 1 Web Workers (thread.js) wait in thread_loop for each job.
+// one memory that holds the weights, the KV caches and the activations (the engine's own memory, not ONNX
+// Runtime's heap), a bump allocator over it for what stays (weights) and blocks that are given back (requests'
+// states), and the plan (the u32 table decoder.c reads; the names below follow its enum). Threads: with a shared memory, threads - 1 Web Workers (thread.js) wait in thread_loop for each job.
 // Runs in a page's worker and in Node (the kernel tests).
 
 /** Plan fields (decoder.c's P_* enum). */
@@ -61,6 +61,10 @@ export class CpuRuntime {
     this.memory = memory;
     this.threads = threads;
     this.top = this.exports.__heap_base.value;
+    /** @type {Map<number, number>} blocks handed out by take(): address -> bytes */
+    this.taken = new Map();
+    /** @type {{at: number, size: number}[]} blocks given back, by address */
+    this.spare = [];
     this.plan = 0;
     /** @type {{terminate: () => any}[]} */
     this.workers = [];
@@ -78,6 +82,41 @@ export class CpuRuntime {
     if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
     this.top = end;
     return at;
+  }
+
+  /**
+   * Space that is given back (a request's state): first fit among the blocks freed before, else new memory at the
+   * top. Returns its address; `free(at)` gives it back (neighbouring free blocks merge).
+   * @param {number} bytes
+   */
+  take(bytes) {
+    const size = Math.ceil(bytes / 64) * 64;
+    const i = this.spare.findIndex((b) => b.size >= size);
+    if (i < 0) {
+      const at = this.alloc(size);
+      this.taken.set(at, size);
+      return at;
+    }
+    const block = this.spare[i];
+    if (block.size === size) this.spare.splice(i, 1);
+    else this.spare[i] = { at: block.at + size, size: block.size - size };
+    this.taken.set(block.at, size);
+    return block.at;
+  }
+
+  /** @param {number} at an address from take() */
+  free(at) {
+    const size = this.taken.get(at);
+    if (size === undefined) throw new Error(`no block taken at ${at}`);
+    this.taken.delete(at);
+    this.spare.push({ at, size });
+    this.spare.sort((a, b) => a.at - b.at);
+    this.spare = this.spare.reduce((/** @type {{at: number, size: number}[]} */ out, b) => {
+      const last = out.at(-1);
+      if (last && last.at + last.size === b.at) last.size += b.size;
+      else out.push({ ...b });
+      return out;
+    }, []);
   }
 
   /** @param {number} at @param {number} n */

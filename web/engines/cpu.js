@@ -1,7 +1,9 @@
-// CPU: the decoder layers and lm_head on the page's own WebAssembly SIMD kernels (../cpu/), WASM, from the
-// bundle's CPU pack (janusweb cpu-pack: the fused graph's and lm_head's weights), in the engine's own memory (not
-// ONNX Runtime's heap), threads as Web Workers sharing it when the page is cross-origin isolated. ONNX Runtime
-// keeps prepare_inputs_embeds (token embeddings, vision tower), gen_step and image_decode.
+// CPU: everything per token on the page's own WebAssembly SIMD kernels (../cpu/), WASM, from the bundle's CPU pack
+// (janusweb cpu-pack: the weights of the fused graph, lm_head, the token table, gen_head and gen_img_embeds): the
+// token embeddings, the decoder layers, lm_head and the image step, in the engine's own memory (not ONNX Runtime's
+// heap), threads as Web Workers sharing it when the page is cross-origin isolated. ONNX Runtime keeps what runs
+// once per request: prepare_inputs_embeds for prompts with an image (the vision tower) and image_decode; no
+// gen_step or lm_head session is made.
 
 import * as ort from 'onnxruntime-web/webgpu';
 import { CpuModel, memoryNeeded } from '../cpu/model.js';
@@ -43,6 +45,41 @@ class CpuCache {
   }
 }
 
+/** The pack's parts made from other graphs than the fused one, each with its source's name and sha256. */
+const SOURCES = ['lm_head', 'embed_tokens', 'gen_head', 'gen_img_embeds'];
+
+/**
+ * The image loop's sampler on the CPU heads: the drawn tokens stay in a JS array.
+ * @param {import('../cpu/heads.js').CpuHeads} heads
+ * @param {import('./engine.js').ImageRun} run
+ * @param {number} H
+ * @returns {import('./engine.js').ImageSampler}
+ */
+function cpuSampler(heads, run, H) {
+  const { n, T } = run;
+  const drawn = new BigInt64Array(n * T);
+  const u = new Float32Array(n);
+  return {
+    async step(hidden, step) {
+      const [B, S] = hidden.dims;
+      if (B !== 2 * n) throw new Error(`the image step takes ${2 * n} rows, not ${B}`);
+      const data = /** @type {Float32Array} */ (await hidden.getData());
+      const last = new Float32Array(B * H);
+      for (let b = 0; b < B; b++) last.set(data.subarray((b * S + S - 1) * H, (b * S + S) * H), b * H);
+      for (let i = 0; i < n; i++) u[i] = run.draws[i * T + step];
+      const { tokens, embeds } = heads.imageStep(last, n, run.guidance, run.temperature, u);
+      tokens.forEach((t, i) => { drawn[i * T + step] = BigInt(t); });
+      const both = new Float32Array(2 * n * H);
+      both.set(embeds);
+      both.set(embeds, n * H);
+      return new ort.Tensor('float32', both, [2 * n, 1, H]);
+    },
+    tokens: () => new ort.Tensor('int64', drawn.slice(), [n, T]),
+    drawn: async () => drawn,
+    release: () => undefined,
+  };
+}
+
 /** @type {import('./engine.js').EngineSpec} */
 export const engine = {
   name: 'cpu',
@@ -52,13 +89,17 @@ export const engine = {
   plan: (manifest, dtype) => {
     const pack = /** @type {any} */ (manifest).cpu?.[dtype];
     if (!pack) return `the bundle has no ${dtype} CPU pack: run janusweb cpu-pack BUNDLE --dtype ${dtype}`;
-    return { graphs: {}, replaces: ['lm_head'], data: pack };
+    return { graphs: {}, replaces: ['lm_head', 'gen_step'], data: pack };
   },
   create: async ({ loader, backend, dtype, plan }) => {
     const pack = plan.data;
     const desc = await loader.json(pack.json);
     const files = /** @type {any} */ (loader.manifest).files;
-    for (const src of [desc, desc.lm_head]) {
+    for (const [part, src] of [['decoder', desc], ...SOURCES.map((r) => [r, desc[r]])]) {
+      if (!src) {
+        throw new InputError(`the ${dtype} CPU pack has no ${part} (made by an older janusweb): run janusweb cpu-pack `
+          + `BUNDLE --dtype ${dtype} again`);
+      }
       if (files[`onnx/${src.source}`]?.sha256 !== src.source_sha256) {
         throw new InputError(`the ${dtype} CPU pack was made from another ${src.source}: run janusweb cpu-pack `
           + `BUNDLE --dtype ${dtype} again`);
@@ -68,14 +109,19 @@ export const engine = {
     const module = await WebAssembly.compileStreaming(fetch(new URL(file, BASE)));
     const rt = await CpuRuntime.create(module, threads, memoryNeeded(desc, 2, 1024), spawn);
     const model = new CpuModel(rt, desc, await loader.file(pack.bin));
-    const H = desc.hidden_size;
+    const H = desc.hidden_size, heads = /** @type {import('../cpu/heads.js').CpuHeads} */ (model.heads);
     const simd = hasRelaxedSimd() ? '' : ', no relaxed SIMD';
     return {
       kvCache: `CPU engine (${pack.bin}, ${threads} thread${threads > 1 ? 's' : ''}, ${file}${simd}; `
         + `${(rt.memory.buffer.byteLength / 2 ** 20).toFixed(0)} MiB of its own memory): KV cache preallocated`,
-      dtypes: { language_model: dtype, lm_head: desc.lm_head.dtype },
-      oneCache: true,
+      dtypes: { language_model: dtype, lm_head: desc.lm_head.dtype, embed_tokens: desc.embed_tokens.dtype,
+        gen_head: desc.gen_head.layers.at(-1).dtype, gen_img_embeds: desc.gen_img_embeds.layers.at(-1).dtype },
       newCache: (rows, capacity) => new CpuCache(model.newState(rows, capacity), H),
+      embedTokens: async (rows) => {
+        const S = rows[0].length;
+        return new ort.Tensor('float32', heads.embed(rows.flat()), [rows.length, S, H]);
+      },
+      imageSampler: (run) => cpuSampler(heads, run, H),
       textLogits: async (hidden) => {
         const [, S] = hidden.dims;
         const data = /** @type {Float32Array} */ (await hidden.getData());
