@@ -1,11 +1,13 @@
 """Pack: weights of a bundle's graphs rewritten for one of the page's own engines (`janusweb pack BUNDLE
 --engine NAME --dtype ...`; `janusweb wgsl-pack` is `--engine wgsl`).
 
-A packer is one module in this folder plus one line in PACKERS. The module exposes:
+A packer is one module in this folder plus one line in PACKERS: its module and the dtypes (janusweb.dtypes
+names) it packs, which the CLI's parser and the driver both check against without importing the module. The
+module exposes:
 
     NAME: str                  the --engine value, and the manifest key its packs are listed under
                                (manifest[NAME][dtype] = paths(dtype))
-    DTYPES: tuple              the dtypes (janusweb.dtypes names) it packs
+    DTYPES: tuple              PACKERS[NAME].dtypes
     paths(dtype) -> dict       bundle-relative paths of the files one pack writes, by role, e.g.
                                {"bin": "wgsl/decoder_int8.bin", "json": "wgsl/decoder_int8.json"}
     check(bundle, manifest, dtype) -> None
@@ -19,8 +21,24 @@ files in a temporary folder inside the bundle, renames them into place, and reco
 (its `files` table and manifest[NAME]) through janusweb.manifest, the manifest last.
 """
 
-# --engine value -> module under janusweb.pack (imported when used)
+from typing import NamedTuple
+
+from janusweb.errors import UserError
+
+
+class Packer(NamedTuple):
+    module: str  # under janusweb.pack, imported when used
+    dtypes: tuple
+
+
+# --engine value -> its packer
 PACKERS = {
-    "wgsl": "janusweb.pack.wgsl",
-    "cpu": "janusweb.pack.cpu",
+    "wgsl": Packer("janusweb.pack.wgsl", ("fp32", "int8", "q4")),
+    "cpu": Packer("janusweb.pack.cpu", ("fp32", "int8", "q4")),
 }
+
+
+def check_dtype(engine: str, dtype: str) -> None:
+    """UserError (one line) for a dtype that `engine`'s packer does not make."""
+    if dtype not in PACKERS[engine].dtypes:
+        raise UserError(f"{dtype}: {engine.upper()} packs are made for {', '.join(PACKERS[engine].dtypes)}")

@@ -18,10 +18,11 @@ from janusweb.dtypes import dtype as lookup
 from janusweb.dtypes import graph_file
 from janusweb.errors import UserError
 from janusweb.fused import STEM
+from janusweb.pack import PACKERS
 from janusweb.pack.wgsl import ALIGN, _array, build_pack
 
 NAME = "cpu"
-DTYPES = ("fp32", "int8", "q4")
+DTYPES = PACKERS[NAME].dtypes
 FORMAT = "janusweb-cpu/1"
 
 

@@ -8,9 +8,10 @@ import tempfile
 from pathlib import Path
 
 from janusweb import manifest as manifests
+from janusweb.buffers import record as record_buffers
 from janusweb.errors import UserError
 from janusweb.log import step
-from janusweb.pack import PACKERS
+from janusweb.pack import PACKERS, check_dtype
 
 TEMP_PREFIX = ".pack-"
 
@@ -18,7 +19,7 @@ TEMP_PREFIX = ".pack-"
 def packer(engine: str):
     if engine not in PACKERS:
         raise UserError(f"unknown engine {engine!r}; packers: {', '.join(PACKERS)}")
-    return importlib.import_module(PACKERS[engine])
+    return importlib.import_module(PACKERS[engine].module)
 
 
 def write_packs(bundle: Path, engine: str, dtypes: list) -> dict:
@@ -27,8 +28,7 @@ def write_packs(bundle: Path, engine: str, dtypes: list) -> dict:
     mod = packer(engine)
     manifest = manifests.read(bundle)
     for dtype in dtypes:
-        if dtype not in mod.DTYPES:
-            raise UserError(f"--dtype {dtype}: {mod.NAME.upper()} packs are made for {', '.join(mod.DTYPES)}")
+        check_dtype(engine, dtype)
         mod.check(bundle, manifest, dtype)
     staged = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{mod.NAME}-", dir=bundle))
     try:
@@ -47,5 +47,6 @@ def write_packs(bundle: Path, engine: str, dtypes: list) -> dict:
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     manifests.add_files(manifest, bundle, rels)
+    record_buffers(manifest, (bundle,), engines=PACKERS)
     manifests.write(bundle, manifest)
     return manifest[mod.NAME]

@@ -1,13 +1,15 @@
 """Packer `wgsl` (see janusweb.pack): the decoder's weights for the page's own WGSL kernels (web/wgsl/), taken
 from the fused decoder graph.
 
-`janusweb wgsl-pack BUNDLE --dtype int8` (= `janusweb pack BUNDLE --engine wgsl --dtype int8`) reads onnx/language_model_gqa_int8.onnx (or the fp32 graph) and writes
-wgsl/decoder_int8.bin + wgsl/decoder_int8.json: every weight of the decoder's layers, laid out as the kernels read
-them, with the graph's own numbers (the int8 blocks and scales of its MatMulNBits nodes, byte for byte), so the
-kernels compute what the graph computes. The JSON holds the shapes (heads, sizes, epsilon, attention scale) and
-each tensor's offset in the .bin (256-byte aligned). Matrices are [N, K] (one output per row): fp32 weights are
-transposed from MatMul's [K, N]; int8 ones keep MatMulNBits' [N, K/block, block] uint8 (zero point 128) and
-float scales [N, K/block]. The files are written beside the bundle's and listed in its manifest (`wgsl`, `files`).
+`janusweb wgsl-pack BUNDLE --dtype int8` (= `janusweb pack BUNDLE --engine wgsl --dtype int8`; q4 alike) reads
+onnx/language_model_gqa_int8.onnx (or the fp32 or q4 graph) and writes wgsl/decoder_int8.bin + .json: every weight
+of the decoder's layers, laid out as the kernels read them, with the graph's own numbers (the int8 or 4-bit blocks
+and scales of its MatMulNBits nodes, byte for byte), so the kernels compute what the graph computes. The JSON holds
+the shapes (heads, sizes, epsilon, attention scale) and each tensor's offset in the .bin (256-byte aligned).
+Matrices are [N, K] (one output per row): fp32 weights are transposed from MatMul's [K, N]; int8 ones keep
+MatMulNBits' [N, K/block, block] uint8 (zero point 128), q4 ones its [N, K/block, block/2] uint8 of two nibbles,
+low first (zero point 8), with float scales [N, K/block]. The files are written beside the bundle's and listed in
+its manifest (`wgsl`, `files`).
 """
 
 import json
@@ -24,9 +26,10 @@ from janusweb.errors import UserError
 from janusweb.fused import STEM
 from janusweb.graph_data import external_bytes
 from janusweb.integrity import graph_files, verify_files
+from janusweb.pack import PACKERS
 
 NAME = "wgsl"
-DTYPES = ("fp32", "int8")
+DTYPES = PACKERS[NAME].dtypes
 FORMAT = "janusweb-wgsl/1"
 ALIGN = 256
 ROLES = {"attn/qkv_proj": "qkv", "attn/o_proj": "o", "mlp/gate_proj": "gate", "mlp/up_proj": "up",
@@ -75,9 +78,10 @@ def _weights(graph: onnx.GraphProto, base: Path, bits: tuple = (8,)) -> dict:
             out[(layer, ROLES[what])] = {"w": np.ascontiguousarray(get(node.input[1]).T)}
         elif node.op_type == "MatMulNBits":
             block = attrs["block_size"]
-            if attrs["bits"] not in bits or len(node.input) > 3 and node.input[3] or attrs["K"] % block or block % 16:
+            unit = 128 // attrs["bits"]  # weights per 16 bytes: the kernels' unit, which a block must hold whole
+            if attrs["bits"] not in bits or len(node.input) > 3 and node.input[3] or attrs["K"] % block or block % unit:
                 raise UserError(f"{node.name}: these kernels take {'/'.join(map(str, bits))}-bit weights with the "
-                                f"default zero point and whole blocks of a multiple of 16 only")
+                                f"default zero point and whole blocks of a multiple of {unit} only")
             out[(layer, ROLES[what])] = {"w": get(node.input[1]), "scales": get(node.input[2]), "block_size": block}
         elif node.op_type not in ("Sigmoid", "Mul"):
             raise UserError(f"{node.name}: unexpected {node.op_type} in the fused decoder")
@@ -141,5 +145,6 @@ def write(bundle: Path, manifest: dict, dtype: str, staged: Path) -> None:
     config = json.loads((bundle / "config.json").read_text())["janusweb"]
     source = graph_file(STEM, dtype)
     rels = paths(dtype)
-    desc = build_pack(bundle / source, config, dtype, staged / rels["bin"], manifest["files"][source]["sha256"])
+    bits = (lookup(dtype).bits,) if dtype != "fp32" else ()
+    desc = build_pack(bundle / source, config, dtype, staged / rels["bin"], manifest["files"][source]["sha256"], bits)
     (staged / rels["json"]).write_text(json.dumps(desc, indent=1) + "\n")

@@ -22,7 +22,8 @@ def bundle(tiny_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("wgsl") / "tiny"
     shutil.copytree(tiny_bundle, out)
     quantize_bundle(out, "int8", report=False)
-    assert main(["--quiet", "wgsl-pack", str(out), "--dtype", "fp32,int8"]) == 0
+    quantize_bundle(out, "q4", report=False)
+    assert main(["--quiet", "wgsl-pack", str(out), "--dtype", "fp32,int8,q4"]) == 0
     return out
 
 
@@ -60,15 +61,17 @@ def test_fp32_pack_holds_the_fused_graphs_weights(bundle):
     assert all(t["offset"] % 256 == 0 for t in desc["tensors"].values())
 
 
-def test_int8_pack_holds_the_matmulnbits_bytes_and_scales(bundle):
-    desc = json.loads((bundle / "wgsl" / "decoder_int8.json").read_text())
-    init = _initializers(bundle / "onnx" / f"{STEM}_int8.onnx")
-    assert desc["block_size"] == 32 and desc["source"] == f"{STEM}_int8.onnx"
+@pytest.mark.parametrize(("dtype", "suffix"), [("int8", "Q8"), ("q4", "Q4")])
+def test_quantized_pack_holds_the_matmulnbits_bytes_and_scales(bundle, dtype, suffix):
+    desc = json.loads((bundle / "wgsl" / f"decoder_{dtype}.json").read_text())
+    init = _initializers(bundle / "onnx" / f"{STEM}_{dtype}.onnx")
+    assert desc["block_size"] == 32 and desc["source"] == f"{STEM}_{dtype}.onnx" and desc["dtype"] == dtype
     for i in range(desc["num_layers"]):
-        for role, name in (("qkv", "attn.qkv_proj"), ("down", "mlp.down_proj")):
+        for role, name in (("qkv", "attn.qkv_proj"), ("o", "attn.o_proj"), ("gate", "mlp.gate_proj"),
+                           ("up", "mlp.up_proj"), ("down", "mlp.down_proj")):
             w = _tensor(bundle, desc, f"layers.{i}.{role}")
-            assert w.dtype == np.uint8
-            np.testing.assert_array_equal(w, init[f"model.layers.{i}.{name}.MatMul.weight_Q8"])
+            assert w.dtype == np.uint8 and w.shape[-1] == (32 if dtype == "int8" else 16)
+            np.testing.assert_array_equal(w, init[f"model.layers.{i}.{name}.MatMul.weight_{suffix}"])
             np.testing.assert_array_equal(_tensor(bundle, desc, f"layers.{i}.{role}.scales"),
                                           init[f"model.layers.{i}.{name}.MatMul.weight_scales"])
 
@@ -76,7 +79,8 @@ def test_int8_pack_holds_the_matmulnbits_bytes_and_scales(bundle):
 def test_manifest_lists_the_packs_and_their_source(bundle):
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["wgsl"] == {"fp32": {"bin": "wgsl/decoder.bin", "json": "wgsl/decoder.json"},
-                                "int8": {"bin": "wgsl/decoder_int8.bin", "json": "wgsl/decoder_int8.json"}}
+                                "int8": {"bin": "wgsl/decoder_int8.bin", "json": "wgsl/decoder_int8.json"},
+                                "q4": {"bin": "wgsl/decoder_q4.bin", "json": "wgsl/decoder_q4.json"}}
     for entry in manifest["wgsl"].values():
         for rel in entry.values():
             assert manifest["files"][rel] == file_digest(bundle / rel)
@@ -85,9 +89,26 @@ def test_manifest_lists_the_packs_and_their_source(bundle):
     assert not [p for p in (bundle / "wgsl").iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
+def test_manifest_records_the_largest_buffer_of_every_variant_and_pack(bundle):
+    """The page compares these with the adapter's limits before downloading: each graph file's largest
+    initializer (as numpy holds it) and each pack's largest tensor (as the .bin holds it)."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    buffers = manifest["buffers"]
+    for graph in (STEM, "lm_head", "prepare_inputs_embeds"):
+        for dtype, suffix in (("fp32", ""), ("int8", "_int8"), ("q4", "_q4")):
+            arrays = _initializers(bundle / "onnx" / f"{graph}{suffix}.onnx")
+            top = max(arrays, key=lambda k: arrays[k].nbytes)
+            assert buffers["variants"][graph][dtype] == {"tensor": top, "bytes": arrays[top].nbytes}
+    for dtype, entry in manifest["wgsl"].items():
+        desc = json.loads((bundle / entry["json"]).read_text())
+        sizes = {name: _tensor(bundle, desc, name).nbytes for name in desc["tensors"]}
+        top = max(sizes, key=sizes.get)
+        assert buffers["packs"]["wgsl"][dtype] == {"tensor": top, "bytes": sizes[top]}
+
+
 @pytest.mark.parametrize(("args", "message"), [
-    (["--dtype", "q4"], "WGSL packs are made for fp32, int8"),
-    (["--dtype", "fp16"], "WGSL packs are made for fp32, int8"),
+    (["--dtype", "fp16"], "fp16: WGSL packs are made for fp32, int8, q4"),
+    (["--dtype", "int8,int4"], "int4: WGSL packs are made for fp32, int8, q4"),
 ])
 def test_bad_dtype_is_one_clear_line(bundle, capsys, args, message):
     assert main(["--quiet", "wgsl-pack", str(bundle), *args]) != 0

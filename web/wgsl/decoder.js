@@ -1,7 +1,7 @@
 // The language model's decoder layers on the page's own WGSL kernels (kernels.js), on ONNX Runtime's GPUDevice:
 // it takes the embeddings ONNX Runtime's graphs write and gives back hidden states they read, as GPU buffers.
-// The weights come from a WGSL pack (janusweb wgsl-pack: the fused graph's own int8 blocks and scales, or its
-// fp32 weights), uploaded once. A WgslCache is the KVCache of one request (kv-cache.js's interface): KV buffers
+// The weights come from a WGSL pack (janusweb wgsl-pack: the fused graph's own int8 or 4-bit blocks and scales,
+// or its fp32 weights), uploaded once. A WgslCache is the KVCache of one request (kv-cache.js's interface): KV buffers
 // [rows, kv_heads, capacity, head_dim] per layer, activations for up to MAX_TOKENS tokens per call, and one
 // command buffer per call: 8 dispatches per layer and the final norm, no GPU->CPU read.
 
@@ -10,7 +10,7 @@ import { ATTENTION, MATMUL_COLUMNS, matmulSource, RMSNORM, ROPE_KV, SMALL_THREAD
 
 /**
  * @typedef {object} PackDesc the pack's JSON (pack/wgsl.py)
- * @property {'fp32'|'int8'} dtype
+ * @property {'fp32'|'int8'|'q4'} dtype
  * @property {number} hidden_size
  * @property {number} intermediate_size
  * @property {number} num_layers
@@ -56,26 +56,26 @@ export class WgslDecoder {
       this.weights[name] = buffer;
     }
     const H = d.hidden_size, NH = d.num_heads, KVH = d.num_key_value_heads, HD = d.head_dim;
-    const q8 = d.dtype === 'int8';
-    const block = q8 ? { BLOCK: /** @type {number} */ (d.block_size) } : {};
+    const dt = d.dtype;
+    const block = dt === 'fp32' ? {} : { BLOCK: /** @type {number} */ (d.block_size) };
     /** @param {string} code @param {Record<string, number>} constants */
     const pipeline = (code, constants) => device.createComputePipeline({ layout: 'auto',
       compute: { module: device.createShaderModule({ code }), entryPoint: 'main', constants } });
     const heads = { NH, KVH, HD };
     this.pipelines = {
       norm: pipeline(RMSNORM, { H, EPS: d.epsilon }),
-      qkv: pipeline(matmulSource(q8, 'store'), { K: H, N: (NH + 2 * KVH) * HD, ...block }),
+      qkv: pipeline(matmulSource(dt, 'store'), { K: H, N: (NH + 2 * KVH) * HD, ...block }),
       rope: pipeline(ROPE_KV, heads),
       attention: pipeline(ATTENTION, { ...heads, SCALE: d.scale }),
-      o: pipeline(matmulSource(q8, 'add'), { K: NH * HD, N: H, ...block }),
-      gateUp: pipeline(matmulSource(q8, 'gate_up'), { K: H, N: d.intermediate_size, ...block }),
-      down: pipeline(matmulSource(q8, 'add'), { K: d.intermediate_size, N: H, ...block }),
+      o: pipeline(matmulSource(dt, 'add'), { K: NH * HD, N: H, ...block }),
+      gateUp: pipeline(matmulSource(dt, 'gate_up'), { K: H, N: d.intermediate_size, ...block }),
+      down: pipeline(matmulSource(dt, 'add'), { K: d.intermediate_size, N: H, ...block }),
     };
   }
 
-  /** @param {string} name @returns {GPUBuffer[]} the weight, and its scales for int8 */
+  /** @param {string} name @returns {GPUBuffer[]} the weight, and its scales when quantized */
   matrix(name) {
-    return this.desc.dtype === 'int8' ? [this.weights[name], this.weights[`${name}.scales`]] : [this.weights[name]];
+    return this.desc.dtype === 'fp32' ? [this.weights[name]] : [this.weights[name], this.weights[`${name}.scales`]];
   }
 
   /** @param {number} rows @param {number} capacity */
