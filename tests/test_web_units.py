@@ -168,30 +168,44 @@ globalThis.self = { crossOriginIsolated: true };
 const set = (a) => Object.defineProperty(globalThis, 'navigator', { configurable: true,
   value: { hardwareConcurrency: 4, ...(a === undefined ? {} : { gpu: { requestAdapter: async () => a } }) } });
 const { bundleNeeds, chooseBackend } = await import('@WEB@/backend.js');
-const fp32 = bundleNeeds(config, table, { lm_head: 'fp32', language_model: 'fp32' });
-const fp16 = bundleNeeds(config, table, { lm_head: 'fp16', language_model: 'fp16' });
-const q4 = bundleNeeds(config, table, { lm_head: 'q4', language_model: 'q4' });
+const none = { graphs: {} };  // a manifest without `buffers`: the token matrix is estimated from config.json
+const fp32 = bundleNeeds(none, config, table, { lm_head: 'fp32', language_model: 'fp32' });
+const fp16 = bundleNeeds(none, config, table, { lm_head: 'fp16', language_model: 'fp16' });
+const q4 = bundleNeeds(none, config, table, { lm_head: 'q4', language_model: 'q4' });
+const recorded = { graphs: {}, buffers: { variants: { lm_head: { q4: { tensor: 'lm_head.weight_Q4', bytes: 211e6 } },
+  language_model_gqa: { q4: { tensor: 'w', bytes: 50e6 } } }, packs: { wgsl: { q4: { tensor: 'layers.0.gate', bytes: 120e6 } } } } };
+const big = bundleNeeds(recorded, config, table, { lm_head: 'q4', language_model_gqa: 'q4' }, [{ engine: 'wgsl', dtype: 'q4' }]);
+const pack = bundleNeeds(recorded, config, table, { language_model_gqa: 'q4' }, [{ engine: 'wgsl', dtype: 'q4' }]);
 const out = {};
 for (const [name, a, needs] of [['fits', adapter(2 ** 31, false), fp32], ['small', adapter(2 ** 28, false), fp32],
   ['nof16', adapter(2 ** 31, false), fp16], ['f16', adapter(2 ** 31, true), fp16], ['none', null, fp32],
-  ['nogpu', undefined, fp32]]) {
+  ['nogpu', undefined, fp32], ['binding', { ...adapter(2 ** 31, false), limits: { maxBufferSize: 2 ** 28,
+    maxStorageBufferBindingSize: 2 ** 27 } }, big], ['packfits', adapter(2 ** 27, false), pack]]) {
   set(a);
   out[name] = await chooseBackend('auto', needs);
 }
 set(adapter(2 ** 31, false));
 out.forced = await chooseBackend('wasm', fp32);
-out.largest = fp32.largestBuffer;
-out.largestQ4 = q4.largestBuffer;
+out.largest = fp32.largest.bytes;
+out.largestQ4 = q4.largest.bytes;
+out.pack = pack.largest;
 console.log(JSON.stringify(out));""", tmp_path, {"config": config, "table": DTYPES})
     assert got["largest"] == 102400 * 2048 * 4  # the embedding table at fp32
     assert got["largestQ4"] == 102400 * 2048 // 2  # at the manifest's 4 bits
     assert got["fits"]["ep"] == "webgpu" and got["fits"]["adapter"] == "v a"
-    assert got["small"]["ep"] == "wasm" and "maxBufferSize" in got["small"]["notes"][0]
+    assert got["small"]["ep"] == "wasm" and got["small"]["notes"][0].endswith(
+        "(lm_head fp32 token matrix, estimated), exceeds this adapter's maxStorageBufferBindingSize 268 MB (v a)")
     assert got["nof16"]["ep"] == "wasm" and "shader-f16" in got["nof16"]["notes"][0]
     assert got["f16"]["ep"] == "webgpu"
     assert got["none"]["ep"] == "wasm" and "no adapter" in got["none"]["notes"][0]
     assert got["nogpu"]["ep"] == "wasm" and "no WebGPU" in got["nogpu"]["notes"][0]
     assert got["forced"]["ep"] == "wasm" and got["forced"]["threads"] == 4
+    # the manifest's record of the largest buffer (janusweb/buffers.py), named, against the limit it exceeds
+    assert got["binding"]["ep"] == "wasm" and got["binding"]["notes"][0] == (
+        "WebGPU not used: this bundle's largest buffer, 211 MB (lm_head q4 lm_head.weight_Q4), exceeds this "
+        "adapter's maxStorageBufferBindingSize 134 MB (v a)")
+    assert got["pack"] == {"bytes": 120e6, "what": "wgsl q4 pack layers.0.gate"}
+    assert got["packfits"]["ep"] == "webgpu"
 
 
 @needs_node

@@ -2,7 +2,7 @@
 // when WebGPU fails while creating them, unless WebGPU was asked for), and what runs where, in words.
 
 import * as ort from 'onnxruntime-web/webgpu';
-import { wasmBackend } from './backend.js';
+import { requestDevice, wasmBackend } from './backend.js';
 import { describeDtypes } from './dtypes.js';
 import { BackendError, ChecksumError } from './errors.js';
 import { BundleLoader, download } from './loader.js';
@@ -62,6 +62,10 @@ export async function loadModel(req, progress) {
     progress({ type: 'progress', id: req.id, what: 'session', name, done, total });
   let created;
   try {
+    if (backend.ep === 'webgpu') {
+      backend = { ...backend, device: await requestDevice(/** @type {GPUAdapter} */ (backend.gpu),
+        /** @type {import('./backend.js').Needs} */ (backend.needs)) };
+    }
     created = await createSessions(loader, backend, chosen.sessions, onSession);
   } catch (e) {
     if (backend.ep !== 'webgpu' || e instanceof ChecksumError || req.backend === 'webgpu') throw e;
@@ -70,7 +74,7 @@ export async function loadModel(req, progress) {
     chosen = sessionPlan(manifest, backend, dtypes, req);
     created = await createSessions(loader, backend, chosen.sessions, onSession);
   }
-  const device = backend.ep === 'webgpu' ? await ort.env.webgpu.device : null;
+  const device = backend.device ?? null;
   const { sessions } = created;
   const release = async () => Promise.all(Object.values(sessions).map((s) => s.release())).then(() => undefined);
   let engine;

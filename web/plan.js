@@ -36,6 +36,25 @@ export function sessionPlan(manifest, backend, dtypes, req) {
 }
 
 /**
+ * What the bundle needs of a WebGPU adapter: the largest buffer of what the page would load there (the sessions
+ * and the engine's pack of the WebGPU plan; the graphs at their dtypes where that plan cannot be made).
+ * @param {Manifest} manifest @param {any} config @param {Record<string, string>} dtypes @param {LoadRequest} req
+ */
+export function webgpuNeeds(manifest, config, dtypes, req) {
+  const table = dtypeTable(manifest);
+  const gpu = /** @type {Backend} */ ({ ep: 'webgpu', adapter: '', threads: 1, notes: [], why: '' });
+  let chosen;
+  try {
+    chosen = sessionPlan(manifest, gpu, dtypes, req);
+  } catch {
+    return bundleNeeds(manifest, config, table, dtypes); // the error itself is raised by the plan on the backend chosen
+  }
+  const graphs = Object.fromEntries(Object.entries(chosen.sessions).map(([name, d]) => [graphOf(name), d]));
+  const packs = chosen.engine.plan.data?.json ? [{ engine: chosen.engine.spec.name, dtype: chosen.dtype }] : [];
+  return bundleNeeds(manifest, config, table, graphs, packs);
+}
+
+/**
  * Everything decided from the bundle's small files: config, backend, dtypes, sessions.
  * @param {import('./loader.js').BundleLoader} loader with its manifest loaded
  * @param {LoadRequest} req
@@ -44,7 +63,7 @@ export async function planLoad(loader, req) {
   const manifest = /** @type {Manifest} */ (loader.manifest);
   const config = await loader.json('config.json');
   const { dtypes, notes: missing } = requestedDtypes(manifest, config, GRAPHS, req.dtype);
-  const backend = await chooseBackend(req.backend, bundleNeeds(config, dtypeTable(manifest), dtypes));
+  const backend = await chooseBackend(req.backend, webgpuNeeds(manifest, config, dtypes, req));
   return { manifest, config, dtypes, missing, backend, chosen: sessionPlan(manifest, backend, dtypes, req) };
 }
 
