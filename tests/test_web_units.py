@@ -300,6 +300,26 @@ def test_engine_resolver_prefers_the_cpu_engine_on_wasm(tmp_path):
 
 
 @needs_node
+def test_cpu_engine_refuses_a_pack_over_32_bit_webassembly_memory(tmp_path):
+    """A 7B-sized q4 CPU pack (its .bin's size in the manifest: no 7B needed) is more than one 32-bit WebAssembly
+    memory holds (65535 pages of 64 KiB): ?engine=cpu is refused in one line naming the memory needed against that
+    maximum, before any download; auto falls back to ort-grow with the same line; a pack within it is taken."""
+    wasm32 = 65535 * 65536
+    manifest = {"graphs": {"language_model": _graph("language_model", "q4", "int8")},
+                "cpu": {"q4": {"bin": "cpu/decoder_q4.bin", "json": "cpu/decoder_q4.json"},
+                        "int8": {"bin": "cpu/decoder_int8.bin", "json": "cpu/decoder_int8.json"}},
+                "files": {"cpu/decoder_q4.bin": {"bytes": 4_410_000_000}, "cpu/decoder_int8.bin": {"bytes": wasm32}}}
+    cases = [["cpu", "wasm", "q4"], ["auto", "wasm", "q4"], ["auto", "wasm", "int8"]]
+    got = dict(zip(map(tuple, cases), run_node(RESOLVE, tmp_path, {"manifest": manifest, "cases": cases})))
+    line = ("the CPU engine needs more than 4.41 GB of WebAssembly memory for this bundle's q4 weights "
+            "(cpu/decoder_q4.bin), over the 4.29 GB a 32-bit WebAssembly memory holds (its kernels have no Memory64 "
+            "build)")
+    assert got["cpu", "wasm", "q4"] == {"kind": "input", "input": True, "error": line}
+    assert got["auto", "wasm", "q4"]["engine"] == "ort-grow" and got["auto", "wasm", "q4"]["note"].endswith(line)
+    assert got["auto", "wasm", "int8"]["engine"] == "cpu"
+
+
+@needs_node
 def test_dtype_resolver_takes_files_and_labels_from_the_manifest(tmp_path):
     """manifest + request + backend -> {graph: {dtype, file, external, device}}: the files are the manifest's own
     (its variants' .onnx and external data), labels its table's; a dtype the bundle lacks falls back to fp32 with a

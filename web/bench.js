@@ -78,7 +78,7 @@ async function runBench(c) {
   const out = { backend: load.replies.at(-1).msg.backend, load_ms: load.replies.at(-1).t - load.t0, sessions,
     understanding: [], generation: {}, userAgent: navigator.userAgent };
   const u = { question: c.question, image, tokens: c.textTokens };
-  if (c.warmup ?? true) {
+  if (c.warmup !== false) {
     await understanding({ ...u, tokens: 2 }); // warm-up: shader compilation
     await generation({ prompt: c.prompt, count: c.counts[0], guidance: c.guidance, temperature: c.temperature,
       seed: c.seed, steps: c.steps });

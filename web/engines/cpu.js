@@ -6,6 +6,7 @@
 import * as ort from 'onnxruntime-web/webgpu';
 import { CpuModel, memoryNeeded } from '../cpu/model.js';
 import { CpuRuntime, hasRelaxedSimd, kernelsFile } from '../cpu/runtime.js';
+import { wasm32Refusal } from '../cpu/wasm32.js';
 import { InputError } from '../errors.js';
 
 /** Where the kernels (*.wasm) and thread.js are served: cpu/ beside the worker's bundle. */
@@ -52,6 +53,8 @@ export const engine = {
   plan: (manifest, dtype) => {
     const pack = /** @type {any} */ (manifest).cpu?.[dtype];
     if (!pack) return `the bundle has no ${dtype} CPU pack: run janusweb cpu-pack BUNDLE --dtype ${dtype}`;
+    const tooLarge = wasm32Refusal(manifest, pack, dtype);
+    if (tooLarge) return tooLarge;
     return { graphs: {}, replaces: ['lm_head'], data: pack };
   },
   create: async ({ loader, backend, dtype, plan }) => {
