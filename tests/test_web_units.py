@@ -320,6 +320,18 @@ def test_cpu_engine_refuses_a_pack_over_32_bit_webassembly_memory(tmp_path):
 
 
 @needs_node
+def test_total_download_against_the_memory_the_page_can_know(tmp_path):
+    """WebGPU exposes no memory size; navigator.deviceMemory (GB) is the one the page has: a plan whose files exceed
+    it gets a note on the first screen; within it, or where the browser does not say, none."""
+    got = run_node("""
+const { memoryNote } = await import('@WEB@/plan.js');
+console.log(JSON.stringify([memoryNote(9.5e9, 8), memoryNote(5e9, 8), memoryNote(9.5e9, undefined)]));
+""", tmp_path, {})
+    assert got == ["this bundle loads 9.5 GB of files; this device reports 8 GB of memory (navigator.deviceMemory, "
+                   "which browsers cap at 8): it may not fit", None, None]
+
+
+@needs_node
 def test_dtype_resolver_takes_files_and_labels_from_the_manifest(tmp_path):
     """manifest + request + backend -> {graph: {dtype, file, external, device}}: the files are the manifest's own
     (its variants' .onnx and external data), labels its table's; a dtype the bundle lacks falls back to fp32 with a

@@ -90,6 +90,17 @@ export function modelName(manifest) {
   return name ? `Janus-Pro (${name})` : 'Janus-Pro';
 }
 
+/**
+ * The total a plan downloads against the one memory size a page can know, navigator.deviceMemory (GB, rounded
+ * down and capped at 8 by the browser; GPU memory is not exposed): a note when the files alone are larger, or null.
+ * @param {number} bytes @param {number|undefined} deviceMemory
+ */
+export function memoryNote(bytes, deviceMemory) {
+  if (!deviceMemory || bytes <= deviceMemory * 2 ** 30) return null;
+  return `this bundle loads ${(bytes / 1e9).toFixed(1)} GB of files; this device reports ${deviceMemory} GB of `
+    + 'memory (navigator.deviceMemory, which browsers cap at 8): it may not fit';
+}
+
 /** Plain words for where the model runs. @param {Backend} b */
 export function where(b) {
   return b.ep === 'webgpu' ? `on your GPU (${b.adapter})` : `on your CPU, ${b.threads} thread${b.threads > 1 ? 's' : ''}`;
@@ -111,5 +122,6 @@ export async function describePlan(loader, req) {
   return { model: modelName(manifest), ep: backend.ep, where: where(backend), why: backend.why, files, bytes,
     cachedBytes: cached.reduce((n, f) => n + manifest.files[f].bytes, 0),
     runtimeBytes: Object.values(ortSizes).reduce((a, b) => a + Number(b), 0),
-    notes: [...backend.notes, ...missing, ...chosen.notes] };
+    notes: [...backend.notes, ...missing, ...chosen.notes,
+      ...[memoryNote(bytes, /** @type {any} */ (navigator).deviceMemory)].filter((n) => n !== null)] };
 }
