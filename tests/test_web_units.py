@@ -320,14 +320,19 @@ def test_cpu_engine_refuses_a_pack_over_32_bit_webassembly_memory(tmp_path):
 
 
 @needs_node
-def test_total_download_against_the_memory_the_page_can_know(tmp_path):
+def test_total_download_against_the_memory_the_page_can_know_and_files_too_large_to_verify(tmp_path):
     """WebGPU exposes no memory size; navigator.deviceMemory (GB) is the one the page has: a plan whose files exceed
-    it gets a note on the first screen; within it, or where the browser does not say, none."""
+    it gets a note on the first screen; within it, or where the browser does not say, none. A file larger than
+    crypto.subtle.digest takes (a 7B q4 WGSL pack) is refused, in one line, before any download."""
     got = run_node("""
-const { memoryNote } = await import('@WEB@/plan.js');
-console.log(JSON.stringify([memoryNote(9.5e9, 8), memoryNote(5e9, 8), memoryNote(9.5e9, undefined)]));
+const { memoryNote, unverifiable } = await import('@WEB@/plan.js');
+const manifest = { files: { 'wgsl/decoder_q4.bin': { bytes: 3.8e9 }, 'onnx/lm_head_q4.onnx': { bytes: 2.6e8 } } };
+console.log(JSON.stringify([memoryNote(9.5e9, 8), memoryNote(5e9, 8), memoryNote(9.5e9, undefined),
+  unverifiable(manifest, ['onnx/lm_head_q4.onnx', 'wgsl/decoder_q4.bin']), unverifiable(manifest, ['onnx/lm_head_q4.onnx'])]));
 """, tmp_path, {})
-    assert got == ["this bundle loads 9.5 GB of files; this device reports 8 GB of memory (navigator.deviceMemory, "
+    assert got[3:] == ["wgsl/decoder_q4.bin is 3.80 GB: the page verifies each file whole with crypto.subtle.digest, "
+                       "which takes at most 2.1 GB in this browser", None]  # a 7B q4 WGSL pack: refused before download
+    assert got[:3] == ["this bundle loads 9.5 GB of files; this device reports 8 GB of memory (navigator.deviceMemory, "
                    "which browsers cap at 8): it may not fit", None, None]
 
 

@@ -4,9 +4,9 @@
 import * as ort from 'onnxruntime-web/webgpu';
 import { requestDevice, wasmBackend } from './backend.js';
 import { describeDtypes } from './dtypes.js';
-import { BackendError, ChecksumError } from './errors.js';
+import { BackendError, ChecksumError, InputError } from './errors.js';
 import { BundleLoader, download } from './loader.js';
-import { planLoad, sessionPlan } from './plan.js';
+import { planFiles, planLoad, sessionPlan, unverifiable } from './plan.js';
 import { createSessions } from './sessions.js';
 import { JanusTokenizer } from './tokenizer.js';
 
@@ -53,6 +53,8 @@ export async function loadModel(req, progress) {
   const pre = await loader.json('preprocessor_config.json');
   const tokenizer = new JanusTokenizer(await loader.json('tokenizer.json'), await loader.json('tokenizer_config.json'));
   if (req.backend === 'webgpu' && backend.ep !== 'webgpu') throw new BackendError(backend.notes.join('; '));
+  const tooLarge = unverifiable(manifest, planFiles(manifest, chosen));
+  if (tooLarge) throw new InputError(tooLarge); // before any download
   if (req.threads) backend = { ...backend, threads: Math.max(1, Math.min(backend.threads, req.threads)) }; // ?threads=
   ort.env.wasm.numThreads = backend.threads;
   ort.env.logLevel = 'error';

@@ -90,6 +90,21 @@ export function modelName(manifest) {
   return name ? `Janus-Pro (${name})` : 'Janus-Pro';
 }
 
+// The largest file the loader can verify: crypto.subtle.digest takes one buffer, and Chromium 156 refuses one of
+// 2147483646 bytes ("exceeds the supported range") while 2.1e9 passes.
+export const DIGEST_MAX_BYTES = 2.1e9;
+
+/**
+ * Why the plan's files cannot be verified (one line naming the first file over DIGEST_MAX_BYTES), or null.
+ * @param {Manifest} manifest @param {string[]} files
+ */
+export function unverifiable(manifest, files) {
+  const big = files.find((f) => manifest.files[f].bytes > DIGEST_MAX_BYTES);
+  if (!big) return null;
+  return `${big} is ${(manifest.files[big].bytes / 1e9).toFixed(2)} GB: the page verifies each file whole with `
+    + `crypto.subtle.digest, which takes at most ${DIGEST_MAX_BYTES / 1e9} GB in this browser`;
+}
+
 /**
  * The total a plan downloads against the one memory size a page can know, navigator.deviceMemory (GB, rounded
  * down and capped at 8 by the browser; GPU memory is not exposed): a note when the files alone are larger, or null.
