@@ -6,15 +6,16 @@ names) it packs, which the CLI's parser and the driver both check against withou
 module exposes:
 
     NAME: str                  the --engine value, and the manifest key its packs are listed under
-                               (manifest[NAME][dtype] = paths(dtype))
+                               (manifest[NAME][dtype] = what write returns)
     DTYPES: tuple              PACKERS[NAME].dtypes
-    paths(dtype) -> dict       bundle-relative paths of the files one pack writes, by role, e.g.
-                               {"bin": "wgsl/decoder_int8.bin", "json": "wgsl/decoder_int8.json"}
+    stem(dtype) -> str         bundle-relative path of the pack's files without their endings, e.g.
+                               "wgsl/decoder_int8" (-> decoder_int8.json, decoder_int8.0.bin, ...)
     check(bundle, manifest, dtype) -> None
                                UserError (one clear line) when the bundle lacks what the pack is made from
-    write(bundle, manifest, dtype, staged) -> None
-                               write every file of paths(dtype) under `staged` (same relative paths); read the
-                               bundle, never write it
+    write(bundle, manifest, dtype, staged, part_bytes) -> dict
+                               write the pack's JSON and its .bin parts (pack.parts.PartWriter, at most
+                               part_bytes each) under `staged` (same relative paths); read the bundle, never
+                               write it; returns {"json": rel, "parts": [rel, ...]}
 
 pack.driver does the rest for every packer: checks all requested dtypes before writing anything, stages the
 files in a temporary folder inside the bundle, renames them into place, and records them in the manifest

@@ -1,7 +1,7 @@
 """The weights of the page's CPU engine (web/cpu/, web/engines/cpu.js): `janusweb pack BUNDLE --engine cpu
 --dtype int8` (or `janusweb cpu-pack`).
 
-cpu/decoder{suffix}.bin + .json hold what pack/wgsl.py's pack holds for the decoder layers (taken the same way,
+cpu/decoder{suffix}.json and its parts cpu/decoder{suffix}.0.bin, ... (pack/parts.py, as the WGSL pack's) hold what pack/wgsl.py's pack holds for the decoder layers (taken the same way,
 byte for byte from onnx/language_model_gqa{suffix}.onnx: fp32 [N, K], or MatMulNBits' uint8 blocks and fp32
 scales, 8-bit or 4-bit), plus the lm_head matrix from onnx/lm_head{suffix}.onnx, so that a text token needs no
 ONNX Runtime session after its embedding. The JSON records each source graph's sha256 (the page refuses a pack
@@ -19,16 +19,16 @@ from janusweb.dtypes import graph_file
 from janusweb.errors import UserError
 from janusweb.fused import STEM
 from janusweb.pack import PACKERS
-from janusweb.pack.wgsl import ALIGN, _array, build_pack
+from janusweb.pack.parts import PART_BYTES, PartWriter
+from janusweb.pack.wgsl import _array, build_pack
 
 NAME = "cpu"
 DTYPES = PACKERS[NAME].dtypes
 FORMAT = "janusweb-cpu/1"
 
 
-def paths(dtype: str) -> dict:
-    suffix = lookup(dtype).suffix
-    return {"bin": f"cpu/decoder{suffix}.bin", "json": f"cpu/decoder{suffix}.json"}
+def stem(dtype: str) -> str:
+    return f"cpu/decoder{lookup(dtype).suffix}"
 
 
 def head_matrix(path: Path) -> dict:
@@ -49,16 +49,6 @@ def head_matrix(path: Path) -> dict:
     return {"dtype": "int8" if attrs["bits"] == 8 else "q4", "w": get(node.input[1]), "scales": get(node.input[2])}
 
 
-def _append(bin_path: Path, tensors: dict, name: str, array: np.ndarray) -> None:
-    with open(bin_path, "ab") as f:
-        offset = f.tell()
-        f.write(b"\0" * (-offset % ALIGN))
-        offset += -offset % ALIGN
-        f.write(np.ascontiguousarray(array).tobytes())
-    tensors[name] = {"offset": offset, "bytes": array.nbytes, "shape": list(array.shape),
-                     "type": "u8" if array.dtype == np.uint8 else "f32"}
-
-
 def check(bundle: Path, manifest: dict, dtype: str) -> None:
     for graph in (STEM, "lm_head"):
         entry = manifest["graphs"].get(graph)
@@ -68,17 +58,19 @@ def check(bundle: Path, manifest: dict, dtype: str) -> None:
             raise UserError(f"{bundle} has no {dtype} variant of {graph} (run janusweb quantize --dtype {dtype})")
 
 
-def write(bundle: Path, manifest: dict, dtype: str, staged: Path) -> None:
+def write(bundle: Path, manifest: dict, dtype: str, staged: Path, part_bytes: int = PART_BYTES) -> dict:
+    """Write the pack under `staged`; returns its manifest entry {"json", "parts"} (bundle-relative paths)."""
     config = json.loads((bundle / "config.json").read_text())["janusweb"]
-    fused, head_rel, rels = graph_file(STEM, dtype), graph_file("lm_head", dtype), paths(dtype)
-    bin_path = staged / rels["bin"]
-    desc = build_pack(bundle / fused, config, dtype, bin_path, manifest["files"][fused]["sha256"], bits=(4, 8))
+    fused, head_rel = graph_file(STEM, dtype), graph_file("lm_head", dtype)
+    out = PartWriter(staged, stem(dtype), part_bytes)
+    desc = build_pack(bundle / fused, config, dtype, out, manifest["files"][fused]["sha256"], bits=(4, 8))
     head = head_matrix(bundle / head_rel)
-    _append(bin_path, desc["tensors"], "lm_head", head["w"].astype(np.uint8 if head["scales"] is not None
-                                                                   else np.float32))
+    out.put("lm_head", head["w"].astype(np.uint8 if head["scales"] is not None else np.float32))
     if head["scales"] is not None:
-        _append(bin_path, desc["tensors"], "lm_head.scales", head["scales"].astype(np.float32))
+        out.put("lm_head.scales", head["scales"].astype(np.float32))
     desc |= {"format": FORMAT, "lm_head": {"dtype": head["dtype"], "vocab": int(head["w"].shape[0]),
                                            "source": Path(head_rel).name,
                                            "source_sha256": manifest["files"][head_rel]["sha256"]}}
-    (staged / rels["json"]).write_text(json.dumps(desc, indent=1) + "\n")
+    entry = {"json": f"{stem(dtype)}.json", "parts": out.close()}
+    (staged / entry["json"]).write_text(json.dumps(desc, indent=1) + "\n")
+    return entry

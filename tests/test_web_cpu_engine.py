@@ -1,7 +1,8 @@
 """The page's CPU engine (web/engines/cpu.js: the decoder and lm_head on the page's own WebAssembly kernels) in
 Chromium without WebGPU, on the tiny bundle with its CPU packs: greedy tokens after an image prompt and CFG image
 tokens from the same draws equal the Python reference (the fused decoder graph and lm_head at the pack's dtype
-on onnxruntime), fp32 and int8, 1 and 2 threads. ?engine=ort-grow keeps onnxruntime-web's own path; a missing
+on onnxruntime), fp32 and int8, 1 and 2 threads; the int8 pack in several parts (pack/parts.py, small parts forced),
+each tensor copied from the part that holds it. ?engine=ort-grow keeps onnxruntime-web's own path; a missing
 or stale pack is one line."""
 
 import json
@@ -15,6 +16,7 @@ from janusweb.manifest import file_digest
 from janusweb.fused import STEM as FUSED
 from janusweb.generate import generate_text
 from janusweb.image import preprocess
+from janusweb.pack.driver import write_packs
 from janusweb.prompts import understanding_inputs
 from janusweb.site import build_site, serve_in_thread
 from test_web_page import (QUESTION, TEXT_TOKENS, _replace, browsers, chat, check_images, generate,  # noqa: F401
@@ -28,7 +30,8 @@ def bundle(tiny_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("web-cpu") / "bundle"
     shutil.copytree(tiny_bundle, out)
     assert main(["--quiet", "quantize", str(out), "--dtype", "int8", "--no-report"]) == 0
-    assert main(["--quiet", "cpu-pack", str(out), "--dtype", "fp32,int8"]) == 0
+    assert main(["--quiet", "cpu-pack", str(out), "--dtype", "fp32"]) == 0
+    write_packs(out, "cpu", ["int8"], part_bytes=512 * 1024)  # cos, sin 512 KiB each: four parts
     return out
 
 
@@ -62,7 +65,7 @@ def test_cpu_engine_matches_the_python_reference(wasm_browser, site_url, bundle,
     page = open_page(wasm_browser, site_url, f"dtype={dtype}&threads={threads}")
     info = page.evaluate("window.janusweb.backend")
     assert info["ep"] == "wasm" and info["threads"] == threads and info["engine"] == "cpu"
-    pack = f"cpu/decoder{'' if dtype == 'fp32' else '_' + dtype}.bin"
+    pack = f"cpu/decoder{'' if dtype == 'fp32' else '_' + dtype}.json, {'1 part' if dtype == 'fp32' else '4 parts'}"
     assert info["kvCache"].startswith(f"CPU engine ({pack}, {threads} thread") and "language_model" in info["dtypes"]
     assert page.inner_text("#kv-cache") == info["kvCache"]
     assert info["dtypes"]["language_model"] == dtype and info["dtypes"]["lm_head"] == dtype

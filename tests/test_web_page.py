@@ -226,8 +226,8 @@ def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png,
     assert info["dtypes"][lm] == dtype and {FUSED, "language_model"} & set(info["dtypes"]) == {lm}
     assert page.inner_text("#kv-cache") == info["kvCache"]
     if engine == "wgsl":  # the fused graph's weights on the page's kernels: the fused graph is the reference
-        assert info["kvCache"].startswith("WGSL decoder") and f"decoder{'' if dtype == 'fp32' else '_' + dtype}.bin" \
-            in info["kvCache"]
+        assert info["kvCache"].startswith(f"WGSL decoder (wgsl/decoder{'' if dtype == 'fp32' else '_' + dtype}.json, "
+                                          "1 part)")  # a small pack: one part
     else:
         assert info["kvCache"].startswith(lm)
     if fused:

@@ -261,10 +261,11 @@ def test_engine_resolver_picks_by_backend_bundle_and_request(tmp_path):
     files the bundle lacks is an InputError; ?kv=grow is ort-grow."""
     manifest = {"graphs": {"language_model": _graph("language_model", "int8", "q4"),
                            "language_model_gqa": _graph("language_model_gqa", "int8")},
-                "wgsl": {"fp32": {"bin": "wgsl/decoder.bin", "json": "wgsl/decoder.json"}}}
+                "wgsl": {"fp32": {"json": "wgsl/decoder.json", "parts": ["wgsl/decoder.0.bin"]},
+                         "q4": {"bin": "wgsl/decoder_q4.bin", "json": "wgsl/decoder_q4.json"}}}  # q4: before parts
     cases = [["auto", "webgpu", "fp32"], ["auto", "webgpu", "q4"], ["auto", "wasm", "int8"], ["grow", "webgpu", "fp32"],
              ["ort-grow", "wasm", "fp32"], ["wgsl", "webgpu", "fp32"], ["wgsl", "webgpu", "int8"],
-             ["wgsl", "wasm", "fp32"], ["ort-gqa", "wasm", "fp32"], ["ort-gqa", "webgpu", "q4"], ["turbo", "webgpu", "fp32"]]
+             ["wgsl", "wasm", "fp32"], ["wgsl", "webgpu", "q4"], ["ort-gqa", "wasm", "fp32"], ["ort-gqa", "webgpu", "q4"], ["turbo", "webgpu", "fp32"]]
     got = run_node(RESOLVE, tmp_path, {"manifest": manifest, "cases": cases})
     by = dict(zip(map(tuple, cases), got))
     assert by["auto", "webgpu", "fp32"] == {"engine": "ort-gqa", "graphs": {"language_model_gqa": "fp32"}, "note": None}
@@ -278,6 +279,8 @@ def test_engine_resolver_picks_by_backend_bundle_and_request(tmp_path):
     assert by["wgsl", "webgpu", "fp32"]["engine"] == "wgsl" and by["wgsl", "webgpu", "fp32"]["graphs"] == {}
     assert by["wgsl", "webgpu", "int8"] == {"kind": "input", "input": True, "error": "the bundle has no int8 WGSL "
                                             "pack: run janusweb wgsl-pack BUNDLE --dtype int8"}
+    assert by["wgsl", "webgpu", "q4"] == {"kind": "input", "input": True, "error": "the bundle's q4 WGSL pack is one "
+                                          ".bin, not parts: run janusweb wgsl-pack BUNDLE --dtype q4 again"}
     assert by["wgsl", "wasm", "fp32"]["engine"] == "ort-grow" and "needs WebGPU" in by["wgsl", "wasm", "fp32"]["note"]
     assert by["ort-gqa", "wasm", "fp32"]["engine"] == "ort-grow"
     assert by["ort-gqa", "webgpu", "q4"]["input"] and "no q4 variant" in by["ort-gqa", "webgpu", "q4"]["error"]
@@ -289,7 +292,7 @@ def test_engine_resolver_prefers_the_cpu_engine_on_wasm(tmp_path):
     """With a CPU pack at the decoder's dtype, WASM's auto is the CPU engine (lm_head replaced); ort-grow when asked
     for (said so); ?engine=cpu without the pack at that dtype is an InputError; WebGPU never picks it."""
     manifest = {"graphs": {"language_model": _graph("language_model", "int8")},
-                "cpu": {"int8": {"bin": "cpu/decoder_int8.bin", "json": "cpu/decoder_int8.json"}}}
+                "cpu": {"int8": {"json": "cpu/decoder_int8.json", "parts": ["cpu/decoder_int8.0.bin"]}}}
     cases = [["auto", "wasm", "int8"], ["ort-grow", "wasm", "int8"], ["cpu", "wasm", "fp32"], ["cpu", "webgpu", "int8"]]
     got = dict(zip(map(tuple, cases), run_node(RESOLVE, tmp_path, {"manifest": manifest, "cases": cases})))
     assert got["auto", "wasm", "int8"] == {"engine": "cpu", "graphs": {}, "note": None}
@@ -301,18 +304,19 @@ def test_engine_resolver_prefers_the_cpu_engine_on_wasm(tmp_path):
 
 @needs_node
 def test_cpu_engine_refuses_a_pack_over_32_bit_webassembly_memory(tmp_path):
-    """A 7B-sized q4 CPU pack (its .bin's size in the manifest: no 7B needed) is more than one 32-bit WebAssembly
+    """A 7B-sized q4 CPU pack (its parts' sizes in the manifest: no 7B needed) is more than one 32-bit WebAssembly
     memory holds (65535 pages of 64 KiB): ?engine=cpu is refused in one line naming the memory needed against that
     maximum, before any download; auto falls back to ort-grow with the same line; a pack within it is taken."""
     wasm32 = 65535 * 65536
     manifest = {"graphs": {"language_model": _graph("language_model", "q4", "int8")},
-                "cpu": {"q4": {"bin": "cpu/decoder_q4.bin", "json": "cpu/decoder_q4.json"},
-                        "int8": {"bin": "cpu/decoder_int8.bin", "json": "cpu/decoder_int8.json"}},
-                "files": {"cpu/decoder_q4.bin": {"bytes": 4_410_000_000}, "cpu/decoder_int8.bin": {"bytes": wasm32}}}
+                "cpu": {"q4": {"json": "cpu/decoder_q4.json", "parts": [f"cpu/decoder_q4.{i}.bin" for i in range(5)]},
+                        "int8": {"json": "cpu/decoder_int8.json", "parts": ["cpu/decoder_int8.0.bin"]}},
+                "files": {**{f"cpu/decoder_q4.{i}.bin": {"bytes": 882_000_000} for i in range(5)},
+                          "cpu/decoder_int8.0.bin": {"bytes": wasm32}}}
     cases = [["cpu", "wasm", "q4"], ["auto", "wasm", "q4"], ["auto", "wasm", "int8"]]
     got = dict(zip(map(tuple, cases), run_node(RESOLVE, tmp_path, {"manifest": manifest, "cases": cases})))
     line = ("the CPU engine needs more than 4.41 GB of WebAssembly memory for this bundle's q4 weights "
-            "(cpu/decoder_q4.bin), over the 4.29 GB a 32-bit WebAssembly memory holds (its kernels have no Memory64 "
+            "(cpu/decoder_q4.json's 5 parts), over the 4.29 GB a 32-bit WebAssembly memory holds (its kernels have no Memory64 "
             "build)")
     assert got["cpu", "wasm", "q4"] == {"kind": "input", "input": True, "error": line}
     assert got["auto", "wasm", "q4"]["engine"] == "ort-grow" and got["auto", "wasm", "q4"]["note"].endswith(line)

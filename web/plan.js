@@ -69,7 +69,7 @@ export async function planLoad(loader, req) {
 
 /**
  * The bundle files a plan downloads: each session's graph files, and the manifest files the engine's plan names
- * (a WGSL pack).
+ * (a pack: its JSON and its parts).
  * @param {Manifest} manifest
  * @param {ReturnType<typeof sessionPlan>} chosen
  */
@@ -79,7 +79,9 @@ export function planFiles(manifest, chosen) {
     const { file, external } = graphFiles(manifest, graphOf(name), dtype);
     for (const f of [file, ...external]) files.add(f);
   }
-  for (const v of Object.values(chosen.engine.plan.data ?? {})) if (typeof v === 'string' && v in manifest.files) files.add(v);
+  for (const v of Object.values(chosen.engine.plan.data ?? {}).flat()) {
+    if (typeof v === 'string' && v in manifest.files) files.add(v); // a pack's JSON and each of its parts
+  }
   return [...files];
 }
 
