@@ -32,13 +32,8 @@ def bundle(tiny_bundle, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def site(bundle, tmp_path_factory):
-    return build_site(bundle, tmp_path_factory.mktemp("web-parts") / "site")
-
-
-@pytest.fixture(scope="module")
-def site_url(site):
-    server, url = serve_in_thread(site)
+def site_url(bundle, tmp_path_factory):
+    server, url = serve_in_thread(build_site(bundle, tmp_path_factory.mktemp("web-parts") / "site"))
     yield url
     server.shutdown()
 

@@ -327,7 +327,8 @@ def test_cpu_engine_refuses_a_pack_over_32_bit_webassembly_memory(tmp_path):
 def test_total_download_against_the_memory_the_page_can_know_and_files_too_large_to_verify(tmp_path):
     """WebGPU exposes no memory size; navigator.deviceMemory (GB) is the one the page has: a plan whose files exceed
     it gets a note on the first screen; within it, or where the browser does not say, none. A file larger than
-    crypto.subtle.digest takes (a 7B q4 WGSL pack) is refused, in one line, before any download."""
+    crypto.subtle.digest takes (a one-file 7B q4 WGSL pack, as packs were before parts) is refused, in one line,
+    before any download."""
     got = run_node("""
 const { memoryNote, unverifiable } = await import('@WEB@/plan.js');
 const manifest = { files: { 'wgsl/decoder_q4.bin': { bytes: 3.8e9 }, 'onnx/lm_head_q4.onnx': { bytes: 2.6e8 } } };
