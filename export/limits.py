@@ -3,34 +3,20 @@ every adapter grants without asking (WebGPU's defaults) and the ones a page asks
 
 An initializer becomes one GPU buffer, bound whole to a kernel: it must fit maxBufferSize and, as a storage
 binding, maxStorageBufferBindingSize. The manifest records the largest one so that a page can compare it with
-`adapter.limits` before downloading anything.
+`adapter.limits` before downloading anything (janusweb/buffers.py adds the variants and packs).
 """
 
 from pathlib import Path
 
-import onnx
-
+from janusweb.buffers import largest_initializer
 from janusweb.log import log
 
 WEBGPU_DEFAULT_LIMITS = {"maxStorageBufferBindingSize": 128 * 1024**2, "maxBufferSize": 256 * 1024**2}
 
 
-def _bytes(tensor: onnx.TensorProto) -> int:
-    n = 1
-    for d in tensor.dims:
-        n *= d
-    return n * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
-
-
 def largest_initializers(graphs: dict) -> dict:
     """{graph: {"tensor", "bytes"}} for graph name -> .onnx path (structure read only, no weights)."""
-    out = {}
-    for name, path in graphs.items():
-        model = onnx.load(str(path), load_external_data=False)
-        sizes = {t.name: _bytes(t) for t in model.graph.initializer}
-        top = max(sizes, key=sizes.get, default=None)
-        out[name] = {"tensor": top, "bytes": sizes.get(top, 0)}
-    return out
+    return {name: largest_initializer(Path(path)) for name, path in graphs.items()}
 
 
 def buffer_limits(onnx_dir: Path, names) -> dict:

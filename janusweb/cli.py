@@ -10,7 +10,6 @@ from janusweb.dtypes import STREAM_DEFAULT_DTYPES, dtype, spellings
 from janusweb.errors import UserError
 from janusweb.interrupt import Interrupted, signals_raise
 
-WGSL_DTYPES = ("fp32", "int8")
 START_HERE = """start here (the embedded default, `tiny`, takes about a minute):
   janusweb export tiny --out out/tiny             # checkpoint or preset -> validated ONNX bundle
   janusweb quantize out/tiny --dtype int8         # int8 variants + accuracy report
@@ -92,12 +91,20 @@ def _env(args) -> int:
     return 0
 
 
-def _dtype_list(value: str) -> list:
-    names = value.split(",")
-    bad = [n for n in names if n not in WGSL_DTYPES]
-    if bad:
-        raise argparse.ArgumentTypeError(f"{', '.join(bad)}: WGSL packs are made for {', '.join(WGSL_DTYPES)}")
-    return names
+def _pack_dtypes(engine: str):
+    """--dtype's type for one packer: a comma-separated list, each checked by janusweb.pack.check_dtype (which
+    the pack driver also runs), without importing the packer."""
+    from janusweb.pack import check_dtype
+
+    def parse(value: str) -> list:
+        names = value.split(",")
+        try:
+            for name in names:
+                check_dtype(engine, name)
+        except UserError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return names
+    return parse
 
 
 def _quantized_list(value: str) -> list:
@@ -175,19 +182,21 @@ def parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("wgsl-pack", help="write the decoder's weights for the page's WGSL kernels (?engine=wgsl)")
     g.add_argument("bundle", help="a bundle folder with language_model_gqa (and its int8 variant for int8)")
-    g.add_argument("--dtype", type=_dtype_list, default=["int8"], help="comma-separated: fp32, int8 (default int8)")
+    g.add_argument("--dtype", type=_pack_dtypes("wgsl"), default=["int8"],
+                   help="comma-separated: fp32, int8, q4 (default int8)")
     g.set_defaults(run=_pack, engine="wgsl")
 
     from janusweb.pack import PACKERS
     pk = sub.add_parser("pack", help="write a bundle's weights for one of the page's own engines")
     pk.add_argument("bundle", help="a bundle folder written by `janusweb export` (and `janusweb quantize`)")
     pk.add_argument("--engine", required=True, choices=tuple(PACKERS), help="the packer")
-    pk.add_argument("--dtype", type=lambda v: v.split(","), default=["int8"], help="comma-separated dtypes (default int8)")
+    pk.add_argument("--dtype", type=lambda v: v.split(","), default=["int8"],
+                    help="comma-separated dtypes (default int8), checked against the engine's by the pack driver")
     pk.set_defaults(run=_pack)
 
     c = sub.add_parser("cpu-pack", help="write the decoder's and lm_head's weights for the page's CPU engine (WASM)")
     c.add_argument("bundle", help="a bundle folder with language_model_gqa and lm_head (and their variants)")
-    c.add_argument("--dtype", type=lambda v: v.split(","), default=["int8"],
+    c.add_argument("--dtype", type=_pack_dtypes("cpu"), default=["int8"],
                    help="comma-separated: fp32, int8, q4 (default int8)")
     c.set_defaults(run=_pack, engine="cpu")
 

@@ -1,26 +1,45 @@
 """Pack: weights of a bundle's graphs rewritten for one of the page's own engines (`janusweb pack BUNDLE
 --engine NAME --dtype ...`; `janusweb wgsl-pack` is `--engine wgsl`).
 
-A packer is one module in this folder plus one line in PACKERS. The module exposes:
+A packer is one module in this folder plus one line in PACKERS: its module and the dtypes (janusweb.dtypes
+names) it packs, which the CLI's parser and the driver both check against without importing the module. The
+module exposes:
 
     NAME: str                  the --engine value, and the manifest key its packs are listed under
-                               (manifest[NAME][dtype] = paths(dtype))
-    DTYPES: tuple              the dtypes (janusweb.dtypes names) it packs
-    paths(dtype) -> dict       bundle-relative paths of the files one pack writes, by role, e.g.
-                               {"bin": "wgsl/decoder_int8.bin", "json": "wgsl/decoder_int8.json"}
+                               (manifest[NAME][dtype] = what write returns)
+    DTYPES: tuple              PACKERS[NAME].dtypes
+    stem(dtype) -> str         bundle-relative path of the pack's files without their endings, e.g.
+                               "wgsl/decoder_int8" (-> decoder_int8.json, decoder_int8.0.bin, ...)
     check(bundle, manifest, dtype) -> None
                                UserError (one clear line) when the bundle lacks what the pack is made from
-    write(bundle, manifest, dtype, staged) -> None
-                               write every file of paths(dtype) under `staged` (same relative paths); read the
-                               bundle, never write it
+    write(bundle, manifest, dtype, staged, part_bytes) -> dict
+                               write the pack's JSON and its .bin parts (pack.parts.PartWriter, at most
+                               part_bytes each) under `staged` (same relative paths); read the bundle, never
+                               write it; returns {"json": rel, "parts": [rel, ...]}
 
 pack.driver does the rest for every packer: checks all requested dtypes before writing anything, stages the
 files in a temporary folder inside the bundle, renames them into place, and records them in the manifest
 (its `files` table and manifest[NAME]) through janusweb.manifest, the manifest last.
 """
 
-# --engine value -> module under janusweb.pack (imported when used)
+from typing import NamedTuple
+
+from janusweb.errors import UserError
+
+
+class Packer(NamedTuple):
+    module: str  # under janusweb.pack, imported when used
+    dtypes: tuple
+
+
+# --engine value -> its packer
 PACKERS = {
-    "wgsl": "janusweb.pack.wgsl",
-    "cpu": "janusweb.pack.cpu",
+    "wgsl": Packer("janusweb.pack.wgsl", ("fp32", "int8", "q4")),
+    "cpu": Packer("janusweb.pack.cpu", ("fp32", "int8", "q4")),
 }
+
+
+def check_dtype(engine: str, dtype: str) -> None:
+    """UserError (one line) for a dtype that `engine`'s packer does not make."""
+    if dtype not in PACKERS[engine].dtypes:
+        raise UserError(f"{dtype}: {engine.upper()} packs are made for {', '.join(PACKERS[engine].dtypes)}")

@@ -1,7 +1,7 @@
 """The weights of the page's CPU engine (web/cpu/, web/engines/cpu.js): `janusweb pack BUNDLE --engine cpu
 --dtype int8` (or `janusweb cpu-pack`).
 
-cpu/decoder{suffix}.bin + .json hold what pack/wgsl.py's pack holds for the decoder layers (taken the same way,
+cpu/decoder{suffix}.json and its parts cpu/decoder{suffix}.0.bin, ... (pack/parts.py, as the WGSL pack's) hold what pack/wgsl.py's pack holds for the decoder layers (taken the same way,
 byte for byte from onnx/language_model_gqa{suffix}.onnx: fp32 [N, K], or MatMulNBits' uint8 blocks and fp32
 scales, 8-bit or 4-bit), plus the lm_head matrix from onnx/lm_head{suffix}.onnx and the per-token heads
 (pack/cpu_heads.py: the token-embedding table of prepare_inputs_embeds{suffix}, gen_head{suffix} and
@@ -20,19 +20,20 @@ from janusweb.dtypes import graph_file
 from janusweb.errors import UserError
 from janusweb.fused import STEM
 from janusweb.integrity import graph_files, verify_files
+from janusweb.pack import PACKERS
 from janusweb.pack.cpu_heads import write_heads
-from janusweb.pack.wgsl import ALIGN, _array, build_pack
+from janusweb.pack.parts import PART_BYTES, PartWriter
+from janusweb.pack.wgsl import _array, build_pack
 
 NAME = "cpu"
-DTYPES = ("fp32", "int8", "q4")
-FORMAT = "janusweb-cpu/2"
+DTYPES = PACKERS[NAME].dtypes
+FORMAT = "janusweb-cpu/3"  # 2: the per-token heads; 3: in parts (pack/parts.py)
 # the graphs a pack is made from besides the fused decoder; the role each plays in write_heads
 HEADS = {"embed_tokens": "prepare_inputs_embeds", "gen_head": "gen_head", "gen_img_embeds": "gen_img_embeds"}
 
 
-def paths(dtype: str) -> dict:
-    suffix = lookup(dtype).suffix
-    return {"bin": f"cpu/decoder{suffix}.bin", "json": f"cpu/decoder{suffix}.json"}
+def stem(dtype: str) -> str:
+    return f"cpu/decoder{lookup(dtype).suffix}"
 
 
 def head_matrix(path: Path) -> dict:
@@ -53,16 +54,6 @@ def head_matrix(path: Path) -> dict:
     return {"dtype": "int8" if attrs["bits"] == 8 else "q4", "w": get(node.input[1]), "scales": get(node.input[2])}
 
 
-def _append(bin_path: Path, tensors: dict, name: str, array: np.ndarray) -> None:
-    with open(bin_path, "ab") as f:
-        offset = f.tell()
-        f.write(b"\0" * (-offset % ALIGN))
-        offset += -offset % ALIGN
-        f.write(np.ascontiguousarray(array).tobytes())
-    tensors[name] = {"offset": offset, "bytes": array.nbytes, "shape": list(array.shape),
-                     "type": "u8" if array.dtype == np.uint8 else "f32"}
-
-
 def check(bundle: Path, manifest: dict, dtype: str) -> None:
     for graph in (STEM, "lm_head", *HEADS.values()):
         entry = manifest["graphs"].get(graph)
@@ -73,20 +64,22 @@ def check(bundle: Path, manifest: dict, dtype: str) -> None:
     verify_files(bundle, manifest, graph_files(manifest, (STEM, "lm_head", *HEADS.values()), dtype))  # before reading
 
 
-def write(bundle: Path, manifest: dict, dtype: str, staged: Path) -> None:
+def write(bundle: Path, manifest: dict, dtype: str, staged: Path, part_bytes: int = PART_BYTES) -> dict:
+    """Write the pack under `staged`; returns its manifest entry {"json", "parts"} (bundle-relative paths)."""
     config = json.loads((bundle / "config.json").read_text())["janusweb"]
-    fused, head_rel, rels = graph_file(STEM, dtype), graph_file("lm_head", dtype), paths(dtype)
-    bin_path = staged / rels["bin"]
-    desc = build_pack(bundle / fused, config, dtype, bin_path, manifest["files"][fused]["sha256"], bits=(4, 8))
+    fused, head_rel = graph_file(STEM, dtype), graph_file("lm_head", dtype)
+    out = PartWriter(staged, stem(dtype), part_bytes)
+    desc = build_pack(bundle / fused, config, dtype, out, manifest["files"][fused]["sha256"], bits=(4, 8))
     head = head_matrix(bundle / head_rel)
-    _append(bin_path, desc["tensors"], "lm_head", head["w"].astype(np.uint8 if head["scales"] is not None
-                                                                   else np.float32))
+    out.put("lm_head", head["w"].astype(np.uint8 if head["scales"] is not None else np.float32))
     if head["scales"] is not None:
-        _append(bin_path, desc["tensors"], "lm_head.scales", head["scales"].astype(np.float32))
+        out.put("lm_head.scales", head["scales"].astype(np.float32))
     desc |= {"format": FORMAT, "lm_head": {"dtype": head["dtype"], "vocab": int(head["w"].shape[0]),
                                            "source": Path(head_rel).name,
                                            "source_sha256": manifest["files"][head_rel]["sha256"]}}
     sources = {role: (bundle / graph_file(g, dtype), graph_file(g, dtype),
                       manifest["files"][graph_file(g, dtype)]["sha256"]) for role, g in HEADS.items()}
-    write_heads(lambda name, array: _append(bin_path, desc["tensors"], name, array), desc, sources)
-    (staged / rels["json"]).write_text(json.dumps(desc, indent=1) + "\n")
+    write_heads(out.put, desc, sources)
+    entry = {"json": f"{stem(dtype)}.json", "parts": out.close()}
+    (staged / entry["json"]).write_text(json.dumps(desc, indent=1) + "\n")
+    return entry

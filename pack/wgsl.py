@@ -1,13 +1,16 @@
 """Packer `wgsl` (see janusweb.pack): the decoder's weights for the page's own WGSL kernels (web/wgsl/), taken
 from the fused decoder graph.
 
-`janusweb wgsl-pack BUNDLE --dtype int8` (= `janusweb pack BUNDLE --engine wgsl --dtype int8`) reads onnx/language_model_gqa_int8.onnx (or the fp32 graph) and writes
-wgsl/decoder_int8.bin + wgsl/decoder_int8.json: every weight of the decoder's layers, laid out as the kernels read
-them, with the graph's own numbers (the int8 blocks and scales of its MatMulNBits nodes, byte for byte), so the
-kernels compute what the graph computes. The JSON holds the shapes (heads, sizes, epsilon, attention scale) and
-each tensor's offset in the .bin (256-byte aligned). Matrices are [N, K] (one output per row): fp32 weights are
-transposed from MatMul's [K, N]; int8 ones keep MatMulNBits' [N, K/block, block] uint8 (zero point 128) and
-float scales [N, K/block]. The files are written beside the bundle's and listed in its manifest (`wgsl`, `files`).
+`janusweb wgsl-pack BUNDLE --dtype int8` (= `janusweb pack BUNDLE --engine wgsl --dtype int8`; q4 alike) reads
+onnx/language_model_gqa_int8.onnx (or the fp32 or q4 graph) and writes wgsl/decoder_int8.json and the parts
+wgsl/decoder_int8.0.bin, .1.bin, ... (pack/parts.py: at most 1 GiB each, one part for a small model): every weight
+of the decoder's layers, laid out as the kernels read them, with the graph's own numbers (the int8 or 4-bit blocks
+and scales of its MatMulNBits nodes, byte for byte), so the kernels compute what the graph computes. The JSON holds
+the shapes (heads, sizes, epsilon, attention scale) and each tensor's part and offset in it (256-byte aligned).
+Matrices are [N, K] (one output per row): fp32 weights are transposed from MatMul's [K, N]; int8 ones keep
+MatMulNBits' [N, K/block, block] uint8 (zero point 128), q4 ones its [N, K/block, block/2] uint8 of two nibbles,
+low first (zero point 8), with float scales [N, K/block]. The files are written beside the bundle's and listed in
+its manifest (`wgsl.<dtype>`: {"json", "parts"}; `files`: each part's size and sha256).
 """
 
 import json
@@ -24,20 +27,20 @@ from janusweb.errors import UserError
 from janusweb.fused import STEM
 from janusweb.graph_data import external_bytes
 from janusweb.integrity import graph_files, verify_files
+from janusweb.pack import PACKERS
+from janusweb.pack.parts import PART_BYTES, PartWriter
 
 NAME = "wgsl"
-DTYPES = ("fp32", "int8")
+DTYPES = PACKERS[NAME].dtypes
 FORMAT = "janusweb-wgsl/1"
-ALIGN = 256
 ROLES = {"attn/qkv_proj": "qkv", "attn/o_proj": "o", "mlp/gate_proj": "gate", "mlp/up_proj": "up",
          "mlp/down_proj": "down"}
 LAYER = re.compile(r"^/model/layers\.(\d+)/(\w+/\w+_proj|input_layernorm|post_attention_layernorm|"
                    r"final_norm_layernorm)/")
 
 
-def paths(dtype: str) -> dict:
-    suffix = lookup(dtype).suffix
-    return {"bin": f"wgsl/decoder{suffix}.bin", "json": f"wgsl/decoder{suffix}.json"}
+def stem(dtype: str) -> str:
+    return f"wgsl/decoder{lookup(dtype).suffix}"
 
 
 def _array(tensor: onnx.TensorProto, base: Path) -> np.ndarray:
@@ -75,9 +78,10 @@ def _weights(graph: onnx.GraphProto, base: Path, bits: tuple = (8,)) -> dict:
             out[(layer, ROLES[what])] = {"w": np.ascontiguousarray(get(node.input[1]).T)}
         elif node.op_type == "MatMulNBits":
             block = attrs["block_size"]
-            if attrs["bits"] not in bits or len(node.input) > 3 and node.input[3] or attrs["K"] % block or block % 16:
+            unit = 128 // attrs["bits"]  # weights per 16 bytes: the kernels' unit, which a block must hold whole
+            if attrs["bits"] not in bits or len(node.input) > 3 and node.input[3] or attrs["K"] % block or block % unit:
                 raise UserError(f"{node.name}: these kernels take {'/'.join(map(str, bits))}-bit weights with the "
-                                f"default zero point and whole blocks of a multiple of 16 only")
+                                f"default zero point and whole blocks of a multiple of {unit} only")
             out[(layer, ROLES[what])] = {"w": get(node.input[1]), "scales": get(node.input[2]), "block_size": block}
         elif node.op_type not in ("Sigmoid", "Mul"):
             raise UserError(f"{node.name}: unexpected {node.op_type} in the fused decoder")
@@ -86,39 +90,32 @@ def _weights(graph: onnx.GraphProto, base: Path, bits: tuple = (8,)) -> dict:
     return {"weights": out, "attention": attention, "epsilon": eps}
 
 
-def build_pack(graph_path: Path, config: dict, dtype: str, bin_path: Path, source_sha256: str,
+def build_pack(graph_path: Path, config: dict, dtype: str, out: PartWriter, source_sha256: str,
                bits: tuple = (8,)) -> dict:
-    """Write the weights of `graph_path` (whose manifest sha256 is source_sha256) to bin_path; return the JSON
-    description."""
+    """Write the weights of `graph_path` (whose manifest sha256 is source_sha256) to `out`'s parts; return the JSON
+    description (its `tensors` is out.tensors, which later puts extend)."""
     model = onnx.load(str(graph_path), load_external_data=False)
     found = _weights(model.graph, graph_path.parent, bits)
     att, weights = found["attention"], found["weights"]
     layers = config["num_layers"]
-    tensors, offset = {}, 0
-    with open(bin_path, "wb") as f:
-        def put(name: str, array: np.ndarray) -> None:
-            nonlocal offset
-            array = np.ascontiguousarray(array.astype(np.uint8 if array.dtype == np.uint8 else np.float32))
-            f.write(b"\0" * (-offset % ALIGN))
-            offset += -offset % ALIGN
-            f.write(array.tobytes())
-            tensors[name] = {"offset": offset, "bytes": array.nbytes, "shape": list(array.shape),
-                             "type": "u8" if array.dtype == np.uint8 else "f32"}
-            offset += array.nbytes
+    tensors = out.tensors
 
-        block = None
-        for i in range(layers):
-            for role in ("ln1", "qkv", "o", "ln2", "gate", "up", "down"):
-                if (i, role) not in weights:
-                    raise UserError(f"{graph_path.name}: layer {i} has no {role} weight")
-                w = weights[(i, role)]
-                put(f"layers.{i}.{role}", w["w"])
-                if "scales" in w:
-                    put(f"layers.{i}.{role}.scales", w["scales"])
-                    block = w["block_size"]
-        put("final_norm", weights[(layers, "final_norm")]["w"])
-        put("cos", att["cos"])
-        put("sin", att["sin"])
+    def put(name: str, array: np.ndarray) -> None:
+        out.put(name, array.astype(np.uint8 if array.dtype == np.uint8 else np.float32))
+
+    block = None
+    for i in range(layers):
+        for role in ("ln1", "qkv", "o", "ln2", "gate", "up", "down"):
+            if (i, role) not in weights:
+                raise UserError(f"{graph_path.name}: layer {i} has no {role} weight")
+            w = weights[(i, role)]
+            put(f"layers.{i}.{role}", w["w"])
+            if "scales" in w:
+                put(f"layers.{i}.{role}.scales", w["scales"])
+                block = w["block_size"]
+    put("final_norm", weights[(layers, "final_norm")]["w"])
+    put("cos", att["cos"])
+    put("sin", att["sin"])
     gate = tensors["layers.0.gate"]["shape"]
     return {"format": FORMAT, "dtype": dtype, "source": graph_path.name, "source_sha256": source_sha256,
             "hidden_size": config["hidden_size"],
@@ -137,9 +134,13 @@ def check(bundle: Path, manifest: dict, dtype: str) -> None:
     verify_files(bundle, manifest, graph_files(manifest, (STEM,), dtype) + ["config.json"])  # before reading them
 
 
-def write(bundle: Path, manifest: dict, dtype: str, staged: Path) -> None:
+def write(bundle: Path, manifest: dict, dtype: str, staged: Path, part_bytes: int = PART_BYTES) -> dict:
+    """Write the pack under `staged`; returns its manifest entry {"json", "parts"} (bundle-relative paths)."""
     config = json.loads((bundle / "config.json").read_text())["janusweb"]
     source = graph_file(STEM, dtype)
-    rels = paths(dtype)
-    desc = build_pack(bundle / source, config, dtype, staged / rels["bin"], manifest["files"][source]["sha256"])
-    (staged / rels["json"]).write_text(json.dumps(desc, indent=1) + "\n")
+    bits = (lookup(dtype).bits,) if dtype != "fp32" else ()
+    out = PartWriter(staged, stem(dtype), part_bytes)
+    desc = build_pack(bundle / source, config, dtype, out, manifest["files"][source]["sha256"], bits)
+    entry = {"json": f"{stem(dtype)}.json", "parts": out.close()}
+    (staged / entry["json"]).write_text(json.dumps(desc, indent=1) + "\n")
+    return entry

@@ -18,6 +18,7 @@ from pathlib import Path
 import onnxruntime
 
 from janusweb import manifest as manifests
+from janusweb.buffers import record as record_buffers
 from janusweb.errors import UserError
 from janusweb.fused import REPLACEMENTS
 from janusweb.graphs import GRAPH_NAMES
@@ -136,6 +137,7 @@ def _stage(bundle, staged, manifest, config, sources, t, spelling, opts, setting
     reports[t.name] = rep
     write_json_atomic(staged / REPORT, reports)
     add_files(manifest, staged, ["config.json", REPORT])
+    record_buffers(manifest, (staged, bundle))
     manifests.write(staged, manifest)
     sys.stdout.write(table(rep) + "\n")
     return rep

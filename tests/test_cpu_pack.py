@@ -55,8 +55,9 @@ def initializers(path: Path) -> dict:
 def test_pack_holds_the_graphs_bytes(bundle, dtype):
     manifest = json.loads((bundle / "manifest.json").read_text())
     desc = json.loads((bundle / manifest["cpu"][dtype]["json"]).read_text())
-    data = (bundle / manifest["cpu"][dtype]["bin"]).read_bytes()
-    got = lambda name: data[desc["tensors"][name]["offset"]:][:desc["tensors"][name]["bytes"]]  # noqa: E731
+    parts = [(bundle / rel).read_bytes() for rel in manifest["cpu"][dtype]["parts"]]
+    got = lambda name: parts[desc["tensors"][name]["part"]][desc["tensors"][name]["offset"]:][  # noqa: E731
+        :desc["tensors"][name]["bytes"]]
     assert desc["source_sha256"] == manifest["files"][graph_file(STEM, dtype)]["sha256"]
     assert desc["lm_head"]["source_sha256"] == manifest["files"][graph_file("lm_head", dtype)]["sha256"]
     head = list(initializers(bundle / graph_file("lm_head", dtype)).values())

@@ -4,7 +4,8 @@ after an image prompt and CFG image tokens from the same draws equal the Python 
 graphs the pack was made from, at its dtype: the fused decoder, lm_head, prepare_inputs_embeds for token rows,
 gen_head, gen_img_embeds; at int8 the matrices at accuracy_level 4, the kernels' int8-activation arithmetic; the
 image prompt's embeddings from the prepare_inputs_embeds the page's ORT session runs), fp32 and int8, 1 and 2
-threads; no gen_step or lm_head graph is fetched. ?engine=ort-grow keeps onnxruntime-web's own path; a missing,
+threads, the int8 pack in several parts (pack/parts.py, small parts forced: each tensor copied from the part
+that holds it); no gen_step or lm_head graph is fetched. ?engine=ort-grow keeps onnxruntime-web's own path; a missing,
 older or stale pack is one line."""
 
 import json
@@ -23,6 +24,7 @@ from janusweb.fused import STEM as FUSED
 from janusweb.generate import ModelDims, generate_images, generate_text
 from janusweb.graphs import ImagePromptGraphs
 from janusweb.image import preprocess
+from janusweb.pack.driver import write_packs
 from janusweb.prompts import SpecialIds, conversation_inputs, generation_prompt, understanding_inputs
 from janusweb.sampling import uniforms
 from janusweb.site import build_site, serve_in_thread
@@ -30,6 +32,7 @@ from test_web_page import (PROMPT, QUESTION, TEXT_TOKENS, _graphs, _replace, bro
                            open_page, playwright, pytestmark, test_png)  # (fixtures)
 
 pytestmark = pytestmark
+PART_BYTES = 2 * 2**20  # small parts forced on the int8 pack (its largest tensor, the image-token head, fits)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,9 @@ def bundle(tiny_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("web-cpu") / "bundle"
     shutil.copytree(tiny_bundle, out)
     assert main(["--quiet", "quantize", str(out), "--dtype", "int8", "--no-report"]) == 0
-    assert main(["--quiet", "cpu-pack", str(out), "--dtype", "fp32,int8"]) == 0
+    assert main(["--quiet", "cpu-pack", str(out), "--dtype", "fp32"]) == 0
+    write_packs(out, "cpu", ["int8"], part_bytes=PART_BYTES)
+    assert len(json.loads((out / "manifest.json").read_text())["cpu"]["int8"]["parts"]) > 1
     return out
 
 
@@ -85,7 +90,8 @@ def test_cpu_engine_matches_the_python_reference(wasm_browser, site_url, bundle,
     page = open_page(wasm_browser, site_url, f"dtype={dtype}&threads={threads}")
     info = page.evaluate("window.janusweb.backend")
     assert info["ep"] == "wasm" and info["threads"] == threads and info["engine"] == "cpu"
-    pack = f"cpu/decoder{'' if dtype == 'fp32' else '_' + dtype}.bin"
+    parts = len(json.loads((bundle / "manifest.json").read_text())["cpu"][dtype]["parts"])
+    pack = f"cpu/decoder{'' if dtype == 'fp32' else '_' + dtype}.json, {parts} part{'s' if parts > 1 else ''}"
     assert info["kvCache"].startswith(f"CPU engine ({pack}, {threads} thread") and "language_model" in info["dtypes"]
     assert page.inner_text("#kv-cache") == info["kvCache"]
     for graph in ("language_model", "lm_head", "embed_tokens", "gen_head", "gen_img_embeds"):

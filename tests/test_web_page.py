@@ -21,6 +21,7 @@ from PIL import Image
 from tokenizers import Tokenizer
 
 from janusweb.cli import main
+from janusweb.dtypes import dtype as lookup
 from janusweb.env import chromium_path
 from janusweb.manifest import file_digest
 from janusweb.fused import STEM as FUSED
@@ -63,12 +64,13 @@ INT8 = pytest.mark.skipif(not INT8_AVAILABLE, reason="`janusweb quantize` is not
 
 @pytest.fixture(scope="module")
 def bundle(tiny_bundle, tmp_path_factory) -> Path:
-    """The tiny bundle, plus its int8 variant when `janusweb quantize` exists."""
+    """The tiny bundle, plus its int8 and q4 variants when `janusweb quantize` exists, and the WGSL packs."""
     out = tmp_path_factory.mktemp("web") / "bundle"
     shutil.copytree(tiny_bundle, out)
     if INT8_AVAILABLE:
         assert main(["--quiet", "quantize", str(out), "--dtype", "int8"]) == 0
-    assert main(["--quiet", "wgsl-pack", str(out), "--dtype", "fp32,int8" if INT8_AVAILABLE else "fp32"]) == 0
+        assert main(["--quiet", "quantize", str(out), "--dtype", "q4", "--no-report"]) == 0
+    assert main(["--quiet", "wgsl-pack", str(out), "--dtype", "fp32,int8,q4" if INT8_AVAILABLE else "fp32"]) == 0
     return out
 
 
@@ -199,6 +201,7 @@ CASES = [  # backend, decoder engine (?engine=), dtype
     pytest.param("webgpu", "ort-grow", "fp32", id="webgpu-grown-kv-fp32"),  # language_model on WebGPU: comparisons
     pytest.param("webgpu", "wgsl", "fp32", id="webgpu-wgsl-fp32"),  # the decoder on the page's WGSL kernels
     pytest.param("webgpu", "wgsl", "int8", id="webgpu-wgsl-int8", marks=INT8),
+    pytest.param("webgpu", "wgsl", "q4", id="webgpu-wgsl-q4", marks=INT8),  # MatMulNBits 4-bit in the kernels
     pytest.param("wasm", "auto", "fp32", id="wasm-fp32"),
     pytest.param("wasm", "auto", "int8", id="wasm-int8", marks=INT8),
 ]
@@ -216,15 +219,15 @@ def test_page_matches_the_python_reference(browsers, site_url, bundle, test_png,
     assert info["ep"] == backend
     assert page.inner_text("#ep").startswith("WebGPU" if backend == "webgpu" else "WASM")
     assert page.inner_text("#adapter") == info["adapter"] and info["adapter"]
-    assert page.inner_text("#dtype").startswith(dtype)
+    assert page.inner_text("#dtype").startswith(lookup(dtype).label)
     assert info["engine"] == ("ort-gqa" if backend == "webgpu" else "ort-grow") if engine == "auto" else engine
     fused = backend == "webgpu" and engine == "auto"  # WebGPU: the KV cache bound in place
     lm = FUSED if fused else "language_model"
     assert info["dtypes"][lm] == dtype and {FUSED, "language_model"} & set(info["dtypes"]) == {lm}
     assert page.inner_text("#kv-cache") == info["kvCache"]
     if engine == "wgsl":  # the fused graph's weights on the page's kernels: the fused graph is the reference
-        assert info["kvCache"].startswith("WGSL decoder") and f"decoder{'' if dtype == 'fp32' else '_' + dtype}.bin" \
-            in info["kvCache"]
+        assert info["kvCache"].startswith(f"WGSL decoder (wgsl/decoder{'' if dtype == 'fp32' else '_' + dtype}.json, "
+                                          "1 part)")  # a small pack: one part
     else:
         assert info["kvCache"].startswith(lm)
     if fused:
@@ -358,6 +361,37 @@ def test_wgsl_decoder_without_its_pack_is_a_clear_error(browsers, bundle, tmp_pa
         expected = ("the bundle has no fp32 WGSL pack: run janusweb wgsl-pack" if case == "missing"
                     else "the fp32 WGSL pack was made from another language_model_gqa.onnx")
         assert expected in error["message"] and expected in page.inner_text("#status")
+        page.context.close()
+    finally:
+        server.shutdown()
+
+
+def test_adapter_that_cannot_hold_the_largest_buffer_is_refused_before_downloading(browsers, bundle, tmp_path):
+    """A bundle whose manifest records a buffer over the adapter's limits (SwiftShader: 1 GiB): ?backend=webgpu
+    fails with one line naming the buffer and the limit, and no graph is fetched; the same bundle as recorded
+    loads (the other tests)."""
+    if not browsers["webgpu_ok"]:
+        pytest.skip("this Chromium offers no WebGPU adapter (not even SwiftShader)")
+    model = build_site(bundle, tmp_path / "site") / "model"
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["buffers"]["variants"]["lm_head"]["fp32"]["bytes"] < 2**20  # the real record: tiny
+    manifest["buffers"]["variants"]["lm_head"]["fp32"] = {"tensor": "lm_head.weight", "bytes": 3 * 2**30}
+    _replace(model / "manifest.json", json.dumps(manifest))
+    server, url = serve_in_thread(model.parent)
+    try:
+        page = browsers["webgpu"].new_context().new_page()
+        fetched = []
+        page.on("request", lambda r: fetched.append(r.url))
+        page.goto(f"{url}?autostart=1&backend=webgpu&dtype=fp32")
+        page.wait_for_function("window.janusweb && (window.janusweb.ready || window.janusweb.error)",
+                               timeout=LOAD_TIMEOUT_MS)
+        limit = page.evaluate("(async () => (await navigator.gpu.requestAdapter()).limits.maxStorageBufferBindingSize)()")
+        error = page.evaluate("window.janusweb.error")
+        expected = (f"this bundle's largest buffer, {3 * 2**30 / 1e6:.0f} MB (lm_head fp32 lm_head.weight), exceeds "
+                    f"this adapter's maxStorageBufferBindingSize {limit / 1e6:.0f} MB")
+        assert error is not None and expected in error["message"] and "\n" not in error["message"]
+        assert expected in page.inner_text("#status")
+        assert not [u for u in fetched if "/onnx/" in u or u.endswith(".wasm")]  # refused before any download
         page.context.close()
     finally:
         server.shutdown()

@@ -168,30 +168,44 @@ globalThis.self = { crossOriginIsolated: true };
 const set = (a) => Object.defineProperty(globalThis, 'navigator', { configurable: true,
   value: { hardwareConcurrency: 4, ...(a === undefined ? {} : { gpu: { requestAdapter: async () => a } }) } });
 const { bundleNeeds, chooseBackend } = await import('@WEB@/backend.js');
-const fp32 = bundleNeeds(config, table, { lm_head: 'fp32', language_model: 'fp32' });
-const fp16 = bundleNeeds(config, table, { lm_head: 'fp16', language_model: 'fp16' });
-const q4 = bundleNeeds(config, table, { lm_head: 'q4', language_model: 'q4' });
+const none = { graphs: {} };  // a manifest without `buffers`: the token matrix is estimated from config.json
+const fp32 = bundleNeeds(none, config, table, { lm_head: 'fp32', language_model: 'fp32' });
+const fp16 = bundleNeeds(none, config, table, { lm_head: 'fp16', language_model: 'fp16' });
+const q4 = bundleNeeds(none, config, table, { lm_head: 'q4', language_model: 'q4' });
+const recorded = { graphs: {}, buffers: { variants: { lm_head: { q4: { tensor: 'lm_head.weight_Q4', bytes: 211e6 } },
+  language_model_gqa: { q4: { tensor: 'w', bytes: 50e6 } } }, packs: { wgsl: { q4: { tensor: 'layers.0.gate', bytes: 120e6 } } } } };
+const big = bundleNeeds(recorded, config, table, { lm_head: 'q4', language_model_gqa: 'q4' }, [{ engine: 'wgsl', dtype: 'q4' }]);
+const pack = bundleNeeds(recorded, config, table, { language_model_gqa: 'q4' }, [{ engine: 'wgsl', dtype: 'q4' }]);
 const out = {};
 for (const [name, a, needs] of [['fits', adapter(2 ** 31, false), fp32], ['small', adapter(2 ** 28, false), fp32],
   ['nof16', adapter(2 ** 31, false), fp16], ['f16', adapter(2 ** 31, true), fp16], ['none', null, fp32],
-  ['nogpu', undefined, fp32]]) {
+  ['nogpu', undefined, fp32], ['binding', { ...adapter(2 ** 31, false), limits: { maxBufferSize: 2 ** 28,
+    maxStorageBufferBindingSize: 2 ** 27 } }, big], ['packfits', adapter(2 ** 27, false), pack]]) {
   set(a);
   out[name] = await chooseBackend('auto', needs);
 }
 set(adapter(2 ** 31, false));
 out.forced = await chooseBackend('wasm', fp32);
-out.largest = fp32.largestBuffer;
-out.largestQ4 = q4.largestBuffer;
+out.largest = fp32.largest.bytes;
+out.largestQ4 = q4.largest.bytes;
+out.pack = pack.largest;
 console.log(JSON.stringify(out));""", tmp_path, {"config": config, "table": DTYPES})
     assert got["largest"] == 102400 * 2048 * 4  # the embedding table at fp32
     assert got["largestQ4"] == 102400 * 2048 // 2  # at the manifest's 4 bits
     assert got["fits"]["ep"] == "webgpu" and got["fits"]["adapter"] == "v a"
-    assert got["small"]["ep"] == "wasm" and "maxBufferSize" in got["small"]["notes"][0]
+    assert got["small"]["ep"] == "wasm" and got["small"]["notes"][0].endswith(
+        "(lm_head fp32 token matrix, estimated), exceeds this adapter's maxStorageBufferBindingSize 268 MB (v a)")
     assert got["nof16"]["ep"] == "wasm" and "shader-f16" in got["nof16"]["notes"][0]
     assert got["f16"]["ep"] == "webgpu"
     assert got["none"]["ep"] == "wasm" and "no adapter" in got["none"]["notes"][0]
     assert got["nogpu"]["ep"] == "wasm" and "no WebGPU" in got["nogpu"]["notes"][0]
     assert got["forced"]["ep"] == "wasm" and got["forced"]["threads"] == 4
+    # the manifest's record of the largest buffer (janusweb/buffers.py), named, against the limit it exceeds
+    assert got["binding"]["ep"] == "wasm" and got["binding"]["notes"][0] == (
+        "WebGPU not used: this bundle's largest buffer, 211 MB (lm_head q4 lm_head.weight_Q4), exceeds this "
+        "adapter's maxStorageBufferBindingSize 134 MB (v a)")
+    assert got["pack"] == {"bytes": 120e6, "what": "wgsl q4 pack layers.0.gate"}
+    assert got["packfits"]["ep"] == "webgpu"
 
 
 @needs_node
@@ -247,10 +261,11 @@ def test_engine_resolver_picks_by_backend_bundle_and_request(tmp_path):
     files the bundle lacks is an InputError; ?kv=grow is ort-grow."""
     manifest = {"graphs": {"language_model": _graph("language_model", "int8", "q4"),
                            "language_model_gqa": _graph("language_model_gqa", "int8")},
-                "wgsl": {"fp32": {"bin": "wgsl/decoder.bin", "json": "wgsl/decoder.json"}}}
+                "wgsl": {"fp32": {"json": "wgsl/decoder.json", "parts": ["wgsl/decoder.0.bin"]},
+                         "q4": {"bin": "wgsl/decoder_q4.bin", "json": "wgsl/decoder_q4.json"}}}  # q4: before parts
     cases = [["auto", "webgpu", "fp32"], ["auto", "webgpu", "q4"], ["auto", "wasm", "int8"], ["grow", "webgpu", "fp32"],
              ["ort-grow", "wasm", "fp32"], ["wgsl", "webgpu", "fp32"], ["wgsl", "webgpu", "int8"],
-             ["wgsl", "wasm", "fp32"], ["ort-gqa", "wasm", "fp32"], ["ort-gqa", "webgpu", "q4"], ["turbo", "webgpu", "fp32"]]
+             ["wgsl", "wasm", "fp32"], ["wgsl", "webgpu", "q4"], ["ort-gqa", "wasm", "fp32"], ["ort-gqa", "webgpu", "q4"], ["turbo", "webgpu", "fp32"]]
     got = run_node(RESOLVE, tmp_path, {"manifest": manifest, "cases": cases})
     by = dict(zip(map(tuple, cases), got))
     assert by["auto", "webgpu", "fp32"] == {"engine": "ort-gqa", "graphs": {"language_model_gqa": "fp32"}, "note": None}
@@ -264,6 +279,8 @@ def test_engine_resolver_picks_by_backend_bundle_and_request(tmp_path):
     assert by["wgsl", "webgpu", "fp32"]["engine"] == "wgsl" and by["wgsl", "webgpu", "fp32"]["graphs"] == {}
     assert by["wgsl", "webgpu", "int8"] == {"kind": "input", "input": True, "error": "the bundle has no int8 WGSL "
                                             "pack: run janusweb wgsl-pack BUNDLE --dtype int8"}
+    assert by["wgsl", "webgpu", "q4"] == {"kind": "input", "input": True, "error": "the bundle's q4 WGSL pack is one "
+                                          ".bin, not parts: run janusweb wgsl-pack BUNDLE --dtype q4 again"}
     assert by["wgsl", "wasm", "fp32"]["engine"] == "ort-grow" and "needs WebGPU" in by["wgsl", "wasm", "fp32"]["note"]
     assert by["ort-gqa", "wasm", "fp32"]["engine"] == "ort-grow"
     assert by["ort-gqa", "webgpu", "q4"]["input"] and "no q4 variant" in by["ort-gqa", "webgpu", "q4"]["error"]
@@ -275,7 +292,7 @@ def test_engine_resolver_prefers_the_cpu_engine_on_wasm(tmp_path):
     """With a CPU pack at the decoder's dtype, WASM's auto is the CPU engine (lm_head replaced); ort-grow when asked
     for (said so); ?engine=cpu without the pack at that dtype is an InputError; WebGPU never picks it."""
     manifest = {"graphs": {"language_model": _graph("language_model", "int8")},
-                "cpu": {"int8": {"bin": "cpu/decoder_int8.bin", "json": "cpu/decoder_int8.json"}}}
+                "cpu": {"int8": {"json": "cpu/decoder_int8.json", "parts": ["cpu/decoder_int8.0.bin"]}}}
     cases = [["auto", "wasm", "int8"], ["ort-grow", "wasm", "int8"], ["cpu", "wasm", "fp32"], ["cpu", "webgpu", "int8"]]
     got = dict(zip(map(tuple, cases), run_node(RESOLVE, tmp_path, {"manifest": manifest, "cases": cases})))
     assert got["auto", "wasm", "int8"] == {"engine": "cpu", "graphs": {}, "note": None}
@@ -283,6 +300,45 @@ def test_engine_resolver_prefers_the_cpu_engine_on_wasm(tmp_path):
     assert got["cpu", "wasm", "fp32"] == {"kind": "input", "input": True,
                                          "error": "the bundle has no fp32 CPU pack: run janusweb cpu-pack BUNDLE --dtype fp32"}
     assert got["cpu", "webgpu", "int8"]["engine"] == "ort-grow" and "runs on WASM" in got["cpu", "webgpu", "int8"]["note"]
+
+
+@needs_node
+def test_cpu_engine_refuses_a_pack_over_32_bit_webassembly_memory(tmp_path):
+    """A 7B-sized q4 CPU pack (its parts' sizes in the manifest: no 7B needed) is more than one 32-bit WebAssembly
+    memory holds (65535 pages of 64 KiB): ?engine=cpu is refused in one line naming the memory needed against that
+    maximum, before any download; auto falls back to ort-grow with the same line; a pack within it is taken."""
+    wasm32 = 65535 * 65536
+    manifest = {"graphs": {"language_model": _graph("language_model", "q4", "int8")},
+                "cpu": {"q4": {"json": "cpu/decoder_q4.json", "parts": [f"cpu/decoder_q4.{i}.bin" for i in range(5)]},
+                        "int8": {"json": "cpu/decoder_int8.json", "parts": ["cpu/decoder_int8.0.bin"]}},
+                "files": {**{f"cpu/decoder_q4.{i}.bin": {"bytes": 882_000_000} for i in range(5)},
+                          "cpu/decoder_int8.0.bin": {"bytes": wasm32}}}
+    cases = [["cpu", "wasm", "q4"], ["auto", "wasm", "q4"], ["auto", "wasm", "int8"]]
+    got = dict(zip(map(tuple, cases), run_node(RESOLVE, tmp_path, {"manifest": manifest, "cases": cases})))
+    line = ("the CPU engine needs more than 4.41 GB of WebAssembly memory for this bundle's q4 weights "
+            "(cpu/decoder_q4.json's 5 parts), over the 4.29 GB a 32-bit WebAssembly memory holds (its kernels have no Memory64 "
+            "build)")
+    assert got["cpu", "wasm", "q4"] == {"kind": "input", "input": True, "error": line}
+    assert got["auto", "wasm", "q4"]["engine"] == "ort-grow" and got["auto", "wasm", "q4"]["note"].endswith(line)
+    assert got["auto", "wasm", "int8"]["engine"] == "cpu"
+
+
+@needs_node
+def test_total_download_against_the_memory_the_page_can_know_and_files_too_large_to_verify(tmp_path):
+    """WebGPU exposes no memory size; navigator.deviceMemory (GB) is the one the page has: a plan whose files exceed
+    it gets a note on the first screen; within it, or where the browser does not say, none. A file larger than
+    crypto.subtle.digest takes (a one-file 7B q4 WGSL pack, as packs were before parts) is refused, in one line,
+    before any download."""
+    got = run_node("""
+const { memoryNote, unverifiable } = await import('@WEB@/plan.js');
+const manifest = { files: { 'wgsl/decoder_q4.bin': { bytes: 3.8e9 }, 'onnx/lm_head_q4.onnx': { bytes: 2.6e8 } } };
+console.log(JSON.stringify([memoryNote(9.5e9, 8), memoryNote(5e9, 8), memoryNote(9.5e9, undefined),
+  unverifiable(manifest, ['onnx/lm_head_q4.onnx', 'wgsl/decoder_q4.bin']), unverifiable(manifest, ['onnx/lm_head_q4.onnx'])]));
+""", tmp_path, {})
+    assert got[3:] == ["wgsl/decoder_q4.bin is 3.80 GB: the page verifies each file whole with crypto.subtle.digest, "
+                       "which takes at most 2.1 GB in this browser", None]  # a 7B q4 WGSL pack: refused before download
+    assert got[:3] == ["this bundle loads 9.5 GB of files; this device reports 8 GB of memory (navigator.deviceMemory, "
+                   "which browsers cap at 8): it may not fit", None, None]
 
 
 @needs_node

@@ -38,7 +38,7 @@ function base64(x) {
   return btoa(s);
 }
 
-/** @param {{question: string, image: Blob, tokens: number}} c */
+/** @param {{question: string, image: Blob|null, tokens: number}} c null image: text-only chat */
 async function understanding(c) {
   const { t0, replies } = await request({ type: 'generate', task: 'chat', question: c.question, image: c.image,
     maxNewTokens: c.tokens, stopAtEos: false });
@@ -47,10 +47,13 @@ async function understanding(c) {
   return { token_times_ms: tokens.map((r) => r.t - t0), tokens: done.tokens, gpu_reads: done.gpuReads ?? null };
 }
 
-/** @param {{prompt: string, count: number, guidance: number, temperature: number, seed: number}} c */
+/**
+ * @param {{prompt: string, count: number, guidance: number, temperature: number, seed: number, steps?: number}} c
+ *   steps: only the first this many image tokens (protocol.js's ImageRequest.steps)
+ */
 async function generation(c) {
   const { t0, replies } = await request({ type: 'generate', task: 'image', prompt: c.prompt, count: c.count,
-    guidance: c.guidance, temperature: c.temperature, seed: c.seed });
+    guidance: c.guidance, temperature: c.temperature, seed: c.seed, steps: c.steps });
   const steps = replies.filter((r) => r.msg.type === 'progress' && r.msg.what === 'step').map((r) => r.t - t0);
   const images = replies.filter((r) => r.msg.type === 'image');
   const done = replies.at(-1);
@@ -62,12 +65,13 @@ async function generation(c) {
 /**
  * @param {{backend: string, dtype: string|null, question: string, imagePng: string, textTokens: number,
  *   prompt: string, counts: number[], guidance: number, temperature: number, seed: number, repeats: number,
- *   kvCache: string, threads?: number, warmup?: boolean}} c kvCache: the ?engine= value (protocol.js's
- *   LoadRequest.engine; 'grow' for ort-grow); threads: at most this many WASM threads; warmup: false skips the
- *   warm-up requests (one long run: janusweb.bench.cpu_page)
+ *   kvCache: string, threads?: number, steps?: number, warmup?: boolean}} c kvCache: the ?engine= value
+ *   (protocol.js's LoadRequest.engine; 'grow' for ort-grow); threads: at most this many WASM threads; imagePng '':
+ *   text-only chat; steps: image tokens drawn per image (default all); warmup false: no warm-up calls (one long
+ *   run: janusweb.bench.cpu_page; first-call times then include shader compilation)
  */
 async function runBench(c) {
-  const image = await (await fetch(`data:image/png;base64,${c.imagePng}`)).blob();
+  const image = c.imagePng ? await (await fetch(`data:image/png;base64,${c.imagePng}`)).blob() : null;
   const load = await request({ type: 'load', base: new URL('model/', location.href).href, dtype: c.dtype,
     backend: c.backend, engine: c.kvCache, threads: c.threads });
   const sessions = load.replies.filter((r) => r.msg.type === 'progress' && r.msg.what === 'session')
@@ -78,14 +82,14 @@ async function runBench(c) {
   if (c.warmup !== false) {
     await understanding({ ...u, tokens: 2 }); // warm-up: shader compilation
     await generation({ prompt: c.prompt, count: c.counts[0], guidance: c.guidance, temperature: c.temperature,
-      seed: c.seed });
+      seed: c.seed, steps: c.steps });
   }
   for (let r = 0; r < c.repeats; r++) out.understanding.push(await understanding(u));
   for (const count of c.counts) {
     out.generation[count] = [];
     for (let r = 0; r < c.repeats; r++) {
       out.generation[count].push(await generation({ prompt: c.prompt, count, guidance: c.guidance,
-        temperature: c.temperature, seed: c.seed }));
+        temperature: c.temperature, seed: c.seed, steps: c.steps }));
     }
   }
   out.memory = performance.memory ? { js_heap_used_bytes: performance.memory.usedJSHeapSize } : null;

@@ -4,7 +4,7 @@
 // until the end.
 
 import * as ort from 'onnxruntime-web/webgpu';
-import { Cancelled } from './errors.js';
+import { Cancelled, InputError } from './errors.js';
 import { dispose } from './tensors.js';
 import { embed, heads } from './heads.js';
 
@@ -97,7 +97,7 @@ export function partialGrid(drawn, n, T, k) {
  * @param {Graphs} g
  * @param {Dims} d
  * @param {{promptIds: number[], uncondIds: number[], draws: Float32Array, n: number, guidance: number,
- *   temperature: number}} run
+ *   temperature: number, steps?: number}} run `steps`: draw only the first this many tokens (the rest are 0)
  * @param {{onStep: (step: number, total: number) => void, cancelled: () => Promise<boolean>,
  *   onPhase?: (phase: string) => void, preview?: {every: number,
  *   budget?: number, show: (images: Float32Array, step: number, ms: number) => void}}}
@@ -109,12 +109,14 @@ export function partialGrid(drawn, n, T, k) {
 export async function generateImages(g, d, run, opts) {
   const { n } = run;
   const T = d.num_image_tokens;
+  const last = run.steps ?? T; // a shortened run stops after `last` steps
   const h = heads(g, d);
   const phase = opts.onPhase ?? (() => undefined);
   const started = performance.now();
   let previewMs = 0;
   const rows = [...Array(n).fill(run.promptIds), ...Array(n).fill(run.uncondIds)];
   const sampler = h.imageSampler({ n, T, draws: run.draws, guidance: run.guidance, temperature: run.temperature });
+  if (last < T && !sampler.drawn) throw new InputError('this decoder engine cannot stop an image early (steps)');
   /** @type {import('onnxruntime-web').Tensor|undefined} */
   let embeds;
   /** @type {import('./engines/engine.js').KVCache|undefined} */
@@ -123,7 +125,7 @@ export async function generateImages(g, d, run, opts) {
     phase(PHASES.prefill);
     embeds = await h.embedTokens(rows);
     cache = g.engine.newCache(2 * n, rows[0].length + T);
-    for (let step = 0; step < T; step++) {
+    for (let step = 0; step < last; step++) {
       const hidden = await cache.step(embeds);
       dispose(embeds);
       embeds = await sampler.step(hidden, step);
@@ -144,8 +146,15 @@ export async function generateImages(g, d, run, opts) {
       }
       if (await opts.cancelled()) throw new Cancelled();
     }
-    const generated = sampler.tokens();
-    const ids = /** @type {BigInt64Array} */ (await generated.getData());
+    let generated, ids;
+    if (last < T) { // a shortened run: the tokens not drawn are 0, as janusweb.generate decodes them
+      const drawn = await /** @type {() => Promise<ArrayLike<number>>} */ (sampler.drawn)();
+      ids = BigInt64Array.from({ length: n * T }, (_, k) => (k % T < last ? BigInt(drawn[k]) : 0n));
+      generated = new ort.Tensor('int64', ids, [n, T]);
+    } else {
+      generated = sampler.tokens();
+      ids = /** @type {BigInt64Array} */ (await generated.getData());
+    }
     phase(PHASES.decode);
     const { decoded_image } = await g.sessions.image_decode.run({ generated_tokens: generated });
     return { tokens: ids, images: /** @type {Float32Array} */ (await decoded_image.getData()) };

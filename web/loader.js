@@ -154,6 +154,30 @@ export class BundleLoader {
     return rels.filter((_, i) => hits[i]);
   }
 
+  /**
+   * The tensors of an engine pack (pack/parts.py: a JSON and its .bin parts, each a file of the manifest),
+   * fetched and verified part by part, in order: `use` gets each tensor's bytes from the part that holds it, and
+   * the part is let go before the next is fetched (the whole pack is never one buffer).
+   * @param {{json: string, parts: string[]}} pack the manifest's entry
+   * @param {{tensors: Record<string, {part: number, offset: number, bytes: number}>}} desc the pack's JSON
+   * @param {(name: string, bytes: Uint8Array) => void} use
+   */
+  async packTensors(pack, desc, use) {
+    const byPart = pack.parts.map(() => /** @type {string[]} */ ([]));
+    for (const [name, t] of Object.entries(desc.tensors)) {
+      if (!byPart[t.part]) throw new Error(`${pack.json}: ${name} is in part ${t.part}, which the manifest does not list`);
+      byPart[t.part].push(name);
+    }
+    for (const [i, rel] of pack.parts.entries()) {
+      const data = await this.file(rel);
+      for (const name of byPart[i]) {
+        const t = desc.tensors[name];
+        if (t.offset + t.bytes > data.length) throw new Error(`${rel} is truncated at ${name}`);
+        use(name, data.subarray(t.offset, t.offset + t.bytes));
+      }
+    }
+  }
+
   /** @param {string} rel */
   async json(rel) {
     return JSON.parse(new TextDecoder().decode(await this.file(rel)));

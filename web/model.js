@@ -2,11 +2,11 @@
 // when WebGPU fails while creating them, unless WebGPU was asked for), and what runs where, in words.
 
 import * as ort from 'onnxruntime-web/webgpu';
-import { wasmBackend } from './backend.js';
+import { requestDevice, wasmBackend } from './backend.js';
 import { describeDtypes } from './dtypes.js';
-import { BackendError, ChecksumError } from './errors.js';
+import { BackendError, ChecksumError, InputError } from './errors.js';
 import { BundleLoader, download } from './loader.js';
-import { planLoad, sessionPlan } from './plan.js';
+import { planFiles, planLoad, sessionPlan, unverifiable } from './plan.js';
 import { createSessions } from './sessions.js';
 import { JanusTokenizer } from './tokenizer.js';
 
@@ -53,6 +53,8 @@ export async function loadModel(req, progress) {
   const pre = await loader.json('preprocessor_config.json');
   const tokenizer = new JanusTokenizer(await loader.json('tokenizer.json'), await loader.json('tokenizer_config.json'));
   if (req.backend === 'webgpu' && backend.ep !== 'webgpu') throw new BackendError(backend.notes.join('; '));
+  const tooLarge = unverifiable(manifest, planFiles(manifest, chosen));
+  if (tooLarge) throw new InputError(tooLarge); // before any download
   if (req.threads) backend = { ...backend, threads: Math.max(1, Math.min(backend.threads, req.threads)) }; // ?threads=
   ort.env.wasm.numThreads = backend.threads;
   ort.env.logLevel = 'error';
@@ -62,6 +64,10 @@ export async function loadModel(req, progress) {
     progress({ type: 'progress', id: req.id, what: 'session', name, done, total });
   let created;
   try {
+    if (backend.ep === 'webgpu') {
+      backend = { ...backend, device: await requestDevice(/** @type {GPUAdapter} */ (backend.gpu),
+        /** @type {import('./backend.js').Needs} */ (backend.needs)) };
+    }
     created = await createSessions(loader, backend, chosen.sessions, onSession);
   } catch (e) {
     if (backend.ep !== 'webgpu' || e instanceof ChecksumError || req.backend === 'webgpu') throw e;
@@ -70,7 +76,7 @@ export async function loadModel(req, progress) {
     chosen = sessionPlan(manifest, backend, dtypes, req);
     created = await createSessions(loader, backend, chosen.sessions, onSession);
   }
-  const device = backend.ep === 'webgpu' ? await ort.env.webgpu.device : null;
+  const device = backend.device ?? null;
   const { sessions } = created;
   const release = async () => Promise.all(Object.values(sessions).map((s) => s.release())).then(() => undefined);
   let engine;

@@ -36,6 +36,25 @@ export function sessionPlan(manifest, backend, dtypes, req) {
 }
 
 /**
+ * What the bundle needs of a WebGPU adapter: the largest buffer of what the page would load there (the sessions
+ * and the engine's pack of the WebGPU plan; the graphs at their dtypes where that plan cannot be made).
+ * @param {Manifest} manifest @param {any} config @param {Record<string, string>} dtypes @param {LoadRequest} req
+ */
+export function webgpuNeeds(manifest, config, dtypes, req) {
+  const table = dtypeTable(manifest);
+  const gpu = /** @type {Backend} */ ({ ep: 'webgpu', adapter: '', threads: 1, notes: [], why: '' });
+  let chosen;
+  try {
+    chosen = sessionPlan(manifest, gpu, dtypes, req);
+  } catch {
+    return bundleNeeds(manifest, config, table, dtypes); // the error itself is raised by the plan on the backend chosen
+  }
+  const graphs = Object.fromEntries(Object.entries(chosen.sessions).map(([name, d]) => [graphOf(name), d]));
+  const packs = chosen.engine.plan.data?.json ? [{ engine: chosen.engine.spec.name, dtype: chosen.dtype }] : [];
+  return bundleNeeds(manifest, config, table, graphs, packs);
+}
+
+/**
  * Everything decided from the bundle's small files: config, backend, dtypes, sessions.
  * @param {import('./loader.js').BundleLoader} loader with its manifest loaded
  * @param {LoadRequest} req
@@ -44,13 +63,13 @@ export async function planLoad(loader, req) {
   const manifest = /** @type {Manifest} */ (loader.manifest);
   const config = await loader.json('config.json');
   const { dtypes, notes: missing } = requestedDtypes(manifest, config, GRAPHS, req.dtype);
-  const backend = await chooseBackend(req.backend, bundleNeeds(config, dtypeTable(manifest), dtypes));
+  const backend = await chooseBackend(req.backend, webgpuNeeds(manifest, config, dtypes, req));
   return { manifest, config, dtypes, missing, backend, chosen: sessionPlan(manifest, backend, dtypes, req) };
 }
 
 /**
  * The bundle files a plan downloads: each session's graph files, and the manifest files the engine's plan names
- * (a WGSL pack).
+ * (a pack: its JSON and its parts).
  * @param {Manifest} manifest
  * @param {ReturnType<typeof sessionPlan>} chosen
  */
@@ -60,7 +79,9 @@ export function planFiles(manifest, chosen) {
     const { file, external } = graphFiles(manifest, graphOf(name), dtype);
     for (const f of [file, ...external]) files.add(f);
   }
-  for (const v of Object.values(chosen.engine.plan.data ?? {})) if (typeof v === 'string' && v in manifest.files) files.add(v);
+  for (const v of Object.values(chosen.engine.plan.data ?? {}).flat()) {
+    if (typeof v === 'string' && v in manifest.files) files.add(v); // a pack's JSON and each of its parts
+  }
   return [...files];
 }
 
@@ -69,6 +90,32 @@ export function modelName(manifest) {
   const src = /** @type {any} */ (manifest).source ?? {};
   const name = src.name ?? String(src.path ?? '').split('/').filter(Boolean).pop();
   return name ? `Janus-Pro (${name})` : 'Janus-Pro';
+}
+
+// The largest file the loader can verify: crypto.subtle.digest takes one buffer, and Chromium 156 refuses one of
+// 2147483646 bytes ("exceeds the supported range") while 2.1e9 passes.
+export const DIGEST_MAX_BYTES = 2.1e9;
+
+/**
+ * Why the plan's files cannot be verified (one line naming the first file over DIGEST_MAX_BYTES), or null.
+ * @param {Manifest} manifest @param {string[]} files
+ */
+export function unverifiable(manifest, files) {
+  const big = files.find((f) => manifest.files[f].bytes > DIGEST_MAX_BYTES);
+  if (!big) return null;
+  return `${big} is ${(manifest.files[big].bytes / 1e9).toFixed(2)} GB: the page verifies each file whole with `
+    + `crypto.subtle.digest, which takes at most ${DIGEST_MAX_BYTES / 1e9} GB in this browser`;
+}
+
+/**
+ * The total a plan downloads against the one memory size a page can know, navigator.deviceMemory (GB, rounded
+ * down and capped at 8 by the browser; GPU memory is not exposed): a note when the files alone are larger, or null.
+ * @param {number} bytes @param {number|undefined} deviceMemory
+ */
+export function memoryNote(bytes, deviceMemory) {
+  if (!deviceMemory || bytes <= deviceMemory * 2 ** 30) return null;
+  return `this bundle loads ${(bytes / 1e9).toFixed(1)} GB of files; this device reports ${deviceMemory} GB of `
+    + 'memory (navigator.deviceMemory, which browsers cap at 8): it may not fit';
 }
 
 /** Plain words for where the model runs. @param {Backend} b */
@@ -92,5 +139,6 @@ export async function describePlan(loader, req) {
   return { model: modelName(manifest), ep: backend.ep, where: where(backend), why: backend.why, files, bytes,
     cachedBytes: cached.reduce((n, f) => n + manifest.files[f].bytes, 0),
     runtimeBytes: Object.values(ortSizes).reduce((a, b) => a + Number(b), 0),
-    notes: [...backend.notes, ...missing, ...chosen.notes] };
+    notes: [...backend.notes, ...missing, ...chosen.notes,
+      ...[memoryNote(bytes, /** @type {any} */ (navigator).deviceMemory)].filter((n) => n !== null)] };
 }

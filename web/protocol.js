@@ -39,6 +39,8 @@
  * @property {number} guidance CFG scale
  * @property {number} temperature 0 is greedy
  * @property {number} seed draws are uniforms(seed, count * tokens), as janusweb.sampling
+ * @property {number} [steps] draw only the first this many tokens of each image (benchmarks): the rest stay 0 in
+ *   the tokens and in what is decoded, as janusweb.generate's shortened run; absent: all of them
  * @property {number} [preview] every this many steps, decode the tokens drawn so far and reply a PreviewMessage per
  *   image (0 or absent: none); the final images do not change
  * @property {number} [previewBudget] skip a preview while the previews so far took more than this share of the

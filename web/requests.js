@@ -129,6 +129,9 @@ export async function image(m, req, reply, cancelled) {
   if (!(Number.isInteger(req.preview ?? 0) && (req.preview ?? 0) >= 0)) {
     throw new InputError('preview must be a whole number of steps (0: no previews)');
   }
+  if (!(req.steps === undefined || (Number.isInteger(req.steps) && req.steps >= 1 && req.steps <= T))) {
+    throw new InputError(`steps must be 1 to ${T}`);
+  }
   const promptIds = m.tokenizer.generationPrompt(req.prompt);
   const reads = gpuReads();
   const start = performance.now();
@@ -146,7 +149,7 @@ export async function image(m, req, reply, cancelled) {
   try {
     result = await generateImages(m.graphs, m.dims, {
       promptIds, uncondIds: m.tokenizer.unconditional(promptIds), draws: imageDraws(req.seed, n, T), n,
-      guidance: req.guidance, temperature: req.temperature,
+      guidance: req.guidance, temperature: req.temperature, steps: req.steps,
     }, {
       onStep: (done, total) => reply({ type: 'progress', id: req.id, what: 'step', name: 'image', done, total }),
       cancelled, onPhase: phaseReply(req.id, reply), preview: { every: req.preview ?? 0, budget: req.previewBudget, show },

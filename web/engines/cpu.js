@@ -8,7 +8,9 @@
 import * as ort from 'onnxruntime-web/webgpu';
 import { CpuModel, memoryNeeded } from '../cpu/model.js';
 import { CpuRuntime, hasRelaxedSimd, kernelsFile } from '../cpu/runtime.js';
+import { wasm32Refusal } from '../cpu/wasm32.js';
 import { InputError } from '../errors.js';
+import { partsNote, staleFormat } from './packs.js';
 
 /** Where the kernels (*.wasm) and thread.js are served: cpu/ beside the worker's bundle. */
 const BASE = new URL('./cpu/', import.meta.url);
@@ -89,6 +91,9 @@ export const engine = {
   plan: (manifest, dtype) => {
     const pack = /** @type {any} */ (manifest).cpu?.[dtype];
     if (!pack) return `the bundle has no ${dtype} CPU pack: run janusweb cpu-pack BUNDLE --dtype ${dtype}`;
+    if (staleFormat(pack)) return `the bundle's ${dtype} CPU pack is one .bin, not parts: run janusweb cpu-pack BUNDLE --dtype ${dtype} again`;
+    const tooLarge = wasm32Refusal(manifest, pack, dtype);
+    if (tooLarge) return tooLarge;
     return { graphs: {}, replaces: ['lm_head', 'gen_step'], data: pack };
   },
   create: async ({ loader, backend, dtype, plan }) => {
@@ -108,11 +113,12 @@ export const engine = {
     const threads = backend.threads, file = kernelsFile(threads);
     const module = await WebAssembly.compileStreaming(fetch(new URL(file, BASE)));
     const rt = await CpuRuntime.create(module, threads, memoryNeeded(desc, 2, 1024), spawn);
-    const model = new CpuModel(rt, desc, await loader.file(pack.bin));
+    const model = new CpuModel(rt, desc, () => undefined); // memory for every tensor, filled part by part below
+    await loader.packTensors(pack, desc, (name, bytes) => rt.u8(model.at[name], bytes.length).set(bytes));
     const H = desc.hidden_size, heads = /** @type {import('../cpu/heads.js').CpuHeads} */ (model.heads);
     const simd = hasRelaxedSimd() ? '' : ', no relaxed SIMD';
     return {
-      kvCache: `CPU engine (${pack.bin}, ${threads} thread${threads > 1 ? 's' : ''}, ${file}${simd}; `
+      kvCache: `CPU engine (${pack.json}, ${partsNote(pack)}, ${threads} thread${threads > 1 ? 's' : ''}, ${file}${simd}; `
         + `${(rt.memory.buffer.byteLength / 2 ** 20).toFixed(0)} MiB of its own memory): KV cache preallocated`,
       dtypes: { language_model: dtype, lm_head: desc.lm_head.dtype, embed_tokens: desc.embed_tokens.dtype,
         gen_head: desc.gen_head.layers.at(-1).dtype, gen_img_embeds: desc.gen_img_embeds.layers.at(-1).dtype },

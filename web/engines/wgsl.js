@@ -2,6 +2,7 @@
 // (janusweb wgsl-pack: the fused graph's weights); no language model session is made.
 
 import { InputError } from '../errors.js';
+import { partsNote, staleFormat } from './packs.js';
 import { WgslDecoder } from '../wgsl/decoder.js';
 
 /** @type {import('./engine.js').EngineSpec} */
@@ -12,6 +13,7 @@ export const engine = {
   plan: (manifest, dtype) => {
     const pack = /** @type {any} */ (manifest).wgsl?.[dtype];
     if (!pack) return `the bundle has no ${dtype} WGSL pack: run janusweb wgsl-pack BUNDLE --dtype ${dtype}`;
+    if (staleFormat(pack)) return `the bundle's ${dtype} WGSL pack is one .bin, not parts: run janusweb wgsl-pack BUNDLE --dtype ${dtype} again`;
     return { graphs: {}, data: pack };
   },
   create: async ({ loader, device, dtype, plan }) => {
@@ -22,8 +24,9 @@ export const engine = {
       throw new InputError(`the ${dtype} WGSL pack was made from another ${desc.source}: run janusweb wgsl-pack `
         + `BUNDLE --dtype ${dtype} again`);
     }
-    const dec = new WgslDecoder(/** @type {GPUDevice} */ (device), desc, await loader.file(pack.bin));
-    return { kvCache: `WGSL decoder (${pack.bin}): KV cache bound in place`, dtypes: { language_model: dtype },
+    const dec = new WgslDecoder(/** @type {GPUDevice} */ (device), desc);
+    await loader.packTensors(pack, desc, (name, bytes) => dec.upload(name, bytes));
+    return { kvCache: `WGSL decoder (${pack.json}, ${partsNote(pack)}): KV cache bound in place`, dtypes: { language_model: dtype },
       newCache: (rows, capacity) => dec.newCache(rows, capacity), release: () => dec.release() };
   },
 };

@@ -1,7 +1,7 @@
 // The language model's decoder layers on the page's own WGSL kernels (kernels.js), on ONNX Runtime's GPUDevice:
 // it takes the embeddings ONNX Runtime's graphs write and gives back hidden states they read, as GPU buffers.
-// The weights come from a WGSL pack (janusweb wgsl-pack: the fused graph's own int8 blocks and scales, or its
-// fp32 weights), uploaded once. A WgslCache is the KVCache of one request (kv-cache.js's interface): KV buffers
+// The weights come from a WGSL pack (janusweb wgsl-pack: the fused graph's own int8 or 4-bit blocks and scales,
+// or its fp32 weights), uploaded once, tensor by tensor from the pack's parts (upload). A WgslCache is the KVCache of one request (kv-cache.js's interface): KV buffers
 // [rows, kv_heads, capacity, head_dim] per layer, activations for up to MAX_TOKENS tokens per call, and one
 // command buffer per call: 8 dispatches per layer and the final norm, no GPU->CPU read.
 
@@ -10,7 +10,7 @@ import { ATTENTION, MATMUL_COLUMNS, matmulSource, RMSNORM, ROPE_KV, SMALL_THREAD
 
 /**
  * @typedef {object} PackDesc the pack's JSON (pack/wgsl.py)
- * @property {'fp32'|'int8'} dtype
+ * @property {'fp32'|'int8'|'q4'} dtype
  * @property {number} hidden_size
  * @property {number} intermediate_size
  * @property {number} num_layers
@@ -21,7 +21,7 @@ import { ATTENTION, MATMUL_COLUMNS, matmulSource, RMSNORM, ROPE_KV, SMALL_THREAD
  * @property {number} scale
  * @property {number} max_positions
  * @property {number|null} block_size
- * @property {Record<string, {offset: number, bytes: number, shape: number[]}>} tensors
+ * @property {Record<string, {part: number, offset: number, bytes: number, shape: number[]}>} tensors
  */
 
 /** Tokens (rows x positions) per call: longer prompts go in several calls. */
@@ -36,10 +36,9 @@ const groups = (n, k) => Math.ceil(n / k);
 export class WgslDecoder {
   /**
    * @param {GPUDevice} device ONNX Runtime's device (ort.env.webgpu.device)
-   * @param {PackDesc} desc
-   * @param {Uint8Array} bytes the pack's .bin
+   * @param {PackDesc} desc its tensors' buffers are made here and filled by upload()
    */
-  constructor(device, desc, bytes) {
+  constructor(device, desc) {
     const d = desc;
     if (d.head_dim > 256 || d.hidden_size % 4 || d.intermediate_size % 4) {
       throw new Error(`WGSL kernels take head_dim <= 256 and sizes that are multiples of 4 (pack: ${d.head_dim}, `
@@ -50,32 +49,36 @@ export class WgslDecoder {
     /** @type {Record<string, GPUBuffer>} */
     this.weights = {};
     for (const [name, t] of Object.entries(d.tensors)) {
-      if (t.offset + t.bytes > bytes.length) throw new Error(`the WGSL pack is truncated at ${name}`);
-      const buffer = device.createBuffer({ label: name, size: Math.max(16, t.bytes), usage: STORAGE });
-      device.queue.writeBuffer(buffer, 0, bytes, t.offset, t.bytes);
-      this.weights[name] = buffer;
+      this.weights[name] = device.createBuffer({ label: name, size: Math.max(16, t.bytes), usage: STORAGE });
     }
     const H = d.hidden_size, NH = d.num_heads, KVH = d.num_key_value_heads, HD = d.head_dim;
-    const q8 = d.dtype === 'int8';
-    const block = q8 ? { BLOCK: /** @type {number} */ (d.block_size) } : {};
+    const dt = d.dtype;
+    const block = dt === 'fp32' ? {} : { BLOCK: /** @type {number} */ (d.block_size) };
     /** @param {string} code @param {Record<string, number>} constants */
     const pipeline = (code, constants) => device.createComputePipeline({ layout: 'auto',
       compute: { module: device.createShaderModule({ code }), entryPoint: 'main', constants } });
     const heads = { NH, KVH, HD };
     this.pipelines = {
       norm: pipeline(RMSNORM, { H, EPS: d.epsilon }),
-      qkv: pipeline(matmulSource(q8, 'store'), { K: H, N: (NH + 2 * KVH) * HD, ...block }),
+      qkv: pipeline(matmulSource(dt, 'store'), { K: H, N: (NH + 2 * KVH) * HD, ...block }),
       rope: pipeline(ROPE_KV, heads),
       attention: pipeline(ATTENTION, { ...heads, SCALE: d.scale }),
-      o: pipeline(matmulSource(q8, 'add'), { K: NH * HD, N: H, ...block }),
-      gateUp: pipeline(matmulSource(q8, 'gate_up'), { K: H, N: d.intermediate_size, ...block }),
-      down: pipeline(matmulSource(q8, 'add'), { K: d.intermediate_size, N: H, ...block }),
+      o: pipeline(matmulSource(dt, 'add'), { K: NH * HD, N: H, ...block }),
+      gateUp: pipeline(matmulSource(dt, 'gate_up'), { K: H, N: d.intermediate_size, ...block }),
+      down: pipeline(matmulSource(dt, 'add'), { K: d.intermediate_size, N: H, ...block }),
     };
   }
 
-  /** @param {string} name @returns {GPUBuffer[]} the weight, and its scales for int8 */
+  /** One tensor's bytes (from the part of the pack that holds it) into its buffer. @param {string} name @param {Uint8Array} bytes */
+  upload(name, bytes) {
+    const t = this.desc.tensors[name];
+    if (!t || bytes.length !== t.bytes) throw new Error(`the WGSL pack's ${name}: ${bytes.length} bytes, its JSON says ${t?.bytes}`);
+    this.device.queue.writeBuffer(this.weights[name], 0, bytes);
+  }
+
+  /** @param {string} name @returns {GPUBuffer[]} the weight, and its scales when quantized */
   matrix(name) {
-    return this.desc.dtype === 'int8' ? [this.weights[name], this.weights[`${name}.scales`]] : [this.weights[name]];
+    return this.desc.dtype === 'fp32' ? [this.weights[name]] : [this.weights[name], this.weights[`${name}.scales`]];
   }
 
   /** @param {number} rows @param {number} capacity */

@@ -18,29 +18,43 @@ export const MATMUL_COLUMNS = MATMUL_THREADS / LANES;
 export const SMALL_THREADS = 64;
 
 /**
+ * The weight formats of the matrix kernels: weights per vec4<u32>/vec4<f32> unit of a row, and the x vec4s it
+ * spans. int8: MatMulNBits' bytes, value (q - 128) * scale; q4: its nibbles (low nibble first), value
+ * (q - 8) * scale; one scale per BLOCK weights of a row (BLOCK a multiple of the unit).
+ */
+const FORMATS = { fp32: { unit: 4, quantized: false }, int8: { unit: 16, quantized: true },
+  q4: { unit: 32, quantized: true } };
+
+/**
  * y[M,N] = x[M,K] . W^T with W [N,K] (one output per row), for a few rows M (decode: M = rows of the batch).
  * Each workgroup computes MATMUL_COLUMNS outputs; the 32 lanes of an output read its row of W 16 bytes at a time
- * (16 int8 or 4 fp32 weights), contiguous across lanes, and reduce in workgroup memory. 4 rows of x per pass.
- * int8: W holds MatMulNBits' bytes (value = (q - 128) * scale, one scale per BLOCK weights of a row, BLOCK a
- * multiple of 16). mode 'store': y = xW; 'add': y += xW (the residual stream); 'gate_up': y = silu(x Wg) * (x Wu).
- * Bindings: 1 x, 2 y, then each weight (int8: the bytes, then the scales).
- * @param {boolean} q8
+ * (4 fp32, 16 int8 or 32 4-bit weights, dequantized in registers), contiguous across lanes, and reduce in
+ * workgroup memory. 4 rows of x per pass. mode 'store': y = xW; 'add': y += xW (the residual stream);
+ * 'gate_up': y = silu(x Wg) * (x Wu). Bindings: 1 x, 2 y, then each weight (quantized: the bytes, then the scales).
+ * @param {'fp32'|'int8'|'q4'} dtype
  * @param {'store'|'add'|'gate_up'} mode
  */
-export function matmulSource(q8, mode) {
+export function matmulSource(dtype, mode) {
+  const f = FORMATS[dtype];
+  if (!f) throw new Error(`WGSL kernels take fp32, int8 or q4 weights, not ${dtype}`);
   const ws = mode === 'gate_up' ? [0, 1] : [0];
-  const decl = (/** @type {number} */ i) => (q8 ? `
+  const decl = (/** @type {number} */ i) => (f.quantized ? `
 @group(0) @binding(${3 + 2 * i}) var<storage, read> w${i}: array<vec4<u32>>;
 @group(0) @binding(${4 + 2 * i}) var<storage, read> s${i}: array<f32>;` : `
 @group(0) @binding(${3 + i}) var<storage, read> w${i}: array<vec4<f32>>;`);
-  // one unit of a weight row: 16 int8 (a vec4<u32>) or 4 fp32 weights; xb = the unit's first vec4 of x
-  const load = (/** @type {number} */ i) => (q8
-    ? `let q${i} = w${i}[row * (K / 16u) + i]; let sc${i} = s${i}[row * (K / BLOCK) + (i * 16u) / BLOCK];`
+  // one unit of a weight row; xb = the unit's first vec4 of x
+  const load = (/** @type {number} */ i) => (f.quantized
+    ? `let q${i} = w${i}[row * (K / ${f.unit}u) + i]; let sc${i} = s${i}[row * (K / BLOCK) + (i * ${f.unit}u) / BLOCK];`
     : `let v${i} = w${i}[row * K4 + i];`);
-  const dotUnit = (/** @type {number} */ i) => (q8
-    ? `sc${i} * (dot(bytes4(q${i}.x), x[xb]) + dot(bytes4(q${i}.y), x[xb + 1u]) + dot(bytes4(q${i}.z), x[xb + 2u])`
-      + ` + dot(bytes4(q${i}.w), x[xb + 3u]))`
-    : `dot(v${i}, x[xb])`);
+  const lanes = ['x', 'y', 'z', 'w'];
+  const dotUnit = (/** @type {number} */ i) => {
+    if (!f.quantized) return `dot(v${i}, x[xb])`;
+    const terms = dtype === 'int8'
+      ? lanes.map((c, j) => `dot(bytes4(q${i}.${c}), x[xb + ${j}u])`)
+      : lanes.flatMap((c, j) => [`dot(nibbles4(q${i}.${c}), x[xb + ${2 * j}u])`,
+        `dot(nibbles4(q${i}.${c} >> 16u), x[xb + ${2 * j + 1}u])`]);
+    return `sc${i} * (${terms.join(' + ')})`;
+  };
   const out = { store: 'part0[t][r]', add: 'y[o] + part0[t][r]',
     gate_up: 'part0[t][r] / (1.0 + exp(-part0[t][r])) * part1[t][r]' }[mode];
   return `${PARAMS}
@@ -56,6 +70,11 @@ fn bytes4(u: u32) -> vec4<f32> {
   return vec4<f32>(f32(u & 255u), f32((u >> 8u) & 255u), f32((u >> 16u) & 255u), f32(u >> 24u)) - 128.0;
 }
 
+// the low 4 nibbles of u, lowest first
+fn nibbles4(u: u32) -> vec4<f32> {
+  return vec4<f32>(f32(u & 15u), f32((u >> 4u) & 15u), f32((u >> 8u) & 15u), f32((u >> 12u) & 15u)) - 8.0;
+}
+
 @compute @workgroup_size(${MATMUL_THREADS})
 fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>) {
   let lane = t % ${LANES}u;
@@ -64,11 +83,11 @@ fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<
   let K4 = K / 4u;
   for (var m0 = 0u; m0 < p.M; m0 += 4u) {
     ${ws.map((i) => `var a${i} = vec4<f32>(0.0);`).join(' ')}
-    for (var i = lane; i < K / ${q8 ? 16 : 4}u; i += ${LANES}u) {
+    for (var i = lane; i < K / ${f.unit}u; i += ${LANES}u) {
       ${ws.map(load).join(' ')}
       for (var r = 0u; r < 4u; r++) {
         if (m0 + r < p.M) {
-          let xb = (m0 + r) * K4 + ${q8 ? '4u * i' : 'i'};
+          let xb = (m0 + r) * K4 + ${f.unit / 4}u * i;
           ${ws.map((i) => `a${i}[r] += ${dotUnit(i)};`).join('\n          ')}
         }
       }
