@@ -26,11 +26,26 @@ const spawn = (/** @type {number} */ _t, /** @type {any} */ init) => new Promise
   w.postMessage(init);
 });
 
+/**
+ * A pack's bytes for CpuModel: a written pack's tensors from the parts that hold them (pack/parts.py:
+ * PACK.0.bin, ...), or a test pack's single PACK.bin (tests/cpu_reference.py's write_pack).
+ * @param {string} pack @param {any} desc
+ */
+const packBytes = (pack, desc) => {
+  if (!Object.values(desc.tensors).some((/** @type {any} */ t) => 'part' in t)) return new Uint8Array(readFileSync(pack + '.bin'));
+  const parts = new Map();
+  return (/** @type {string} */ name, /** @type {Uint8Array} */ into) => {
+    const t = desc.tensors[name];
+    if (!parts.has(t.part)) parts.set(t.part, new Uint8Array(readFileSync(`${pack}.${t.part}.bin`)));
+    into.set(parts.get(t.part).subarray(t.offset, t.offset + t.bytes));
+  };
+};
+
 let out;
 if (spec.op === 'decoder') {
   const desc = JSON.parse(readFileSync(spec.pack + '.json', 'utf8'));
   const rt = await CpuRuntime.create(module, spec.threads, memoryNeeded(desc, spec.rows, spec.capacity), spawn);
-  const model = new CpuModel(rt, desc, new Uint8Array(readFileSync(spec.pack + '.bin')));
+  const model = new CpuModel(rt, desc, packBytes(spec.pack, desc));
   const state = model.newState(spec.rows, spec.capacity);
   const embeds = new Float32Array(file('embeds.bin').buffer);
   const parts = [];
@@ -56,7 +71,7 @@ if (spec.op === 'decoder') {
 } else if (spec.op === 'heads') {
   const desc = JSON.parse(readFileSync(spec.pack + '.json', 'utf8'));
   const rt = await CpuRuntime.create(module, spec.threads, memoryNeeded(desc, 1, 8), spawn);
-  const model = new CpuModel(rt, desc, new Uint8Array(readFileSync(spec.pack + '.bin')));
+  const model = new CpuModel(rt, desc, packBytes(spec.pack, desc));
   const heads = /** @type {any} */ (model.heads);
   const H = desc.hidden_size, n = spec.n;
   const hidden = new Float32Array(file('hidden.bin').buffer), u = new Float32Array(file('u.bin').buffer);
