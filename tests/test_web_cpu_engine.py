@@ -32,7 +32,6 @@ from test_web_page import (PROMPT, QUESTION, TEXT_TOKENS, _graphs, _replace, bro
                            open_page, playwright, pytestmark, test_png)  # (fixtures)
 
 pytestmark = pytestmark
-PART_BYTES = 2 * 2**20  # small parts forced on the int8 pack (its largest tensor, the image-token head, fits)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,9 @@ def bundle(tiny_bundle, tmp_path_factory):
     shutil.copytree(tiny_bundle, out)
     assert main(["--quiet", "quantize", str(out), "--dtype", "int8", "--no-report"]) == 0
     assert main(["--quiet", "cpu-pack", str(out), "--dtype", "fp32"]) == 0
-    write_packs(out, "cpu", ["int8"], part_bytes=PART_BYTES)
+    assert main(["--quiet", "cpu-pack", str(out), "--dtype", "int8"]) == 0
+    tensors = json.loads((out / "cpu" / "decoder_int8.json").read_text())["tensors"].values()
+    write_packs(out, "cpu", ["int8"], part_bytes=max(t["bytes"] for t in tensors))  # small parts forced
     assert len(json.loads((out / "manifest.json").read_text())["cpu"]["int8"]["parts"]) > 1
     return out
 
