@@ -147,7 +147,7 @@ def test_the_first_screen_asks_before_downloading(browsers, site_url):
 
 
 @pytest.mark.parametrize(("query", "notice"), [
-    ("dtype=bogus", "This bundle has no bogus variant"), ("dtype=q4", "This bundle has no q4 variant"),
+    ("dtype=bogus", "This bundle has no bogus variant"), ("dtype=fp16", "This bundle has no fp16 variant"),
     ("backend=cuda", "Unknown backend ?backend=cuda"), ("colour=red", "Unknown URL parameter ?colour")])
 def test_unknown_url_parameters_are_a_one_line_notice(browsers, site_url, query, notice):
     page = open_page(browsers["wasm"], site_url, query)
