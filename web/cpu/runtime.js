@@ -15,8 +15,8 @@ export const L = Object.fromEntries(['LN1', 'QKV', 'QKV_S', 'O', 'O_S', 'LN2', '
 export const L_FIELDS = 14;
 export const KIND = { EXIT: 0, DECODER: 1, HEAD: 2 };
 export const DTYPE = { fp32: 0, int8: 1, q4: 2 };
-const PAGE = 65536;
-const MAX_PAGES = 65535; // the build's --max-memory: 4 GB less one page (wasm32)
+export const PAGE = 65536;
+export const MAX_PAGES = 65535; // the build's --max-memory: 4 GB less one page (wasm32)
 const STACK = 1 << 20;
 
 /** Whether this engine supports relaxed SIMD (validates a module with f32x4.relaxed_madd). */

@@ -3,8 +3,9 @@
 // Memory64 build of the kernels; the engine's plan refuses such a bundle from its manifest, before downloading.
 
 import { packBytes } from '../engines/packs.js';
+import { MAX_PAGES, PAGE } from './runtime.js';
 
-export const WASM32_MAX_BYTES = 65535 * 65536;
+export const WASM32_MAX_BYTES = MAX_PAGES * PAGE;
 
 /**
  * Why the CPU engine cannot hold this pack, in one line naming the memory needed against the maximum, or null.
