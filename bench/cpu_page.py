@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import numpy as np
 
 from janusweb.atomic import atomic_dir
 from janusweb.bench.browser import aggregate
+from janusweb.bench.chromium_memory import ChromiumMemory
 from janusweb.bench.pagerun import page_runner
 from janusweb.bench.workload import Workload, build_inputs
 from janusweb.dtypes import graph_file
@@ -62,71 +62,6 @@ def scratch_bundle(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _descendants(pid: int) -> list:
-    children = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int(re.search(r"PPid:\s+(\d+)", (d / "status").read_text()).group(1))
-            except (OSError, AttributeError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def _status(pid: int) -> dict:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return {}
-    kb = {k: int(v) for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", text, re.M)}
-    name = re.search(r"^Name:\s+(.*)$", text, re.M)
-    return {**kb, "name": name.group(1) if name else "?"}
-
-
-class MemoryWatch:
-    """Chromium's processes under this one: the peak of their summed RSS (sampled each second) and each
-    process's own peak (VmHWM), kept as they exit."""
-
-    def __init__(self):
-        self.peak_sum_kb, self.hwm, self._stop = 0, {}, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(1.0)
-
-    def sample(self):
-        total = 0
-        for pid in _descendants(os.getpid()):
-            s = _status(pid)
-            if "chrom" not in s.get("name", "") or "VmRSS" not in s:
-                continue
-            total += s["VmRSS"]
-            self.hwm[pid] = {"name": s["name"], "peak_rss_mib": s["VmHWM"] / 1024}
-        self.peak_sum_kb = max(self.peak_sum_kb, total)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def report(self) -> dict:
-        procs = sorted(self.hwm.values(), key=lambda p: -p["peak_rss_mib"])
-        return {"chromium_peak_rss_sum_mib": self.peak_sum_kb / 1024,
-                "chromium_largest_process_peak_rss_mib": procs[0]["peak_rss_mib"] if procs else None,
-                "chromium_processes": procs[:6]}
-
-
 def run(bundle: Path, out: Path, tokens: int, threads: int, work: Path | None,
         accuracy_level: int | None = None) -> dict:
     load = [os.getloadavg()]
@@ -156,7 +91,7 @@ def run(bundle: Path, out: Path, tokens: int, threads: int, work: Path | None,
                   "seed": w.draw_seed, "repeats": 1, "kvCache": "cpu", "backend": "wasm", "dtype": "int8",
                   "threads": threads, "warmup": False}
         site = build_site(copy, Path(tmp) / "site", bench=True)
-        with MemoryWatch() as mem, page_runner(site, "wasm", chromium_path(), driver="playwright") as runner:
+        with ChromiumMemory(every_s=1.0) as mem, page_runner(site, "wasm", chromium_path(), driver="playwright") as runner:
             with step(f"the page on WASM, CPU engine, {threads} threads: {tokens} tokens, one "
                       f"{inp.dims.num_image_tokens}-step image"):
                 raw = runner.call("bench.html", "runBench", config)

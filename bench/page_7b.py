@@ -6,9 +6,8 @@ page's WGSL decoder (?engine=wgsl) at the bundle's q4: load, a text-only chat of
 a few steps (the image request's `steps`: the tokens not drawn are 0, as janusweb.generate's shortened run), no
 warm-up (first-call times include shader compilation). Then the Python reference on onnxruntime over the same
 bundle's graphs at the dtypes the page reports (the fused graph for the WGSL decoder): tokens must be equal,
-decoded pixels within 1e-3. Times come from the page; memory is the peak, sampled every 0.5 s, of the Chromium
-processes' proportional set size (resident memory, shared pages divided among their sharers), summed, and of the
-largest process.
+decoded pixels within 1e-3. Times come from the page; memory is bench.chromium_memory's (peaks of the Chromium
+processes' proportional set size, summed and of the largest process, and of their summed RSS).
 
 Writes OUT/result.json and OUT/README.md (atomically); exit 0 when the page equals the reference, 1 when not.
 Run it under `flock /work/heavy.lock` on this machine: SwiftShader holds the weights in CPU memory.
@@ -21,7 +20,6 @@ import os
 import platform
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from janusweb.atomic import atomic_dir
+from janusweb.bench.chromium_memory import ChromiumMemory
 from janusweb.bench.pagerun import page_runner
 from janusweb.env import chromium_path, versions
 from janusweb.errors import UserError
@@ -45,65 +44,17 @@ SEED, GUIDANCE, TEMPERATURE = 7, 5.0, 1.0
 PIXEL_TOLERANCE = 1e-3
 
 
-class MemorySampler:
-    """Peak resident memory of the processes running `executable` that started after this sampler (a thread)."""
-
-    def __init__(self, executable: str, every_s: float = 0.5):
-        self.exe, self.every_s = os.path.realpath(executable), every_s
-        self.known = set(self._pids())  # processes already running (another browser) are not counted
-        self.peak_sum = self.peak_one = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _pids(self) -> list:
-        out = []
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                try:
-                    if os.path.realpath(d / "exe") == self.exe:
-                        out.append(int(d.name))
-                except OSError:  # a process that ended while listed, or one not ours to read
-                    continue
-        return out
-
-    @staticmethod
-    def _pss(pid: int) -> int:
-        """Proportional set size: resident memory with each shared page divided among its sharers."""
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:  # ended between listing and reading
-            return 0
-        return 0
-
-    def _run(self) -> None:
-        while not self.stop.wait(self.every_s):
-            sizes = [self._pss(p) for p in self._pids() if p not in self.known]
-            self.peak_sum = max(self.peak_sum, sum(sizes))
-            self.peak_one = max(self.peak_one, max(sizes, default=0))
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-
-
 def page_run(bundle: Path, work: Path, executable: str, dtype: str, tokens: int, steps: int) -> tuple:
     site = build_site(bundle, work / "site", bench=True)
     config = {"backend": "webgpu", "dtype": dtype, "kvCache": "wgsl", "question": QUESTION, "imagePng": "",
               "textTokens": tokens, "prompt": PROMPT, "counts": [1], "guidance": GUIDANCE, "temperature": TEMPERATURE,
               "seed": SEED, "repeats": 1, "steps": steps, "warmup": False}
     t0 = time.perf_counter()
-    with MemorySampler(executable) as memory, page_runner(site, "webgpu", executable, driver="auto") as runner:
+    with ChromiumMemory() as memory, page_runner(site, "webgpu", executable, driver="auto") as runner:
         raw = runner.call("bench.html", "runBench", config)
         version = runner.version
     wall = time.perf_counter() - t0
-    return raw, {"chromium_pss_peak_sum_bytes": memory.peak_sum, "chromium_pss_peak_largest_process_bytes":
-                 memory.peak_one, "wall_s": round(wall, 1), "chromium": version}
+    return raw, {**memory.report(), "wall_s": round(wall, 1), "chromium": version}
 
 
 def reference(bundle: Path, info: dict, tokens: int, steps: int) -> dict:

@@ -71,6 +71,21 @@ def export_language_model(spec, model, store, out_dir: Path, buffers: dict, quan
     trace. quant: None (fp32) or a quantizer of quantize.stream (StreamQuantizer: its MatMuls become MatMulNBits,
     each weight quantized as it is written). Returns (files, MatMulStats or None, op counts, {quantized weight
     initializer: the model's parameter name})."""
+    program, stats, packed = trace_language_model(spec, model, store, buffers, quant)
+    stem = spec.name + (quant.suffix if quant else "")
+    path, data = out_dir / f"{stem}.onnx", f"{stem}.onnx_data"
+    ir.save(program.model, path, external_data=data)
+    ops = {}
+    for node in program.model.graph:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return [path, out_dir / data], stats, dict(sorted(ops.items())), packed
+
+
+def trace_language_model(spec, model, store, buffers: dict, quant=None) -> tuple:
+    """The language model traced over meta weights, its initializers lazy (read from `store`, quantized by
+    `quant`, only when the program is saved): (the ONNX program, MatMulStats or None, {quantized weight
+    initializer: the model's parameter name}). Tracing again gives the same names: a written bundle's packed
+    weights are found this way (export.end_to_end)."""
     module = spec.wrapper(model).eval()
     args = tuple(_meta(a) for a in spec.make_inputs(spec.export_dims, torch.Generator().manual_seed(0)))
     names = full_names(model)
@@ -96,13 +111,7 @@ def export_language_model(spec, model, store, out_dir: Path, buffers: dict, quan
     local = {id(p): n for n, p in module.named_parameters(remove_duplicate=False)}
     full = {n: names[i] for i, n in local.items()}
     packed = {q: full[folds.get(w, w)] for w, q in renamed.items()}
-    stem = spec.name + (quant.suffix if quant else "")
-    path, data = out_dir / f"{stem}.onnx", f"{stem}.onnx_data"
-    ir.save(program.model, path, external_data=data)
-    ops = {}
-    for node in program.model.graph:
-        ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    return [path, out_dir / data], stats, dict(sorted(ops.items())), packed
+    return program, stats, packed
 
 
 def layer_boundaries(graph: onnx.GraphProto, layers: int) -> list:

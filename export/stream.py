@@ -4,9 +4,9 @@ graph by graph from bf16 weights, never holding the fp32 model.
 The model is built on the meta device. Each graph but the language model gets fp32 copies of the weights it
 reads (found by a meta forward), is exported and checked against PyTorch as in the whole-model export, and
 gives them back. The language model is traced over meta weights and written with its weights streamed
-(export.layerwise), then checked one block of decoder layers at a time. Not done here: the end-to-end run
-(it needs the whole model; the manifest says so) and the fused decoder language_model_gqa (onnxruntime-genai's
-builder holds every weight of the model it writes).
+(export.layerwise), then checked one block of decoder layers at a time. The quantized variants and the fused
+decoder language_model_gqa are written while streaming (export.variants); the end-to-end run of each quantized
+language model holds the whole model or one decoder layer at a time (export.end_to_end).
 """
 
 import shutil
@@ -21,14 +21,13 @@ from transformers import JanusConfig
 from janusweb import manifest as manifests
 from janusweb.atomic import atomic_dir
 from janusweb.errors import UserError
-from janusweb.export import bundle, checkpoint, deepseek, presets, tokenizer
+from janusweb.export import bundle, checkpoint, deepseek, end_to_end, presets, tokenizer
 from janusweb.export.layerwise import check_language_model, export_language_model
 from janusweb.export.limits import buffer_limits
-from janusweb.export.memory import LANGUAGE_MODEL, graph_parameters, mem_available, meta_model, needs
+from janusweb.export.memory import LANGUAGE_MODEL, graph_parameters, meta_model
 from janusweb.export.onnx_export import OPSET, export_graph
 from janusweb.export.specs import graph_specs
-from janusweb.dtypes import DTYPES
-from janusweb.export.variants import end_to_end_variant, fused_variant, language_model_variant
+from janusweb.export.variants import fused_variant, language_model_variant
 from janusweb.fused import STEM
 from janusweb.export.validate import Report, check_graph
 from janusweb.export.weights import BuffersOnMeta, PresetStore, SafetensorsStore, materialized
@@ -37,9 +36,8 @@ from janusweb.prompts import SpecialIds
 
 NOT_WRITTEN = ("not written: the streamed export writes the language model at its quantized dtypes only "
                "(--fp32-graphs writes it too: about {gb:.1f} GB)")
-E2E_SKIPPED = ("streamed export: the whole fp32 model (about {gb:.1f} GB with the runtime) is not held, so the "
-               "end-to-end run is not made (nor with --text-steps 0 or without a quantized dtype); every graph was "
-               "checked against PyTorch, the language model one decoder layer at a time")
+E2E_SKIPPED = ("not asked (--text-steps 0) or no quantized dtype; every graph was checked against PyTorch, the "
+               "language model one decoder layer at a time")
 
 
 def source_config(source: str) -> tuple:
@@ -63,7 +61,7 @@ def source_config(source: str) -> tuple:
                     "(expected 'janus' or 'multi_modality')")
 
 
-def _store(model, description: dict, folder: Path | None, seed: int):
+def weight_store(model, description: dict, folder: Path | None, seed: int):
     if folder is None:
         return PresetStore(model, seed)
     deepseek_layout = description["kind"] == "deepseek"
@@ -79,7 +77,7 @@ def _store(model, description: dict, folder: Path | None, seed: int):
     return store
 
 
-def _real_buffers(model) -> dict:
+def real_buffers(model) -> dict:
     """The non-persistent buffers (rotary frequencies, position ids) computed on the CPU: name -> tensor."""
     for module in model.modules():
         metas = [n for n in module._non_persistent_buffers_set if module._buffers.get(n) is not None]
@@ -96,8 +94,9 @@ def export_streamed(source: str, out: Path, seed: int = 0, allow_mismatch: bool 
     """quants: quantize.stream's StreamQuantizers (from the CLI's --dtype): the language model and, with `fused`,
     language_model_gqa are written at those dtypes while streaming (export.variants), the other graphs in fp32
     and quantized from their files; the fp32 language model is written only with `fp32_graphs` (or no quants).
-    text_steps > 0 and a whole fp32 model that fits in memory now: the end-to-end run of each quantized language
-    model (export.variants.end_to_end_variant); otherwise none, and the manifest says why."""
+    text_steps > 0: the end-to-end run of each quantized language model (export.end_to_end: the whole model, or its
+    decoder layers made on demand and the run shortened, as memory allows); otherwise none, and the manifest says
+    why."""
     from janusweb.export.driver import MismatchError, tool_versions  # the driver imports this module
 
     out = Path(out)
@@ -105,8 +104,8 @@ def export_streamed(source: str, out: Path, seed: int = 0, allow_mismatch: bool 
     config, description, folder = source_config(source)
     config._attn_implementation = "eager"
     model = meta_model(config)
-    store = _store(model, description, folder, seed)
-    buffers = _real_buffers(model)
+    store = weight_store(model, description, folder, seed)
+    buffers = real_buffers(model)
     report, specs = Report(), graph_specs(model)
     written, variants, packed, e2e = {}, {q.name: {} for q in quants}, {}, {}
     tok_dir = folder or Path(tempfile.mkdtemp(prefix="janusweb-tokenizer-"))
@@ -148,21 +147,19 @@ def export_streamed(source: str, out: Path, seed: int = 0, allow_mismatch: bool 
                 stop_on_mismatch(f"{STEM}{q.suffix}")
             external = {s.name: len(written[s.name]) > 1 for s in specs if s.name in written}
             _write_configs(tmp, model.config, tok_dir, external)
-            whole = needs(config).whole_bytes
-            run_e2e = text_steps > 0 and quants and whole <= mem_available()
-            for q in quants if run_e2e else ():
-                e2e[q.name] = end_to_end_variant(model, store, specs, tmp, tok_dir, seed, q, packed[q.name],
-                                                 text_steps, image_steps)
-            skipped = None if run_e2e else E2E_SKIPPED.format(gb=whole / 1e9)
-            summary = "\n".join(f"{q}: {r.summary()}" for q, r in e2e.items()) or f"end to end: skipped ({skipped})"
+            skipped = E2E_SKIPPED
+            for q in quants if text_steps > 0 else ():
+                mode, skipped = end_to_end.choose(config, model, tmp, q)
+                if mode:
+                    e2e[q.name] = end_to_end.run(model, store, specs, tmp, tok_dir, seed, q, packed[q.name],
+                                                 text_steps, image_steps, mode)
+            summary = "\n".join(f"{q}: {r.summary()}" for q, (r, _) in e2e.items()) or f"end to end: skipped ({skipped})"
             sys.stdout.write(report.table() + "\n" + summary + "\n")
-            if not all(r.ok for r in e2e.values()) and not allow_mismatch:
+            if not all(r.ok for r, _ in e2e.values()) and not allow_mismatch:
                 raise MismatchError("the end-to-end run differs from PyTorch (see above); nothing was written "
                                     "(--allow-mismatch keeps the bundle anyway)")
             validation = {"graphs_ok": report.ok, "end_to_end": (
-                {q: r.__dict__ | {"ok": r.ok, "graphs": f"language_model{DTYPES[q].suffix} + fp32 others",
-                                  "reference": "transformers with the weights the graph computes with"}
-                 for q, r in e2e.items()} if e2e else {"ok": None, "skipped": skipped})}
+                {q: entry for q, (_, entry) in e2e.items()} if e2e else {"ok": None, "skipped": skipped})}
             _write_manifest(tmp, specs, written, variants, quants, report, description, tool_versions(), model,
                             validation)
     finally:

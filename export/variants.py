@@ -23,7 +23,7 @@ from pathlib import Path
 from janusweb.export.fused import export_fused_language_model
 from janusweb.export.layerwise import check_language_model, export_language_model
 from janusweb.export.validate import Check, Report
-from janusweb.export.weights import BuffersOnMeta, GraphWeights, materialized
+from janusweb.export.weights import BuffersOnMeta, materialized
 from janusweb.fused import REPLACEMENTS, STEM
 from janusweb.log import step
 
@@ -84,21 +84,3 @@ def fused_variant(model, store, onnx_dir: Path, tokenizer_dir: Path, quant, conf
     return {**entry, **{k: built[k] for k in keep}, f"check_vs_language_model{quant.suffix}": check,
             "checked": f"against language_model{quant.suffix} (same quantized weights), which is checked " + CHECKED}
 
-
-def end_to_end_variant(model, store, specs, bundle: Path, tokenizer_dir: Path, seed: int, quant, packed: dict,
-                       text_steps: int, image_steps: int | None):
-    """The whole-model end-to-end run (export.driver's: greedy text vs transformers.generate, CFG image steps vs
-    PyTorch) on language_model<suffix> with the other graphs in fp32, against the model given the weights the
-    graph computes with (GraphWeights) — for sources whose whole fp32 model fits in memory."""
-    import onnx
-    from tokenizers import Tokenizer
-
-    from janusweb.export.driver import end_to_end
-    from janusweb.prompts import SpecialIds
-
-    path = bundle / "onnx" / f"language_model{quant.suffix}.onnx"
-    weights = GraphWeights(store, onnx.load(str(path), load_external_data=False).graph, path.parent, packed, quant)
-    tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
-    with materialized(model, weights, {id(p) for p in model.parameters()}):
-        return end_to_end(model, specs, bundle, tok, SpecialIds.from_tokenizer(tok), seed, text_steps, image_steps,
-                          {"language_model": quant.name})

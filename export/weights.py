@@ -3,13 +3,13 @@
 A store serves the transformers name of every tensor of the model as bf16 (or the checkpoint's own dtype):
 the `janus-pro-*` presets draw each tensor on demand from a seed and its name (nothing is held, nothing is
 written), a transformers checkpoint is read from its memory-mapped safetensors, a DeepSeek one through the
-same renaming as export.deepseek. `materialize` gives the modules a graph runs fp32 weights, `release` sends
-them back to the meta device.
+same renaming as export.deepseek. `materialized` gives the parameters a graph reads fp32 weights inside a block
+and sends them back to the meta device after; `layers_on_demand` does it for a whole-model forward, one decoder
+layer at a time (the end-to-end run of a source whose fp32 model does not fit).
 """
 
-import re
 import zlib
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import onnx
@@ -29,7 +29,9 @@ class PresetStore:
 
     def get(self, name: str) -> torch.Tensor:
         shape = self.shapes[name]
-        gen = torch.Generator().manual_seed(self.seed * 2**32 + zlib.crc32(name.encode()))
+        # torch's CPU generator keeps the low 32 bits of its seed: the preset's seed starts the name's CRC instead
+        # (seed 0: the name's plain CRC-32)
+        gen = torch.Generator().manual_seed(zlib.crc32(name.encode(), self.seed))
         if len(shape) == 1:
             if "norm" in name and name.endswith("weight"):
                 return torch.ones(shape, dtype=torch.bfloat16)
@@ -159,3 +161,28 @@ def materialized(model: torch.nn.Module, store, ids: set):
         yield live
     finally:
         _replace(model, live, lambda p: torch.empty_like(p, device="meta"))
+
+
+@contextmanager
+def layers_on_demand(model: torch.nn.Module, store, layers):
+    """fp32 weights for every parameter of `model` inside the block, those of each module of `layers` only while
+    it runs: a forward pre-hook makes them from the store, its forward hook sends them back to the meta device.
+    A whole-model forward (transformers' generate included) then holds one layer's fp32 weights at a time, for a
+    source whose fp32 model does not fit; each forward pass makes every layer's weights again."""
+    inside = {id(p) for layer in layers for p in layer.parameters()}
+    with ExitStack() as stack:
+        stack.enter_context(materialized(model, store, {id(p) for p in model.parameters()} - inside))
+        running = {}
+
+        def make(layer, _args):
+            running[id(layer)] = ExitStack()
+            running[id(layer)].enter_context(materialized(model, store, {id(p) for p in layer.parameters()}))
+
+        def drop(layer, _args, _out):
+            running.pop(id(layer)).close()
+
+        for layer in layers:
+            stack.callback(layer.register_forward_pre_hook(make).remove)
+            stack.callback(layer.register_forward_hook(drop).remove)
+        stack.callback(lambda: [s.close() for s in running.values()])  # a forward that raised
+        yield

@@ -38,6 +38,17 @@ def _export(args) -> int:
     return 0
 
 
+def _end_to_end(args) -> int:
+    from janusweb.export.end_to_end import check_bundle
+    from janusweb.quantize.stream import stream_quantizers
+    entry = check_bundle(Path(args.bundle), stream_quantizers([args.dtype])[0], args.text_steps, args.image_steps)
+    image = entry["image"]
+    sys.stdout.write(f"end to end ({entry['weights']}{'; ' + entry['shortened'] if entry['shortened'] else ''}): "
+                     f"{entry['text_tokens']} text tokens {'equal' if entry['text_equal'] else 'DIFFER'}; "
+                     f"{image['summary']}\n")
+    return 0 if entry["ok"] else 1
+
+
 def _quantize(args) -> int:
     from janusweb.quantize.driver import quantize_bundle
     quantize_bundle(Path(args.bundle), args.dtype, block_size=args.block_size, accuracy_level=args.accuracy_level,
@@ -154,8 +165,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--no-fused", action="store_true",
                    help="skip the WebGPU decoder language_model_gqa (the page then runs language_model everywhere)")
     e.add_argument("--stream", action="store_true",
-                   help="export graph by graph from bf16 weights, the language model layer by layer (less memory, "
-                        "no end-to-end run, no language_model_gqa); chosen by itself when the model does not fit")
+                   help="export graph by graph from bf16 weights, the language model layer by layer (less memory; the "
+                        "end-to-end run makes one decoder layer at a time, shortened, where the whole model does "
+                        "not fit); chosen by itself when the model does not fit")
     e.add_argument("--dtype", type=_quantized_list, default=None,
                    help="comma-separated int8, q4: the variants to write (streamed: quantized while streaming, "
                         f"default {','.join(STREAM_DEFAULT_DTYPES)}; whole-model: `janusweb quantize` after the export)")
@@ -167,6 +179,17 @@ def parser() -> argparse.ArgumentParser:
                    help="skip the per-graph checks against PyTorch and the end-to-end runs (benchmark bundles of "
                         "random presets; the fused decoder is still checked against language_model)")
     e.set_defaults(run=_export)
+
+    t = sub.add_parser("end-to-end", help="run a streamed bundle's end-to-end check against its source (text "
+                                          "and image steps vs PyTorch) and record it in the manifest")
+    t.add_argument("bundle", help="a bundle folder written by `janusweb export --stream`")
+    t.add_argument("--dtype", default="q4", choices=[s for s in spellings(quantized=True) if dtype(s).block_size],
+                   help="the language model variant (default q4)")
+    t.add_argument("--text-steps", type=int, default=32, help="greedy tokens compared (default 32; shortened "
+                                                              "when the decoder layers are made on demand)")
+    t.add_argument("--image-steps", type=int, default=None, help="image tokens compared (default: all of one "
+                                                                 "image; shortened likewise)")
+    t.set_defaults(run=_end_to_end)
 
     q = sub.add_parser("quantize", help="write int8 / q4 / fp16 variants of a bundle's graphs, with a report")
     q.add_argument("bundle", help="a bundle folder written by `janusweb export`")

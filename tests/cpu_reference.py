@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from janusweb.pack.parts import PART_BYTES, PartWriter
+
 BLOCK = 32
 
 
@@ -77,22 +79,14 @@ def weights(rng, dtype: str, n: int, k: int):
     return {"w": q, "scales": s}, m
 
 
-def write_pack(path: Path, cfg: dict, dtype: str, seed: int = 0) -> dict:
-    """A random pack (path.json + path.bin) of the decoder `cfg`; returns its matrices (`matmul`) and vectors."""
+def write_pack(path: Path, cfg: dict, dtype: str, seed: int = 0, part_bytes: int = PART_BYTES) -> dict:
+    """A random pack (path.json + its parts path.0.bin, ..., as pack/parts.py writes them) of the decoder `cfg`;
+    returns its matrices (`matmul`) and vectors."""
     rng = np.random.default_rng(seed)
     H, I, NH, KVH, HD = (cfg[k] for k in ("hidden_size", "intermediate_size", "num_heads", "num_key_value_heads",
                                           "head_dim"))
-    tensors, chunks, offset, ref = {}, [], 0, {}
-
-    def put(name, a):
-        nonlocal offset
-        pad = -offset % 256
-        chunks.append(b"\0" * pad)
-        offset += pad
-        chunks.append(a.tobytes())
-        tensors[name] = {"offset": offset, "bytes": a.nbytes, "shape": list(a.shape),
-                         "type": "u8" if a.dtype == np.uint8 else "f32"}
-        offset += a.nbytes
+    writer, ref = PartWriter(path.parent, path.name, part_bytes), {}
+    put = writer.put
 
     shapes = {"qkv": ((NH + 2 * KVH) * HD, H), "o": (H, NH * HD), "gate": (I, H), "up": (I, H), "down": (H, I)}
     for i in range(cfg["num_layers"]):
@@ -114,9 +108,9 @@ def write_pack(path: Path, cfg: dict, dtype: str, seed: int = 0) -> dict:
     for name, table in (("cos", np.cos(angles)), ("sin", np.sin(angles))):
         put(name, table.astype(np.float32))
         ref[name] = table.astype(np.float32).astype(np.float64)
-    Path(str(path) + ".bin").write_bytes(b"".join(chunks))
+    writer.close()
     desc = {**cfg, "format": "janusweb-wgsl/1", "dtype": dtype, "block_size": None if dtype == "fp32" else 32,
-            "scale": HD ** -0.5, "tensors": tensors}
+            "scale": HD ** -0.5, "tensors": writer.tensors}
     Path(str(path) + ".json").write_text(json.dumps(desc))
     return ref
 

@@ -73,3 +73,28 @@ def test_transformers_js_backends(tiny_bundle, tmp_path):
         assert g["1"]["s_per_image"] > 0 and g["1"]["ms_per_step"]["p50"] > 0
     if "tjs-webgpu" in ran and "swiftshader" in ran["tjs-webgpu"]["label"]["adapter"].lower():
         assert ran["tjs-webgpu"]["label"]["device"].startswith("software WebGPU")
+
+
+@BROWSER
+def test_chromium_memory_samples_the_browser_it_started(tmp_path):
+    """bench.chromium_memory sees a headless Chromium this process started: every measure non-zero, PSS at most
+    RSS (shared pages are divided, not repeated), each process's peak at least its share."""
+    import subprocess
+    import time
+
+    from janusweb.bench.chromium_memory import ChromiumMemory
+
+    with ChromiumMemory(every_s=0.2) as mem:
+        proc = subprocess.Popen([chromium_path(), "--headless=new", "--no-sandbox", f"--user-data-dir={tmp_path}",
+                                 "--remote-debugging-port=0", "about:blank"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(3)
+        finally:
+            proc.kill()
+            proc.wait()
+    r = mem.report()
+    assert r["chromium_processes"] and r["chromium_pss_peak_sum_bytes"] > 0
+    assert r["chromium_pss_peak_largest_process_bytes"] <= r["chromium_pss_peak_sum_bytes"]
+    assert r["chromium_pss_peak_sum_bytes"] <= r["chromium_peak_rss_sum_mib"] * 1024 * 1024
+    assert r["chromium_largest_process_peak_rss_mib"] * 1024 * 1024 >= r["chromium_pss_peak_largest_process_bytes"]

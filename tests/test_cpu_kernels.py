@@ -188,8 +188,10 @@ def test_decoder(wasm, tmp_path, dtype, threads, build, interleave):
     """A prefill of 5 positions then 3 single steps, 2 rows; a prefill of 70 positions (over MAX_TOKENS) too. The
     relaxed build under Node for fp32 / int8 (fused multiply-adds; int8 weights take the plain integer path). With
     interleave, another state runs between the calls (several live at once, each with its own plan fields) and is
-    released each time (its block is reused: the memory does not grow)."""
-    weights = ref.write_pack(tmp_path / "pack", DECODER, dtype)
+    released each time (its block is reused: the memory does not grow), and the pack is in parts of 32 KiB."""
+    weights = ref.write_pack(tmp_path / "pack", DECODER, dtype, part_bytes=2**15 if interleave else ref.PART_BYTES)
+    parts = {t["part"] for t in json.loads((tmp_path / "pack.json").read_text())["tensors"].values()}
+    assert (len(parts) > 1) == interleave
     rng = np.random.default_rng(5)
     for rows, calls in ((2, [5, 1, 1, 1]), (1, [70, 1])):
         T = sum(calls)

@@ -27,12 +27,11 @@ const spawn = (/** @type {number} */ _t, /** @type {any} */ init) => new Promise
 });
 
 /**
- * A pack's bytes for CpuModel: a written pack's tensors from the parts that hold them (pack/parts.py:
- * PACK.0.bin, ...), or a test pack's single PACK.bin (tests/cpu_reference.py's write_pack).
+ * What fills each of a pack's tensors for CpuModel, from the part that holds it (pack/parts.py: PACK.0.bin, ...),
+ * read once.
  * @param {string} pack @param {any} desc
  */
 const packBytes = (pack, desc) => {
-  if (!Object.values(desc.tensors).some((/** @type {any} */ t) => 'part' in t)) return new Uint8Array(readFileSync(pack + '.bin'));
   const parts = new Map();
   return (/** @type {string} */ name, /** @type {Uint8Array} */ into) => {
     const t = desc.tensors[name];

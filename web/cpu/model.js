@@ -24,10 +24,10 @@ export class CpuModel {
   /**
    * @param {import('./runtime.js').CpuRuntime} rt
    * @param {any} desc the pack's JSON
-   * @param {Uint8Array|((name: string, into: Uint8Array) => void)} bytes the pack's .bin, or what fills each tensor
-   *   in place (benchmarks on random weights)
+   * @param {(name: string, into: Uint8Array) => void} fill what fills each tensor in place: from the pack's parts
+   *   (the page fills them later, part by part), or random weights (benchmarks)
    */
-  constructor(rt, desc, bytes) {
+  constructor(rt, desc, fill) {
     const d = desc;
     const dtype = /** @type {Record<string, number>} */ (DTYPE)[d.dtype];
     if (dtype === undefined) throw new Error(`the CPU engine takes fp32, int8 or q4 packs, not ${d.dtype}`);
@@ -42,13 +42,8 @@ export class CpuModel {
     /** @type {Record<string, number>} tensor name -> address */
     this.at = {};
     for (const [name, t] of Object.entries(/** @type {Record<string, any>} */ (d.tensors))) {
-      if (typeof bytes === 'function') {
-        this.at[name] = rt.alloc(t.bytes);
-        bytes(name, rt.u8(this.at[name], t.bytes));
-        continue;
-      }
-      if (t.offset + t.bytes > bytes.length) throw new Error(`the CPU pack is truncated at ${name}`);
-      this.at[name] = rt.put(bytes.subarray(t.offset, t.offset + t.bytes));
+      this.at[name] = rt.alloc(t.bytes);
+      fill(name, rt.u8(this.at[name], t.bytes));
     }
     const head = d.lm_head;
     this.head = head ? { dtype: /** @type {Record<string, number>} */ (DTYPE)[head.dtype], vocab: head.vocab,

@@ -1,0 +1,101 @@
+"""The memory of the Chromium a benchmark started: its processes are this process's descendants whose name has
+"chrom" in it, sampled from /proc every `every_s` seconds while the block runs.
+
+Three measures, because Chromium's processes share pages (the renderer, the GPU process and the zygote map the
+same files and shared memory):
+- the peak of their summed resident set size (RSS: shared pages counted in every process that maps them),
+- the peak of their summed proportional set size (PSS: each shared page divided among its sharers; the sum is
+  what the browser costs the machine) and the largest process's PSS peak,
+- each process's own peak RSS (VmHWM, kept as processes exit), the six largest reported.
+"""
+
+import os
+import re
+import threading
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+
+def descendants(pid: int) -> list:
+    children = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int(re.search(r"PPid:\s+(\d+)", (d / "status").read_text()).group(1))
+            except (OSError, AttributeError):  # a process that ended while listed
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _status(pid: int) -> dict:
+    """Name, VmRSS and VmHWM (bytes) of a process; {} once it has ended."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    out = {k: int(v) * 1024 for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", text, re.M)}
+    name = re.search(r"^Name:\s+(.*)$", text, re.M)
+    return {**out, "name": name.group(1) if name else "?"}
+
+
+def _pss(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:  # ended between listing and reading
+        return 0
+    return 0
+
+
+class ChromiumMemory:
+    """`with ChromiumMemory() as mem: ...` then `mem.report()`."""
+
+    def __init__(self, every_s: float = 0.5):
+        self.every_s = every_s
+        self.rss_sum = self.pss_sum = self.pss_largest = 0
+        self.hwm = {}  # pid -> {"name", "peak_rss_mib"}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.sample()
+            if self._stop.wait(self.every_s):
+                return
+
+    def sample(self) -> None:
+        rss, pss = 0, []
+        for pid in descendants(os.getpid()):
+            s = _status(pid)
+            if "chrom" not in s.get("name", "") or "VmRSS" not in s:
+                continue
+            rss += s["VmRSS"]
+            pss.append(_pss(pid))
+            self.hwm[pid] = {"name": s["name"], "peak_rss_mib": round(s["VmHWM"] / MIB, 1)}
+        self.rss_sum = max(self.rss_sum, rss)
+        self.pss_sum = max(self.pss_sum, sum(pss))
+        self.pss_largest = max(self.pss_largest, max(pss, default=0))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def report(self) -> dict:
+        procs = sorted(self.hwm.values(), key=lambda p: -p["peak_rss_mib"])
+        return {"chromium_peak_rss_sum_mib": round(self.rss_sum / MIB, 1),
+                "chromium_pss_peak_sum_bytes": self.pss_sum,
+                "chromium_pss_peak_largest_process_bytes": self.pss_largest,
+                "chromium_largest_process_peak_rss_mib": procs[0]["peak_rss_mib"] if procs else None,
+                "chromium_processes": procs[:6]}
