@@ -402,16 +402,21 @@ def test_generation_can_be_cancelled_and_the_page_stays_responsive(browsers, sit
         pytest.skip("needs WebGPU: on WASM the tiny model finishes before a cancel can land")
     page = open_page(browsers["webgpu"], site_url, "backend=webgpu&dtype=fp32")
     page.fill("#count", "4")
-    page.click("#generate")
     stepping = "/ [1-9]\\d*\\/\\d+ image tokens/.test(document.getElementById('image-progress').textContent)"
-    page.wait_for_function(stepping,
-                           timeout=RUN_TIMEOUT_MS, polling=20)
-    t0 = time.perf_counter()
-    assert page.evaluate("1 + 1") == 2
-    assert time.perf_counter() - t0 < 1.0  # the main thread is free while the worker generates
-    page.click("#image-cancel")
-    page.wait_for_function("window.janusweb.images.done", timeout=RUN_TIMEOUT_MS)
-    assert "cancelled" in page.inner_text("#image-progress")
+    finished = []
+    for _ in range(3):  # on a busy machine the tiny model's 16 steps can end before the cancel reaches the worker
+        page.click("#generate")
+        page.wait_for_function(stepping, timeout=RUN_TIMEOUT_MS, polling=20)
+        t0 = time.perf_counter()
+        assert page.evaluate("1 + 1") == 2
+        assert time.perf_counter() - t0 < 1.0  # the main thread is free while the worker generates
+        page.click("#image-cancel")
+        page.wait_for_function("window.janusweb.images.done", timeout=RUN_TIMEOUT_MS)
+        if "cancelled" in page.inner_text("#image-progress"):
+            break
+        finished.append(page.inner_text("#image-progress"))
+    else:
+        pytest.fail(f"every run finished before its cancel landed: {finished}")
     assert page.evaluate("window.janusweb.images.tokens") == []
     assert page.is_enabled("#generate") and not page.is_enabled("#image-cancel")
     page.context.close()
