@@ -114,10 +114,12 @@ def readme(result: dict) -> str:
         f"- image, {result['steps']} steps: tokens {'equal' if c['image_tokens_equal'] else 'DIFFER'}; decoded pixels "
         f"max |diff| {c['pixels_max_abs_diff']:.2e} ({'OK' if c['pixels_equal'] else 'NOT OK'}, tolerance "
         f"{PIXEL_TOLERANCE})",
-        f"- page load {t['load_s']} s; first text token {t['text_first_token_ms']} ms, then "
-        f"{t['text_ms_per_token_after_first']} ms/token; first image step {t['image_first_step_ms']} ms, then "
-        f"{t['image_ms_per_step_after_first']} ms/step; image decode {t['image_decode_ms']} ms (no warm-up: first "
-        f"calls include shader compilation)",
+        f"- page load {t['load_s']} s; first text token {t['text_first_token_ms']} ms (the prompt's prefill), then "
+        f"{t['text_ms_per_token_after_first']} ms/token (each token read back); the image, prefill of both CFG rows + "
+        f"{result['steps']} steps + decode, {t['image_total_ms']} ms in all (the steps' GPU work is queued and waited "
+        f"for when the drawn tokens are read back before the decode: the page's step times, first {t['image_first_step_ms']} ms then "
+        f"{t['image_ms_per_step_after_first']} ms, are submission times); no warm-up: first calls include shader "
+        "compilation",
         f"- Chromium memory (proportional set size), peak: {gb(m['chromium_pss_peak_sum_bytes'])} summed over its "
         f"processes, {gb(m['chromium_pss_peak_largest_process_bytes'])} the largest one",
         f"- Python reference (onnxruntime CPU): text {result['reference_times']['text_s']} s, image "
