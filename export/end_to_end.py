@@ -113,10 +113,11 @@ def check_bundle(bundle: Path, quant, text_steps: int, image_steps: int | None) 
                  + ["config.json", "tokenizer.json"])
     source = manifest["source"]
     name = source.get("name") if source["kind"] == "preset" else source["path"]
+    seed = source.get("seed", 0)
     config, description, folder = source_config(name)
     config._attn_implementation = "eager"
     model = meta_model(config)
-    store = weight_store(model, description, folder, source.get("seed", 0))
+    store = weight_store(model, description, folder, seed)
     buffers = real_buffers(model)
     specs = graph_specs(model)
     mode, why = choose(config, model, bundle, quant)
@@ -126,7 +127,7 @@ def check_bundle(bundle: Path, quant, text_steps: int, image_steps: int | None) 
     with step(f"language_model{quant.suffix}: trace again over meta weights (its packed weights' names)"), \
             BuffersOnMeta(model):
         packed = trace_language_model(spec, model, store, buffers, quant)[2]
-    result, entry = run(model, store, specs, bundle, bundle, source.get("seed", 0), quant, packed, text_steps,
+    result, entry = run(model, store, specs, bundle, bundle, seed, quant, packed, text_steps,
                         image_steps, mode)
     recorded = manifest["validation"].get("end_to_end") or {}
     recorded = {k: v for k, v in recorded.items() if isinstance(v, dict)}  # drop the "skipped" statement
