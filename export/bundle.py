@@ -1,18 +1,25 @@
-"""The bundle's JSON files (config, generation, processor; the manifest is janusweb.manifest's) and the output
-folder check.
+"""The bundle's JSON files (config, generation, processor, tokenizer; the manifest is janusweb.manifest's), a graph's
+manifest entry, and the output folder check: what export.driver writes from either weight source.
 
 config.json keeps DeepSeek's `multi_modality` shape (what transformers.js reads) plus a `janusweb` block with
 every number the page and the Python runtime need; nothing else is needed to run the graphs.
 """
 
+import shutil
 from pathlib import Path
 
 from transformers import JanusConfig
 
+from janusweb.atomic import check_writable
 from janusweb.errors import UserError
+from janusweb.export.tokenizer import set_chat_templates
+from janusweb.manifest import write_json_atomic
 from janusweb.prompts import SpecialIds
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+# copied from the checkpoint folder when present: its tokenizer, and the task a trained shapes model was trained on
+# (janusweb/quality.py reads its held-out pairs from the bundle)
+CARRIED_FILES = TOKENIZER_FILES + ("task.json",)
 
 
 def runtime_config(cfg: JanusConfig, ids: SpecialIds) -> dict:
@@ -87,7 +94,41 @@ def processor_config_json(num_image_tokens: int) -> dict:
 
 
 def check_output_dir(final: Path) -> None:
-    """An output folder may be new, empty or an earlier bundle (replaced); anything else is kept safe."""
+    """An output folder may be new, empty or an earlier bundle (replaced); anything else is kept safe. A path no
+    folder can be made at (a name too long, a file on the way, a read-only or foreign folder) is refused before
+    any work (janusweb.atomic.check_writable)."""
     final = Path(final)
     if final.exists() and (not final.is_dir() or (any(final.iterdir()) and not (final / "manifest.json").exists())):
         raise UserError(f"{final} exists and is not a janusweb bundle; refusing to overwrite it")
+    check_writable(final)
+
+
+def write_configs(root: Path, cfg: JanusConfig, ids: SpecialIds, tokenizer_dir: Path, external: dict) -> None:
+    """The tokenizer files (chat templates named as transformers.js's Janus processor reads them), a trained
+    model's task.json, and the JSON files of a bundle being written in `root`. external: graph -> whether its weights are in <graph>.onnx_data."""
+    for name in CARRIED_FILES:
+        if (Path(tokenizer_dir) / name).is_file():
+            shutil.copyfile(Path(tokenizer_dir) / name, root / name)
+    set_chat_templates(root / "tokenizer_config.json")
+    tokens, size = cfg.vision_config.num_image_tokens, cfg.vision_config.image_size
+    contents = {"config.json": config_json(cfg, ids, external),
+                "generation_config.json": generation_config_json(ids, tokens),
+                "preprocessor_config.json": preprocessor_config_json(size),
+                "processor_config.json": processor_config_json(tokens)}
+    for name, data in contents.items():
+        write_json_atomic(root / name, data)
+
+
+def _tensors(tensors) -> list:
+    return [{"name": t.name, "dims": list(t.dims), "dtype": t.dtype} for t in tensors]
+
+
+def graph_entry(spec, opset: int, files: dict | None, max_diff: float | None, not_written: str | None = None) -> dict:
+    """A traced graph's fp32 entry in the manifest. files: bundle-relative path -> digest (None: not written, and
+    `not_written` says why); max_diff: its largest difference from PyTorch (None: not checked)."""
+    entry = {"graph": spec.name, "dtype": "fp32", "opset": opset, "inputs": _tensors(spec.inputs),
+             "outputs": _tensors(spec.outputs), "tolerance": spec.tolerance}
+    if files is None:
+        return {**entry, "fp32": not_written}
+    return {**entry, "files": files, "bytes": sum(f["bytes"] for f in files.values()),
+            "max_abs_diff_vs_pytorch": max_diff}

@@ -9,18 +9,21 @@ import logging
 import pickle
 import re
 import shutil
-import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 from tokenizers import Tokenizer
 from transformers import JanusConfig, JanusForConditionalGeneration
 
+from janusweb.atomic import private_temp_dir
 from janusweb.errors import UserError
 from janusweb.export import deepseek, presets, tokenizer
+from janusweb.export.config_check import check_config
 from janusweb.log import step
 
 log = logging.getLogger("janusweb")
@@ -30,6 +33,7 @@ HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 IGNORED_UNEXPECTED = re.compile(r"rotary_emb\.inv_freq$|(^|\.)position_ids$")
 SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+TOKENIZER_PREFIX = "janusweb-tokenizer-"  # a preset's tokenizer folder under $TMPDIR (janusweb.atomic)
 
 
 @dataclass
@@ -46,19 +50,33 @@ def load_source(source: str, seed: int = 0) -> Source:
     """
     if source in presets.SHAPES:
         return _load_preset(source, seed)
+    config, description, folder = source_config(source)
+    load = _load_transformers if description["kind"] == "transformers" else _load_deepseek
+    return Source(load(folder, config), folder, description)
+
+
+def source_config(source: str) -> tuple:
+    """(JanusConfig, the manifest's `source` description, folder or None for a preset) of a preset or checkpoint,
+    from its config and tokenizer files and the weight files' headers only (no weight is read)."""
+    if source in presets.SHAPES:
+        ids = tokenizer.special_token_ids(tokenizer.build_tiny_tokenizer(presets.TINY_VOCAB))
+        return presets.janus_config(presets.SHAPES[source], ids), {"kind": "preset", "name": source}, None
     folder = _local_folder(source)
     raw = read_json(folder / "config.json")
-    model_type = raw.get("model_type")
-    if model_type == "janus":
-        return Source(_load_transformers(folder), folder, {"kind": "transformers", "path": str(folder)})
-    if model_type == "multi_modality":
-        return Source(_load_deepseek(folder, raw), folder, {"kind": "deepseek", "path": str(folder)})
-    raise UserError(f"{folder / 'config.json'}: model_type {model_type!r} is not a Janus checkpoint "
+    if raw.get("model_type") == "janus":
+        config = _janus_config(folder, lambda: JanusConfig.from_pretrained(folder, local_files_only=True))
+        return config, {"kind": "transformers", "path": str(folder)}, folder
+    if raw.get("model_type") == "multi_modality":
+        ids = read_token_ids(folder)
+        has_head = "language_model.lm_head.weight" in tensor_shapes(weight_files(folder, other_names=True))
+        config = _janus_config(folder, lambda: deepseek.janus_config(raw, ids, has_head))
+        return config, {"kind": "deepseek", "path": str(folder)}, folder
+    raise UserError(f"{folder / 'config.json'}: model_type {raw.get('model_type')!r} is not a Janus checkpoint "
                     "(expected 'janus' or 'multi_modality')")
 
 
 def _load_preset(name: str, seed: int) -> Source:
-    tokenizer_dir = Path(tempfile.mkdtemp(prefix="janusweb-tokenizer-"))
+    tokenizer_dir = private_temp_dir(TOKENIZER_PREFIX)
     try:
         tok = tokenizer.write_tiny_tokenizer(tokenizer_dir, presets.TINY_VOCAB)
         model = presets.build_preset(name, seed, tokenizer.special_token_ids(tok))
@@ -82,10 +100,9 @@ def _local_folder(source: str) -> Path:
     return path.resolve()
 
 
-def _load_transformers(folder: Path) -> JanusForConditionalGeneration:
+def _load_transformers(folder: Path, config: JanusConfig) -> JanusForConditionalGeneration:
     _tokenizer(folder)
     files = weight_files(folder, other_names=False)
-    config = _janus_config(folder, lambda: JanusConfig.from_pretrained(folder, local_files_only=True))
     with torch.device("meta"):
         skeleton = JanusForConditionalGeneration(config)
     check_tensors(tensor_shapes(files), skeleton, f"the weights in {folder}")
@@ -100,12 +117,9 @@ def _load_transformers(folder: Path) -> JanusForConditionalGeneration:
     return model.eval()
 
 
-def _load_deepseek(folder: Path, raw: dict) -> JanusForConditionalGeneration:
-    token_ids = read_token_ids(folder)
+def _load_deepseek(folder: Path, config: JanusConfig) -> JanusForConditionalGeneration:
     files = weight_files(folder, other_names=True)
     shapes = tensor_shapes(files)
-    has_lm_head = "language_model.lm_head.weight" in shapes
-    config = _janus_config(folder, lambda: deepseek.janus_config(raw, token_ids, has_lm_head))
     config._attn_implementation = "eager"
     with torch.device("meta"):
         model = JanusForConditionalGeneration(config)
@@ -127,11 +141,17 @@ def _load_deepseek(folder: Path, raw: dict) -> JanusForConditionalGeneration:
 
 
 def _janus_config(folder: Path, make) -> JanusConfig:
-    """make() with the config errors of transformers (it validates types and values) as UserError."""
+    """make() with the config errors of transformers (it validates types) as UserError, then the values checked
+    (export.config_check) before any model is built from them."""
+    raw = read_json(folder / "config.json")
+    if raw.get("model_type") == "janus":  # transformers' own checks would divide by 0 heads
+        check_config(raw, folder / "config.json", partial=True)
     try:
-        return make()
-    except (ValueError, TypeError, KeyError) as e:
+        config = make()
+    except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError, StrictDataclassError) as e:
         raise UserError(f"{folder / 'config.json'} is not a valid Janus config: {_one_line(e)}") from e
+    check_config(config, folder / "config.json")
+    return config
 
 
 def _materialize_buffers(model: torch.nn.Module) -> None:
@@ -187,10 +207,19 @@ def weight_files(folder: Path, other_names: bool) -> list[Path]:
 
 
 def _shards(index: Path) -> list[Path]:
+    """The shard files an index names: each a plain file name beside the index, of the index's own kind (a file
+    there may be a symbolic link, as in the Hugging Face cache's snapshots)."""
     weight_map = read_json(index).get("weight_map")
     if not isinstance(weight_map, dict) or not weight_map:
         raise UserError(f"{index} has no weight_map")
-    shards = [index.parent / name for name in sorted(set(weight_map.values()))]
+    kind = index.name.removesuffix(".index.json").rpartition(".")[2]  # safetensors, or bin
+    shards = []
+    for name in sorted(set(weight_map.values()), key=str):
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..") or \
+                not name.endswith(f".{kind}"):
+            raise UserError(f"{index} names {name!r} as a shard: not a .{kind} file beside the index "
+                            "(shards are read from the checkpoint folder only)")
+        shards.append(index.parent / name)
     for shard in shards:
         if not shard.is_file():
             raise UserError(f"{shard.name}, named by {index}, is missing")
@@ -228,11 +257,19 @@ def _open_safetensors(file: Path):
 
 
 def _torch_load(file: Path) -> dict[str, torch.Tensor]:
+    """A .bin state dict, read with torch's weights-only unpickler (nothing in the file can run)."""
+    with open(file, "rb") as f:
+        head = f.read(4)
+    zipped = head == b"PK\x03\x04"  # torch.save's zip format (memory-mapped); the legacy one is a pickle
+    if not zipped and head[:1] != b"\x80":
+        raise UserError(f"{file} is not a PyTorch checkpoint (neither torch.save's zip format nor a pickle)")
     try:
-        with open(file, "rb") as f:
-            zipped = f.read(2) == b"PK"  # torch.save's zip format can be memory-mapped, the legacy one cannot
         state = torch.load(file, map_location="cpu", weights_only=True, mmap=zipped)
-    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as e:
+    except pickle.UnpicklingError as e:
+        raise UserError(f"{file} holds objects other than tensors, which janusweb does not load (a pickle can run "
+                        "code); only a plain state dict of tensors is read") from e
+    except (RuntimeError, OSError, EOFError, IndexError, KeyError, ValueError, TypeError, AttributeError,
+            zipfile.BadZipFile) as e:
         raise UserError(f"corrupt or truncated weights file {file}: {_one_line(e)}") from e
     if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
         raise UserError(f"{file} does not hold a plain state dict of tensors")

@@ -43,19 +43,19 @@ def janus_config(raw: dict, token_ids: dict, has_lm_head: bool = True) -> JanusC
     text = _text_config(lang, token_ids, has_lm_head)
     hidden = text["hidden_size"]
     _check_projector(aligner, "aligner_config", tower["width"], hidden)
-    code_dim = _need(gen_vision, "n_embed", "gen_vision_config.params")
+    code_dim = _count(gen_vision, "n_embed", "gen_vision_config.params")
     _check_projector(gen_aligner, "gen_aligner_config", code_dim, hidden)
     # transformers' generation head is Linear(image_token_embed_dim -> projection_dim) then -> num_embeddings, and
     # projection_dim is also the generation aligner's width: DeepSeek's gen_head must agree with gen_aligner.
-    image_token_embed = _need(gen_head, "image_token_embed", "gen_head_config.params")
+    image_token_embed = _count(gen_head, "image_token_embed", "gen_head_config.params")
     if image_token_embed != gen_aligner["n_embed"]:
         raise UserError(f"config.json: gen_head_config image_token_embed {image_token_embed} differs from "
                         f"gen_aligner_config n_embed {gen_aligner['n_embed']}; transformers' Janus needs them equal")
-    codebook = _need(gen_vision, "image_token_size", "gen_vision_config.params")
-    if _need(gen_head, "image_token_size", "gen_head_config.params") != codebook:
+    codebook = _count(gen_vision, "image_token_size", "gen_vision_config.params")
+    if _count(gen_head, "image_token_size", "gen_head_config.params") != codebook:
         raise UserError("config.json: gen_head_config and gen_vision_config disagree on image_token_size")
 
-    image_size, patch = _need(vision, "image_size", "vision_config.params"), tower["patch_size"]
+    image_size, patch = _count(vision, "image_size", "vision_config.params"), tower["patch_size"]
     if image_size % patch:
         raise UserError(f"config.json: image_size {image_size} is not a multiple of the patch size {patch}")
     vision_config = dict(
@@ -163,7 +163,7 @@ def _text_config(lang: dict, token_ids: dict, has_lm_head: bool) -> dict:
     unused = {"torch_dtype", "dtype", "architectures", "transformers_version", "_name_or_path"}
     text = {k: v for k, v in lang.items() if k not in unused}
     for field in ("hidden_size", "vocab_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
-        _need(text, field, "language_config")
+        _count(text, field, "language_config")
     text.update(model_type="llama", bos_token_id=token_ids["bos"], eos_token_id=token_ids["eos"],
                 pad_token_id=token_ids["pad"], tie_word_embeddings=not has_lm_head)
     return text
@@ -174,7 +174,7 @@ def _check_projector(params: dict, where: str, input_dim: int, output_dim: int) 
     if kind != "mlp_gelu":
         raise UserError(f"config.json: {where} projector_type {kind!r} is not supported (expected 'mlp_gelu')")
     for field, expected in (("input_dim", input_dim), ("n_embed", output_dim), ("depth", None)):
-        value = _need(params, field, f"{where}.params")
+        value = _count(params, field, f"{where}.params")
         if expected is not None and value != expected:
             raise UserError(f"config.json: {where} {field} is {value}, but the model around it needs {expected}")
 
@@ -210,3 +210,11 @@ def _need(section: dict, key: str, where: str):
     if key not in section:
         raise UserError(f"config.json: {where} lacks {key!r}")
     return section[key]
+
+
+def _count(section: dict, key: str, where: str) -> int:
+    """A size: present and a positive whole number."""
+    value = _need(section, key, where)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise UserError(f"config.json: {where}.{key} is {value!r}, not a positive whole number")
+    return value

@@ -1,13 +1,18 @@
-"""`janusweb export`: load a checkpoint, export every graph, validate each against PyTorch and the whole
-pipeline end to end, and write the bundle atomically."""
+"""`janusweb export`: the one export driver. It plans memory (export.memory.plan: the whole fp32 model in memory,
+or streamed), opens that weight source (export.sources), and writes the same bundle from either: every graph
+exported and checked against PyTorch, the quantized variants (export.variants), the fused WebGPU decoder, the
+JSON files, an end-to-end check per language-model dtype, the manifest; atomically (a temporary folder renamed).
 
-import shutil
+What is written does not depend on the source chosen, only on the arguments and the model:
+- `dtypes` (--dtype): the quantized variants; default none, except LARGE_DEFAULT_DTYPES for a language model over
+  LARGE_LANGUAGE_MODEL bytes in fp32 (Janus-Pro-7B: 26 GB), which no browser holds in fp32;
+- the fp32 language model (and the fp32 fused decoder) are written when no quantized variant is asked, or with
+  `fp32_graphs` (--fp32-graphs); every other graph is always written in fp32 (its variants are made from it).
+"""
+
 import sys
-import time
-from functools import partial
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnxruntime
 import onnxscript
@@ -16,29 +21,31 @@ import transformers
 from tokenizers import Tokenizer
 
 import janusweb
-from janusweb.atomic import atomic_dir
-from janusweb.dtypes import STREAM_DEFAULT_DTYPES
-from janusweb.export.bundle import (TOKENIZER_FILES, check_output_dir, config_json, generation_config_json,
-                                    preprocessor_config_json, processor_config_json, runtime_config)
-from janusweb.export.checkpoint import load_source
-from janusweb.export.image_check import image_end_to_end
-from janusweb.export.onnx_export import OPSET, export_graph
-from janusweb.export.specs import BuiltSpec, GraphSpec, built_specs, graph_specs
-from janusweb.export.stream import choose_stream, export_streamed
-from janusweb.export.tokenizer import set_chat_templates
-from janusweb.export.validate import Check, EndToEnd, Report, check_graph, transformers_greedy
-from janusweb.generate import ModelDims, generate_text
-from janusweb.graphs import OrtGraphs, TorchGraphs
 from janusweb import manifest as manifests
+from janusweb.atomic import atomic_dir
+from janusweb.errors import UserError
+from janusweb.export import end_to_end
+from janusweb.export.bundle import check_output_dir, graph_entry, runtime_config, write_configs
+from janusweb.export.checkpoint import source_config
+from janusweb.export.limits import buffer_limits
+from janusweb.export.memory import (LANGUAGE_MODEL, budget, fused_fp32_bytes, language_model_bytes, meta_model,
+                                    plan)
+from janusweb.export.onnx_export import OPSET
+from janusweb.export.sources import open_source
+from janusweb.export.specs import built_specs, graph_specs
+from janusweb.export.stream import BLOCK
+from janusweb.export.validate import Check, Report
+from janusweb.export.variants import fused_variant, graph_variant
+from janusweb.buffers import record as record_buffers
+from janusweb.fused import STEM
 from janusweb.log import log, step
-from janusweb.manifest import file_table
-from janusweb.metrics import first_divergence
-from janusweb.manifest import write_json_atomic as write_json
-from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
-from janusweb.sampling import uniforms
+from janusweb.prompts import SpecialIds
 
-TEXT_PROMPT = "Describe this image in detail."
-IMAGE_PROMPT = "A watercolor painting of mountains at sunset."
+LARGE_LANGUAGE_MODEL = 16e9  # fp32 bytes
+LARGE_DEFAULT_DTYPES = ("q4",)
+NOT_WRITTEN = ("not written: the export writes the language model at its quantized dtypes only (--fp32-graphs "
+               "writes it too: about {gb:.1f} GB)")
+NO_E2E = {"off": "not asked (--text-steps 0)", "no-validate": "not run (--no-validate)"}
 
 
 class MismatchError(RuntimeError):
@@ -50,131 +57,156 @@ def tool_versions() -> dict:
             "onnx": onnx.__version__, "onnxscript": onnxscript.__version__, "onnxruntime": onnxruntime.__version__}
 
 
-def _tensor_meta(tensors) -> list:
-    return [{"name": t.name, "dims": list(t.dims), "dtype": t.dtype} for t in tensors]
-
-
-def end_to_end(model, specs, bundle: Path, tok: Tokenizer, ids: SpecialIds, seed: int, text_steps: int,
-               image_steps: int | None, dtypes: dict | None = None) -> EndToEnd:
-    """Text after an image prompt (ORT vs transformers.generate) and CFG image generation (ORT vs PyTorch);
-    dtypes: the bundle's graph variants to run (OrtGraphs; default fp32)."""
-    ort_graphs = OrtGraphs(bundle, dtypes)
-    dims = ModelDims.from_bundle_config(ort_graphs.config)
-    rng = np.random.default_rng(seed)
-    pixels = rng.uniform(-1, 1, (1, 1, 3, dims.image_size, dims.image_size)).astype(np.float32)
-    inputs = understanding_inputs(tok, ids, TEXT_PROMPT, dims.num_image_tokens)
-    with step(f"end to end: greedy text, {text_steps} tokens (onnxruntime vs transformers.generate)"):
-        ours = generate_text(ort_graphs, dims, inputs, text_steps, pixel_values=pixels)
-        ref = transformers_greedy(model, inputs, pixels, text_steps)
-    steps = min(image_steps or dims.num_image_tokens, dims.num_image_tokens)
-    draws = uniforms(seed, steps).reshape(1, steps)
-    prompt = generation_prompt(tok, ids, IMAGE_PROMPT)
-    with step(f"end to end: CFG image, {steps} tokens (onnxruntime vs PyTorch, teacher-forced)"):
-        image = image_end_to_end(ort_graphs, TorchGraphs(model, specs), dims, ids, prompt, draws)
-    return EndToEnd(len(ref), ours == ref, first_divergence(ours, ref),
-                    image.__dict__ | {"ok": image.ok, "summary": image.summary()})
+def outputs(config, dtypes, fp32_graphs: bool | None) -> tuple:
+    """(quantized dtypes, whether the fp32 language model is written): the rule of the module docstring."""
+    if dtypes is None:
+        large = language_model_bytes(meta_model(config)) > LARGE_LANGUAGE_MODEL
+        dtypes = LARGE_DEFAULT_DTYPES if large else ()
+    if fp32_graphs is False and not dtypes:
+        raise UserError("--no-fp32-graphs: the language model would be written at no dtype; add --dtype int8 or q4")
+    return tuple(dtypes), bool(fp32_graphs) or not dtypes
 
 
 def export_bundle(source: str, out: Path, seed: int = 0, allow_mismatch: bool = False, text_steps: int = 32,
-                  image_steps: int | None = None, fused: bool = True, validate: bool = True,
-                  stream: bool = False, dtypes: list | None = None, quantizers=None,
-                  fp32_graphs: bool = False) -> Path:
-    """fused: also write the WebGPU decoder language_model_gqa (GroupQueryAttention, KV cache bound in place).
-    validate=False skips the per-graph checks against PyTorch and the end-to-end runs (for benchmark bundles of
-    random presets; the fused decoder's check against language_model.onnx still runs); the manifest says so.
-    Streamed (export.stream): `quantizers(dtypes)` (the CLI's quantize.stream.stream_quantizers) quantize the
-    language model and the fused decoder while streaming, at `dtypes` (default STREAM_DEFAULT_DTYPES); the fp32
-    language model is written only with fp32_graphs or without quantizers. A whole-model export ignores dtypes
-    (the CLI quantizes its bundle after)."""
+                  image_steps: int | None = None, fused: bool = True, validate: bool = True, stream: bool = False,
+                  dtypes: list | None = None, quantizers=None, fp32_graphs: bool | None = None) -> Path:
+    """fused: also write the WebGPU decoder language_model_gqa (GroupQueryAttention, KV cache bound in place) at
+    every dtype its language model is written at. validate=False skips the checks against PyTorch and the
+    end-to-end runs (benchmark bundles of random presets; the fused decoder is still compared with the language
+    model); the manifest says so. stream: the streamed source even where the whole model fits. dtypes, fp32_graphs:
+    see `outputs`; `quantizers(dtypes)` (the CLI's quantize.stream.stream_quantizers: export never imports
+    quantize) write the variants."""
     out = Path(out)
     check_output_dir(out)
-    wanted = tuple(dtypes or STREAM_DEFAULT_DTYPES) if quantizers else ()
-    if choose_stream(source, stream, wanted, fused):
-        quants = tuple(quantizers(wanted)) if quantizers else ()
-        return export_streamed(source, out, seed, allow_mismatch, quants=quants, fp32_graphs=fp32_graphs,
-                               fused=fused, text_steps=text_steps, image_steps=image_steps)
-    t0 = time.perf_counter()
-    src = load_source(source, seed)
-    log.info("✓ loaded %s (%.1f s)", source, time.perf_counter() - t0)
-    try:
-        return _export(src, Path(out), seed, allow_mismatch, text_steps, image_steps, fused, validate)
-    finally:
-        if src.description["kind"] == "preset":
-            shutil.rmtree(src.tokenizer_dir, ignore_errors=True)
-
-
-def _export_traced(spec, model, tmp: Path, report: Report, label: str, validate: bool = True) -> dict:
-    """torch.onnx export of a GraphSpec, validated against its PyTorch wrapper unless validate=False; its
-    manifest entry (file digests are filled in from the bundle's file table)."""
-    module = spec.wrapper(model).eval()
-    with step(f"{label} export {spec.name}"):
-        written = export_graph(spec, module, tmp / "onnx")
-    if validate:
-        with step(f"{label} validate {spec.name} against PyTorch"):
-            check_graph(spec, module, written[0], report)
-    return {"graph": spec.name, "dtype": "fp32", "files": {p.relative_to(tmp).as_posix(): None for p in written},
-            "opset": OPSET, "inputs": _tensor_meta(spec.inputs), "outputs": _tensor_meta(spec.outputs),
-            "max_abs_diff_vs_pytorch": report.graph_max_diff(spec.name) if validate else None,
-            "tolerance": spec.tolerance}
-
-
-def _export_built(spec, model, tmp: Path, report: Report, label: str, tokenizer_dir: Path, config: dict) -> dict:
-    """A BuiltSpec's graph, validated against the ONNX graph it replaces (limit relative to the reference's
-    magnitude, as for the other graphs); its manifest entry."""
-    with step(f"{label} build {spec.name}"):
-        entry = spec.build(model, tmp / "onnx", tokenizer_dir)
-    with step(f"{label} validate {spec.name} against {spec.replaces}.onnx ({spec.tensor}, {spec.calls})"):
-        check = spec.compare(tmp / "onnx" / f"{spec.name}.onnx", tmp / "onnx" / f"{spec.replaces}.onnx", config)
-    for case, c in check.items():
-        report.checks.append(Check(spec.name, spec.tensor, f"{case},{spec.calls}", c["max_abs_diff"],
-                                   spec.tolerance * max(1.0, c["reference_abs_max"])))
-    return {**entry, "replaces": spec.replaces, f"check_vs_{spec.replaces}": check}
-
-
-def _with_digests(entry: dict, files: dict) -> dict:
-    digests = {rel: files[rel] for rel in entry["files"]}
-    return {**entry, "files": digests, "bytes": sum(f["bytes"] for f in digests.values())}
-
-
-def _export(src, out: Path, seed, allow_mismatch, text_steps, image_steps, fused, validate) -> Path:
-    model = src.model
-    tok = Tokenizer.from_file(str(src.tokenizer_dir / "tokenizer.json"))
-    ids = SpecialIds.from_tokenizer(tok)
-    traced = graph_specs(model)
-    specs = traced + (built_specs(traced) if fused else [])
-    exporters = {GraphSpec: partial(_export_traced, validate=validate),
-                 BuiltSpec: partial(_export_built, tokenizer_dir=src.tokenizer_dir,
-                                    config=runtime_config(model.config, ids))}
-    report = Report()
-    with atomic_dir(out) as tmp:
-        (tmp / "onnx").mkdir()
-        graphs = {}
-        for k, spec in enumerate(specs, 1):
-            graphs[spec.name] = exporters[type(spec)](spec, model, tmp, report, f"[{k}/{len(specs)}]")
-            if not report.ok and not allow_mismatch:
-                sys.stdout.write(report.table() + "\n")
-                raise MismatchError(f"{spec.name} differs from its reference beyond tolerance (see the table); "
-                                    "nothing was written (--allow-mismatch keeps the bundle anyway)")
-        for name in TOKENIZER_FILES:
-            if (src.tokenizer_dir / name).exists():
-                shutil.copyfile(src.tokenizer_dir / name, tmp / name)
-        set_chat_templates(tmp / "tokenizer_config.json")  # named, as transformers.js's Janus processor reads them
-        external = {s.name: len(graphs[s.name]["files"]) > 1 for s in traced}
-        write_json(tmp / "config.json", config_json(model.config, ids, external))
-        tokens = model.config.vision_config.num_image_tokens
-        write_json(tmp / "generation_config.json", generation_config_json(ids, tokens))
-        write_json(tmp / "preprocessor_config.json", preprocessor_config_json(model.config.vision_config.image_size))
-        write_json(tmp / "processor_config.json", processor_config_json(tokens))
-        e2e = end_to_end(model, traced, tmp, tok, ids, seed, text_steps, image_steps) if validate else None
-        sys.stdout.write(report.table() + "\n" + (e2e.summary() if e2e else "end to end: not run (--no-validate)")
-                         + "\n")
-        if not (report.ok and (e2e is None or e2e.ok)) and not allow_mismatch:
-            raise MismatchError("the exported graphs differ from PyTorch beyond tolerance (see the table); "
-                                "nothing was written (--allow-mismatch keeps the bundle anyway)")
-        files = file_table(tmp, known={rel: d for g in graphs.values() for rel, d in g["files"].items() if d})
-        graphs = {name: _with_digests(entry, files) for name, entry in graphs.items()}
-        validation = ({"graphs_ok": report.ok, "end_to_end": e2e.__dict__ | {"ok": e2e.ok}} if e2e else
-                      {"skipped": "per-graph checks and end-to-end runs (--no-validate)", "built_checked": report.ok})
-        manifests.write(tmp, manifests.new(src.description, tool_versions(), graphs, files, validation))
+    config = source_config(source)[0]
+    dtypes, fp32_lm = outputs(config, dtypes, fp32_graphs)
+    quants = tuple(quantizers(list(dtypes))) if dtypes else ()
+    chosen = plan(source, config, stream, image_steps, validate, bits=[q.bits for q in quants], fused=fused)
+    log.info("%s", chosen.line)
+    with open_source(source, seed, chosen.streamed) as src:
+        log.info("✓ opened %s", source)
+        _Export(src, quants, fp32_lm, fused, validate, allow_mismatch).write(out, seed, text_steps,
+                                                                            chosen.image_steps, chosen)
     log.info("bundle written to %s", out)
     return out
+
+
+class _Export:
+    """One export's writing, from an open weight source into a staging folder."""
+
+    def __init__(self, src, quants: tuple, fp32_lm: bool, fused: bool, validate: bool, allow_mismatch: bool):
+        self.src, self.quants, self.fp32_lm, self.fused = src, quants, fp32_lm, fused
+        self.validate, self.allow_mismatch = validate, allow_mismatch
+        self.report, self.specs = Report(), graph_specs(src.model)
+        self.ids = SpecialIds.from_tokenizer(Tokenizer.from_file(str(Path(src.tokenizer_dir) / "tokenizer.json")))
+
+    def stop_on_mismatch(self, name: str) -> None:
+        if not self.report.ok and not self.allow_mismatch:
+            sys.stdout.write(self.report.table() + "\n")
+            raise MismatchError(f"{name} differs from its reference beyond tolerance (see the table); nothing was "
+                                "written (--allow-mismatch keeps the bundle anyway)")
+
+    def write(self, out: Path, seed: int, text_steps: int, image_steps: int | None, chosen) -> None:
+        src, specs = self.src, self.specs
+        written, variants, packed = {}, {q.name: {} for q in self.quants}, {}
+        with atomic_dir(out) as tmp:
+            onnx_dir = tmp / "onnx"
+            onnx_dir.mkdir()
+            for k, spec in enumerate(specs, 1):
+                where = f"[{k}/{len(specs)}] {spec.name}"
+                if spec.name != LANGUAGE_MODEL or self.fp32_lm:
+                    written[spec.name] = src.export_graph(spec, onnx_dir, self.report, where, self.validate)
+                    self.stop_on_mismatch(spec.name)
+                for q in self.quants:
+                    variants[q.name][spec.name], names = graph_variant(
+                        spec, src, onnx_dir, written.get(spec.name), self.report, BLOCK, q, where, self.validate)
+                    packed[q.name] = names or packed.get(q.name)  # the language model's packed weights
+                    self.stop_on_mismatch(f"{spec.name}{q.suffix}")
+            fused = self.write_fused(onnx_dir, variants) if self.fused else None
+            write_configs(tmp, src.config, self.ids, src.tokenizer_dir,
+                          {name: len(files) > 1 for name, files in written.items()})
+            e2e = self.end_to_end(tmp, seed, text_steps, image_steps, packed, chosen)
+            sys.stdout.write(self.report.table() + "\n" + "\n".join(
+                f"{d}: {r.summary()}" if r else f"{d}: end to end skipped ({e['skipped']})" for d, (r, e) in e2e.items())
+                + ("" if e2e else f"end to end: {NO_E2E['off' if self.validate else 'no-validate']}") + "\n")
+            if not self.report.ok and not self.allow_mismatch:
+                raise MismatchError("the exported graphs differ from PyTorch beyond tolerance (see the table); "
+                                    "nothing was written (--allow-mismatch keeps the bundle anyway)")
+            if not all(r.ok for r, _ in e2e.values() if r) and not self.allow_mismatch:
+                raise MismatchError("the end-to-end run differs from PyTorch (see above); nothing was written "
+                                    "(--allow-mismatch keeps the bundle anyway)")
+            self.write_manifest(tmp, written, variants, fused, e2e, chosen, text_steps)
+
+    def write_fused(self, onnx_dir: Path, variants: dict):
+        """language_model_gqa at the language model's dtypes: fp32 built from the whole model (BuiltSpec), or layer
+        by layer from the streamed source where its fp32 weights fit; each quantized one layer by layer. Its fp32
+        entry."""
+        src, lm_spec = self.src, next(s for s in self.specs if s.name == LANGUAGE_MODEL)
+        config = runtime_config(src.config, self.ids)
+        for q in self.quants:
+            variants[q.name][STEM] = fused_variant(src.meta, src.store, onnx_dir, src.tokenizer_dir, q, config,
+                                                   self.report, lm_spec.tolerance, f"[{STEM}]")
+            self.stop_on_mismatch(f"{STEM}{q.suffix}")
+        not_written = {"graph": STEM, "dtype": "fp32", "replaces": LANGUAGE_MODEL}
+        if not self.fp32_lm:
+            return {**not_written, "fp32": f"not written: {STEM} is written at the language model's dtypes"}
+        if not src.holds_model:
+            need, room = fused_fp32_bytes(src.model), budget()
+            if need > room:
+                return {**not_written, "fp32": f"not written: the streamed source builds it from about "
+                                               f"{need / 1e9:.1f} GB of memory, {room / 1e9:.1f} GB may be used"}
+            entry = fused_variant(src.meta, src.store, onnx_dir, src.tokenizer_dir, None, config, self.report,
+                                  lm_spec.tolerance, f"[{STEM}]")
+            self.stop_on_mismatch(STEM)
+            return entry
+        spec = built_specs(self.specs)[0]
+        with step(f"[{STEM}] build"):
+            entry = spec.build(src.model, onnx_dir, src.tokenizer_dir)
+        with step(f"[{STEM}] validate against {spec.replaces}.onnx ({spec.tensor}, {spec.calls})"):
+            check = spec.compare(onnx_dir / f"{spec.name}.onnx", onnx_dir / f"{spec.replaces}.onnx", config)
+        for case, c in check.items():
+            self.report.checks.append(Check(spec.name, spec.tensor, f"{case},{spec.calls}", c["max_abs_diff"],
+                                            spec.tolerance * max(1.0, c["reference_abs_max"])))
+        self.stop_on_mismatch(STEM)
+        return {**entry, "replaces": spec.replaces, f"check_vs_{spec.replaces}": check}
+
+    def end_to_end(self, tmp: Path, seed: int, text_steps: int, image_steps: int | None, packed: dict,
+                   chosen) -> dict:
+        """dtype -> (EndToEnd or None, manifest entry): one run per dtype the language model is written at."""
+        if not self.validate or text_steps <= 0:
+            return {}
+        planned = chosen.line if chosen.image_steps is not None and chosen.image_steps != image_steps else None
+        runs = ([(None, None)] if self.fp32_lm else []) + [(q, packed[q.name]) for q in self.quants]
+        return {q.name if q else "fp32": end_to_end.check(self.src, self.specs, tmp, seed, q, p, text_steps,
+                                                          image_steps, planned if q is None else None)
+                for q, p in runs}
+
+    def write_manifest(self, tmp: Path, written: dict, variants: dict, fused: dict | None, e2e: dict, chosen,
+                       text_steps: int) -> None:
+        files = manifests.file_table(tmp)
+        lm_gb = language_model_bytes(self.src.model) / 1e9
+        graphs = {}
+        for spec in self.specs:
+            own = {p.relative_to(tmp).as_posix(): None for p in written.get(spec.name, [])}
+            graphs[spec.name] = graph_entry(
+                spec, OPSET, {rel: files[rel] for rel in own} if own else None,
+                self.report.graph_max_diff(spec.name) if self.validate else None, NOT_WRITTEN.format(gb=lm_gb))
+        if fused is not None:
+            graphs[STEM] = fused
+        skipped = NO_E2E["off" if self.validate else "no-validate"]
+        validation = {"graphs_ok": self.report.ok,
+                      "skipped": None if self.validate else "the checks against PyTorch (--no-validate); the fused "
+                                                            "decoder was still compared with the language model",
+                      "end_to_end": end_to_end.summary({d: entry for d, (_, entry) in e2e.items()}, skipped)}
+        manifest = manifests.new(self.src.description, tool_versions(), graphs, files, validation)
+        config = manifests.read_json(tmp / "config.json", "config.json")
+        for q in self.quants:
+            config = q.record(tmp, manifest, config, variants[q.name])
+        manifests.write_json_atomic(tmp / "config.json", config)
+        manifests.add_files(manifest, tmp, ["config.json"])
+        manifest["buffers"] = buffer_limits(tmp / "onnx", [p.stem for p in sorted((tmp / "onnx").glob("*.onnx"))])
+        record_buffers(manifest, (tmp,))
+        manifest["export"] = {"streamed": not self.src.holds_model, "plan": chosen.line,
+                              "fp32_language_model": self.fp32_lm, "dtypes": [q.name for q in self.quants],
+                              "fused": self.fused, "text_steps": text_steps}
+        manifests.write(tmp, manifest)

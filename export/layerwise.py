@@ -24,7 +24,8 @@ from onnx.utils import Extractor
 from transformers import LlamaModel
 
 from janusweb.export import wrappers
-from janusweb.export.onnx_export import OPSET, _dynamic_shapes, compact_node_names
+from janusweb.export.onnx_export import (EXTERNAL_DATA_THRESHOLD, OPSET, _dynamic_shapes, compact_node_names,
+                                         weight_bytes)
 from janusweb.export.validate import Check, Report
 from janusweb.export.weights import GraphWeights, full_names, materialized
 from janusweb.log import log
@@ -69,15 +70,19 @@ def export_language_model(spec, model, store, out_dir: Path, buffers: dict, quan
     """Write out_dir/language_model<suffix>.onnx + .onnx_data with weights streamed from `store`. `buffers`: the
     real values (name -> tensor) of the model's non-persistent buffers, which are on the meta device during the
     trace. quant: None (fp32) or a quantizer of quantize.stream (StreamQuantizer: its MatMuls become MatMulNBits,
-    each weight quantized as it is written). Returns (files, MatMulStats or None, op counts, {quantized weight
-    initializer: the model's parameter name})."""
+    each weight quantized as it is written). The fp32 graph keeps its weights in the .onnx file where
+    export_graph would (up to EXTERNAL_DATA_THRESHOLD), the quantized one always in <stem>.onnx_data. Returns (files,
+    MatMulStats or None, op counts, {quantized weight initializer: the model's parameter name})."""
     program, stats, packed = trace_language_model(spec, model, store, buffers, quant)
     stem = spec.name + (quant.suffix if quant else "")
     path, data = out_dir / f"{stem}.onnx", f"{stem}.onnx_data"
-    ir.save(program.model, path, external_data=data)
     ops = {}
     for node in program.model.graph:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    if quant is None and weight_bytes(spec.wrapper(model)) <= EXTERNAL_DATA_THRESHOLD:  # as export_graph writes it
+        ir.save(program.model, path)
+        return [path], stats, dict(sorted(ops.items())), packed
+    ir.save(program.model, path, external_data=data)
     return [path, out_dir / data], stats, dict(sorted(ops.items())), packed
 
 

@@ -28,6 +28,8 @@ class Shapes:
     vq_base_channels: int
     vq_latent_channels: int
     vq_res_blocks: int
+    patch: int = 16  # the vision tower's patch side; the VQ's grid is the same, so it downsamples by it
+    max_positions: int = 16384
 
 
 TINY_VOCAB = 512  # the size of the tokenizer built by export.tokenizer for `tiny`
@@ -42,11 +44,12 @@ SHAPES = {
 
 
 def janus_config(s: Shapes, token_ids: dict) -> JanusConfig:
-    patch = 16
+    patch = s.patch
+    levels = patch.bit_length()  # a 2**(levels - 1) downsampling VQ: the multipliers' tail of [1, 1, 2, 2, 4]
     text = dict(
         model_type="llama", vocab_size=s.vocab_size, hidden_size=s.hidden, intermediate_size=s.intermediate,
         num_hidden_layers=s.layers, num_attention_heads=s.heads, num_key_value_heads=s.kv_heads,
-        max_position_embeddings=16384, rms_norm_eps=1e-6, hidden_act="silu", tie_word_embeddings=False,
+        max_position_embeddings=s.max_positions, rms_norm_eps=1e-6, hidden_act="silu", tie_word_embeddings=False,
         bos_token_id=token_ids["bos"], eos_token_id=token_ids["eos"], pad_token_id=token_ids["pad"],
     )
     vision = dict(
@@ -56,7 +59,8 @@ def janus_config(s: Shapes, token_ids: dict) -> JanusConfig:
     )
     vq = dict(
         embed_dim=8, num_embeddings=s.codebook, base_channels=s.vq_base_channels,
-        latent_channels=s.vq_latent_channels, num_res_blocks=s.vq_res_blocks, channel_multiplier=[1, 1, 2, 2, 4],
+        latent_channels=s.vq_latent_channels, num_res_blocks=s.vq_res_blocks,
+        channel_multiplier=[1, 1, 2, 2, 4][:levels],
         projection_dim=s.hidden, image_token_embed_dim=s.hidden, num_hidden_layers=2,
     )
     return JanusConfig(text_config=text, vision_config=vision, vq_config=vq,

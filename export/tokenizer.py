@@ -1,7 +1,8 @@
-"""The `tiny` preset's tokenizer: a small byte-level BPE built deterministically, with Janus's special tokens.
+"""Small byte-level BPE tokenizers built deterministically, with Janus's special tokens and chat templates: the
+`tiny` preset's (from a fixed corpus) and, through `build_tokenizer`, the trained shapes model's (train/).
 
-Real checkpoints bring their own tokenizer files; this one exists so that the embedded default is a real,
-round-tripping tokenizer that both Python and the page load from the same tokenizer.json.
+Real checkpoints bring their own tokenizer files; these exist so that small models have a real, round-tripping
+tokenizer that both Python and the page load from the same tokenizer.json.
 """
 
 import json
@@ -52,7 +53,8 @@ Unicode text: café, naïve, Zürich, 東京, 北京, こんにちは, 안녕하
 """
 
 
-def build_tiny_tokenizer(vocab_size: int) -> Tokenizer:
+def build_tokenizer(lines: list, vocab_size: int) -> Tokenizer:
+    """A byte-level BPE (every byte has a token, so any text encodes) trained on `lines`, BOS added in front."""
     tok = Tokenizer(models.BPE(byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
@@ -60,16 +62,19 @@ def build_tiny_tokenizer(vocab_size: int) -> Tokenizer:
         vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False, min_frequency=1,
     )
-    tok.train_from_iterator([line for line in _CORPUS.splitlines() if line] * 4, trainer=trainer)
+    tok.train_from_iterator(lines, trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tok.token_to_id(BOS))],
     )
     return tok
 
 
-def write_tiny_tokenizer(out_dir: Path, vocab_size: int) -> Tokenizer:
+def build_tiny_tokenizer(vocab_size: int) -> Tokenizer:
+    return build_tokenizer([line for line in _CORPUS.splitlines() if line] * 4, vocab_size)
+
+
+def write_tokenizer(out_dir: Path, tok: Tokenizer) -> Tokenizer:
     """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json; return the tokenizer."""
-    tok = build_tiny_tokenizer(vocab_size)
     tok.save(str(out_dir / "tokenizer.json"))
     special = {"bos_token": BOS, "eos_token": EOS, "pad_token": PAD,
                "additional_special_tokens": [t for t in SPECIAL_TOKENS if t not in (BOS, EOS, PAD)]}
@@ -79,6 +84,10 @@ def write_tiny_tokenizer(out_dir: Path, vocab_size: int) -> Tokenizer:
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
     (out_dir / "special_tokens_map.json").write_text(json.dumps(special, indent=2, ensure_ascii=False))
     return tok
+
+
+def write_tiny_tokenizer(out_dir: Path, vocab_size: int) -> Tokenizer:
+    return write_tokenizer(out_dir, build_tiny_tokenizer(vocab_size))
 
 
 def special_token_ids(tok: Tokenizer) -> dict:

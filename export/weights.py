@@ -129,6 +129,17 @@ def _replace(model: torch.nn.Module, ids: set, make) -> set:
     return {id(p) for p in new.values()}
 
 
+def real_buffers(model) -> dict:
+    """The non-persistent buffers (rotary frequencies, position ids) computed on the CPU: name -> tensor."""
+    for module in model.modules():
+        metas = [n for n in module._non_persistent_buffers_set if module._buffers.get(n) is not None]
+        if metas:
+            for name in metas:
+                module._buffers[name] = torch.empty_like(module._buffers[name], device="cpu")
+            model._init_weights(module)
+    return {name: b for name, b in model.named_buffers() if not b.is_meta}
+
+
 class BuffersOnMeta:
     """The model's real buffers sent to the meta device inside the block (a trace over meta weights), restored
     after."""

@@ -1,5 +1,3 @@
-import sys
+from janusweb.cli import entry
 
-from janusweb.cli import main
-
-sys.exit(main())
+entry()

@@ -39,7 +39,6 @@ TABLE = (
     DType("fp16", "_fp16", "fp16", 16, requires="shader-f16", quantizer="janusweb.quantize.fp16"),
 )
 DTYPES = {d.name: d for d in TABLE}
-STREAM_DEFAULT_DTYPES = ("q4",)  # the variants a streamed export (7B) writes when --dtype names none
 FP32 = DTYPES["fp32"]
 _SPELLINGS = {alias: d for d in TABLE for alias in (d.name, *d.aliases)}
 

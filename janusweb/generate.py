@@ -1,5 +1,6 @@
-"""The reference generation loops over the Janus graphs (OrtGraphs or TorchGraphs): greedy text after a
-prompt, and image generation with classifier-free guidance from explicit uniform draws.
+"""The reference generation loops over the Janus graphs (OrtGraphs or TorchGraphs): text after a prompt (greedy,
+or sampled from explicit uniform draws), and image generation with classifier-free guidance from explicit uniform
+draws.
 
 These loops are the yardstick for export validation, the quantization report and the benchmarks.
 """
@@ -55,9 +56,13 @@ def _no_pixels(dims: ModelDims) -> np.ndarray:
 
 
 def generate_text(graphs, dims: ModelDims, inputs: dict, max_new_tokens: int, pixel_values=None,
-                  eos_id: int | None = None, on_token=None) -> list:
-    """Greedy decoding after a prompt (input_ids, images_seq_mask, images_emb_mask, optional pixel_values
-    [1,N,3,H,W]). Stops after max_new_tokens, or at eos_id when given. Returns the new token ids."""
+                  eos_id: int | None = None, on_token=None, temperature: float = 0.0,
+                  draws: np.ndarray | None = None) -> list:
+    """Decoding after a prompt (input_ids, images_seq_mask, images_emb_mask, optional pixel_values [1,N,3,H,W]):
+    greedy, or with temperature > 0 token i drawn by sampling.sample at draws[i] (one uniform draw per token, at
+    least max_new_tokens of them). Stops after max_new_tokens, or at eos_id when given. Returns the new token ids."""
+    if temperature > 0 and (draws is None or len(draws) < max_new_tokens):
+        raise ValueError("sampled decoding needs one draw per token (draws of length max_new_tokens)")
     pixels = _no_pixels(dims) if pixel_values is None else pixel_values.astype(np.float32)
     embeds = graphs.run("prepare_inputs_embeds", {
         "input_ids": inputs["input_ids"], "pixel_values": pixels,
@@ -65,10 +70,10 @@ def generate_text(graphs, dims: ModelDims, inputs: dict, max_new_tokens: int, pi
     cache = KVCache(dims, 1)
     mask = np.ones((1, embeds.shape[1]), np.int64)
     tokens = []
-    for _ in range(max_new_tokens):
+    for i in range(max_new_tokens):
         hidden = _decode_step(graphs, cache, embeds, mask)
         logits = graphs.to_numpy(graphs.run("lm_head", {"hidden_states": hidden[:, -1:]})[0][0, -1])
-        token = int(np.argmax(logits))
+        token = int(np.argmax(logits) if temperature == 0 else sample(logits[None], draws[i:i + 1], temperature)[0])
         tokens.append(token)
         if on_token:
             on_token(token, logits)

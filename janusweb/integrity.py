@@ -1,10 +1,13 @@
 """Bundle files checked against manifest.json before anything reads them: size first (a truncated or grown file
-is caught without hashing it), then sha256. A mismatch is one line naming the file (UserError, exit 2)."""
+is caught without hashing it), then sha256. A mismatch is one line naming the file (UserError, exit 2).
+
+`check_bundle` is the one check of a bundle's shape that every command reading a bundle runs first (quantize,
+the packs, end-to-end, build-web, serve; janusweb/bundle_check.py)."""
 
 import hashlib
-import json
 from pathlib import Path
 
+from janusweb.bundle_check import check_bundle
 from janusweb.errors import UserError
 from janusweb.log import step
 
@@ -55,18 +58,8 @@ def graph_files(manifest: dict, graphs, dtype: str = "fp32") -> list:
 
 
 def read_manifest(bundle: Path) -> dict:
-    path = Path(bundle) / "manifest.json"
-    if not Path(bundle).is_dir():
-        raise UserError(f"{bundle} is not a folder")
-    if not path.is_file():
-        raise UserError(f"{bundle} has no manifest.json: not a janusweb bundle (write one with `janusweb export`)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: cannot read the manifest ({e.__class__.__name__})") from e
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or "graphs" not in manifest:
-        raise UserError(f"{path}: not a janusweb manifest (no files / graphs table)")
-    return manifest
+    """The manifest of a bundle that passes check_bundle."""
+    return check_bundle(bundle)
 
 
 def verify_bundle(bundle: Path, graphs=None, dtype: str = "fp32", others=("config.json", "tokenizer.json")) -> dict:

@@ -1,8 +1,17 @@
 """SIGINT and SIGTERM end a command as an exception, so that every `finally` and atomic_dir cleans up; the CLI
-turns it into one line and the shell's exit code (128 + signal number: 130, 143)."""
+turns it into one line and the shell's exit code (128 + signal number: 130, 143).
 
+A native layer can swallow the exception: torch's dispatcher, interrupted inside C++, turns it into a
+RuntimeError of its own, which a caller may handle and go on. So the first signal also stays recorded in the
+process's signal disposition itself (the handler that ignores later signals carries its number), and
+`raise_if_stopped` raises it again where work is about to be made final (atomic.atomic_dir's swap,
+atomic.commit's renames) and when the block ends."""
+
+import functools
 import signal
 from contextlib import contextmanager
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Interrupted(BaseException):
@@ -17,19 +26,34 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
+def _after_first(first: int, _signum, _frame) -> None:
+    """Later signals are ignored, so that the cleanup the first one started runs to the end."""
+
+
 def _raise(signum, _frame) -> None:
-    # one signal is enough: later ones are ignored so that the cleanup it starts runs to the end
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, signal.SIG_IGN)
+    for s in SIGNALS:
+        signal.signal(s, functools.partial(_after_first, signum))
     raise Interrupted(signum)
+
+
+def raise_if_stopped() -> None:
+    """Raise Interrupted if a signal arrived inside `signals_raise` (even if its exception was swallowed)."""
+    handler = signal.getsignal(signal.SIGTERM)
+    if isinstance(handler, functools.partial) and handler.func is _after_first:
+        raise Interrupted(handler.args[0])
 
 
 @contextmanager
 def signals_raise():
     """Within the block, SIGINT and SIGTERM raise Interrupted; the previous handlers come back after it."""
-    previous = {s: signal.signal(s, _raise) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, _raise) for s in SIGNALS}
     try:
         yield
+    except Exception:
+        raise_if_stopped()  # an error a swallowed signal turned into is that signal
+        raise
+    else:
+        raise_if_stopped()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -13,17 +13,21 @@ import json
 import os
 from pathlib import Path
 
-from janusweb import dtypes
+from janusweb import dtypes, formats
 from janusweb.errors import UserError
 
-FORMAT = "janusweb-bundle/1"
+FORMAT = formats.MANIFEST
 NAME = "manifest.json"
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -34,11 +38,15 @@ def read_json(path: Path, what: str) -> dict:
 
 
 def read(bundle: Path) -> dict:
-    """The manifest of a bundle folder; UserError when it is not one."""
+    """The manifest of a bundle folder; UserError when it is not one, BundleFormatError when its format version is
+    not the one this janusweb reads."""
     bundle = Path(bundle)
     if not (bundle / NAME).is_file():
         raise UserError(f"{bundle} has no manifest.json: not a janusweb bundle (write one with `janusweb export`)")
-    return read_json(bundle / NAME, "the manifest")
+    manifest = read_json(bundle / NAME, "the manifest")
+    if not isinstance(manifest, dict):
+        raise UserError(f"{bundle / NAME}: not a janusweb manifest (not a JSON object)")
+    return formats.check_manifest(manifest, bundle / NAME)
 
 
 def write(bundle: Path, manifest: dict) -> None:

@@ -1,5 +1,8 @@
-"""How close one run is to another: the definitions every report uses (the quantization report, export's
-end-to-end check and the bench).
+"""The definitions every report uses (the quantization report, export's end-to-end check and every bench
+scenario): how close one run is to another, and how fast one ran. Reports may change units (the bench prints
+agreement as a percentage), never definitions.
+
+How close:
 
 - psnr: peak signal-to-noise ratio in dB of two images in [-1, 1], with the peak the full range (2):
   10 * log10(2**2 / mean((a - b)**2)); None when the images are identical.
@@ -9,6 +12,21 @@ end-to-end check and the bench).
   of the other), None when they are equal.
 - kl_divergence: KL(p || q) in nats per position, p and q the softmax of the logits' last axis.
 - cosine: cosine similarity of two arrays (flattened); 1.0 for two zero arrays, 0.0 for one.
+
+How fast (times in ms, each measured from the moment the request was sent; a run's figure is its own, a row's
+figure is the median over its runs):
+- ttft_ms: time to first token, the first token's arrival (the prompt's prefill, an image's encoding, included).
+- decode_ms_per_token: (t_last - t_first) / (n - 1) over one run's n token arrivals: the mean time of a decode
+  step after the first token (llama.cpp's `predicted_per_token_ms` is the same mean); None below 2 tokens.
+- decode_tokens_per_s: 1000 / decode_ms_per_token.
+- image_prefill_ms: the first image step's report, which holds the prompt's prefill (both CFG rows).
+- image_step_ms: (t_last - t_first) / (n - 1) over one image request's n step reports: the mean CFG step after
+  the first (every image of the request advances one token per step); None below 2 steps.
+- vq_decode_ms: from the last step's report to the first decoded image.
+- s_per_image: the whole request (prompt to the last decoded image) / the images it made.
+- per_step: a count over a request (GPU dispatches, submits, reads, bytes read) / the steps it ran.
+- spread / stats: the distribution of a list of times (median, min, max / mean, p50, p95), shown beside the
+  figures above, never in place of them.
 """
 
 import math
@@ -52,3 +70,63 @@ def cosine(a, b) -> float:
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
     denom = np.linalg.norm(a) * np.linalg.norm(b)
     return float(a @ b / denom) if denom else float(np.array_equal(a, b))
+
+
+def _times(times) -> np.ndarray:
+    return np.asarray(times, np.float64).ravel()
+
+
+def ttft_ms(token_times_ms) -> float | None:
+    t = _times(token_times_ms)
+    return float(t[0]) if t.size else None
+
+
+def decode_ms_per_token(token_times_ms) -> float | None:
+    t = _times(token_times_ms)
+    return float((t[-1] - t[0]) / (t.size - 1)) if t.size >= 2 else None
+
+
+def decode_tokens_per_s(token_times_ms) -> float | None:
+    ms = decode_ms_per_token(token_times_ms)
+    return 1000.0 / ms if ms else None
+
+
+def image_prefill_ms(step_times_ms) -> float | None:
+    return ttft_ms(step_times_ms)
+
+
+def image_step_ms(step_times_ms) -> float | None:
+    return decode_ms_per_token(step_times_ms)
+
+
+def vq_decode_ms(step_times_ms, first_image_ms: float) -> float | None:
+    t = _times(step_times_ms)
+    return float(first_image_ms - t[-1]) if t.size and first_image_ms is not None else None
+
+
+def s_per_image(total_ms: float, images: int) -> float:
+    return total_ms / 1000.0 / images
+
+
+def per_step(count, steps: int) -> float | None:
+    return None if count is None or not steps else count / steps
+
+
+def median(values) -> float | None:
+    v = [x for x in values if x is not None]
+    return float(np.median(np.asarray(v, np.float64))) if v else None
+
+
+def spread(values) -> dict:
+    v = np.asarray([x for x in values if x is not None], np.float64)
+    if not v.size:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
+
+
+def stats(ms) -> dict:
+    ms = np.asarray(ms, np.float64).ravel()
+    if ms.size == 0:
+        return {"mean": None, "p50": None, "p95": None, "n": 0}
+    return {"mean": float(ms.mean()), "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+            "n": int(ms.size)}

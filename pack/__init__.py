@@ -1,11 +1,11 @@
-"""Pack: weights of a bundle's graphs rewritten for one of the page's own engines (`janusweb pack BUNDLE
---engine NAME --dtype ...`; `janusweb wgsl-pack` is `--engine wgsl`).
+"""Pack: weights of a bundle's graphs rewritten for one of the page's own engines (`janusweb pack NAME BUNDLE
+--dtype ...`).
 
-A packer is one module in this folder plus one line in PACKERS: its module and the dtypes (janusweb.dtypes
-names) it packs, which the CLI's parser and the driver both check against without importing the module. The
-module exposes:
+A packer is one module in this folder plus one line in PACKERS (its module, the dtypes (janusweb.dtypes names) it
+packs, which the CLI's parser and the driver both check against without importing the module, and the line
+`janusweb pack --help` shows), plus its pack format version in janusweb.formats.PACKS. The module exposes:
 
-    NAME: str                  the --engine value, and the manifest key its packs are listed under
+    NAME: str                  the `janusweb pack` subcommand, and the manifest key its packs are listed under
                                (manifest[NAME][dtype] = what write returns)
     DTYPES: tuple              PACKERS[NAME].dtypes
     stem(dtype) -> str         bundle-relative path of the pack's files without their endings, e.g.
@@ -30,12 +30,15 @@ from janusweb.errors import UserError
 class Packer(NamedTuple):
     module: str  # under janusweb.pack, imported when used
     dtypes: tuple
+    summary: str  # its line in `janusweb pack --help`
 
 
-# --engine value -> its packer
+# `janusweb pack` subcommand (the page's engine) -> its packer
 PACKERS = {
-    "wgsl": Packer("janusweb.pack.wgsl", ("fp32", "int8", "q4")),
-    "cpu": Packer("janusweb.pack.cpu", ("fp32", "int8", "q4")),
+    "wgsl": Packer("janusweb.pack.wgsl", ("fp32", "int8", "q4"),
+                   "the decoder's weights for the page's WGSL kernels (?engine=wgsl)"),
+    "cpu": Packer("janusweb.pack.cpu", ("fp32", "int8", "q4"),
+                  "the decoder's, lm_head's and the per-token heads' weights for the page's CPU engine (WASM)"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Packer `wgsl` (see janusweb.pack): the decoder's weights for the page's own WGSL kernels (web/wgsl/), taken
+"""Packer `wgsl` (see janusweb.pack): the decoder's weights for the page's own WGSL kernels (web/lib/engines/wgsl/), taken
 from the fused decoder graph.
 
 `janusweb wgsl-pack BUNDLE --dtype int8` (= `janusweb pack BUNDLE --engine wgsl --dtype int8`; q4 alike) reads
@@ -24,6 +24,7 @@ from onnx import numpy_helper
 from janusweb.dtypes import dtype as lookup
 from janusweb.dtypes import graph_file
 from janusweb.errors import UserError
+from janusweb.formats import PACKS as PACK_FORMATS
 from janusweb.fused import STEM
 from janusweb.graph_data import external_bytes
 from janusweb.integrity import graph_files, verify_files
@@ -32,7 +33,7 @@ from janusweb.pack.parts import PART_BYTES, PartWriter
 
 NAME = "wgsl"
 DTYPES = PACKERS[NAME].dtypes
-FORMAT = "janusweb-wgsl/1"
+FORMAT = PACK_FORMATS[NAME]
 ROLES = {"attn/qkv_proj": "qkv", "attn/o_proj": "o", "mlp/gate_proj": "gate", "mlp/up_proj": "up",
          "mlp/down_proj": "down"}
 LAYER = re.compile(r"^/model/layers\.(\d+)/(\w+/\w+_proj|input_layernorm|post_attention_layernorm|"

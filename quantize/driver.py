@@ -1,29 +1,30 @@
 """`janusweb quantize BUNDLE --dtype {int8,q4,fp16}` (int4: an alias of q4): write `<graph><suffix>.onnx` beside every fp32 graph,
 measure it against fp32, and record it in manifest.json and config.json.
 
-Everything is checked before anything is written. The graphs are quantized one at a time (one graph's weights
-in memory) into a temporary folder inside the bundle, together with the new config.json, the report and the
-manifest; only then are the files renamed into place, the manifest last. A failure before that point removes
-the temporary folder and leaves the bundle as it was.
+Everything is checked before anything is written (janusweb.bundle_check, then every input file's sha256). The
+graphs are quantized one at a time (one graph's weights in memory) into a staging folder inside the bundle, together
+with the new config.json, the report and the manifest; only then are the files renamed into place, the manifest
+last (janusweb.atomic: staging, commit). A failure at any point removes the staging folder and leaves the bundle as
+it was; the CLI holds the bundle's lock (janusweb.lock) for the whole run.
 """
 
 import gc
 import json
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import onnxruntime
 
 from janusweb import manifest as manifests
+from janusweb.atomic import check_writable, commit, staging
 from janusweb.buffers import record as record_buffers
+from janusweb.bundle_check import check_bundle
 from janusweb.errors import UserError
 from janusweb.fused import REPLACEMENTS
 from janusweb.graphs import GRAPH_NAMES
 from janusweb.integrity import verify_bundle
-from janusweb.log import log, step
+from janusweb.log import step
 from janusweb.quantize import graph_io
 from janusweb.dtypes import DType
 from janusweb.manifest import add_files, add_variants, read_json, write_json_atomic
@@ -38,34 +39,22 @@ REPORT = "quantize_report.json"
 MANIFEST_FIELDS = {"max_abs_diff": "max_abs_diff_vs_fp32", "cosine": "cosine_vs_fp32",
                    "ids_agreement": "ids_agreement_vs_fp32",
                    "hidden_states_vs_fp32_language_model": "hidden_states_vs_fp32_language_model"}
-TEMP_PREFIX = ".quantize-"
+STAGE = "quantize"  # its staging folder: .quantize.stage-PID-XXXX (janusweb.atomic.staging)
 
 
 def _check_bundle(bundle: Path) -> tuple:
-    """(manifest, config, {graph: fp32 .onnx path}) of a valid fp32 bundle, else UserError. The graphs are the
-    manifest's: GRAPH_NAMES plus those that replace one of them (the fused WebGPU decoder) when the bundle has
-    them."""
-    if not bundle.is_dir():
-        raise UserError(f"{bundle} is not a folder")
-    if not (bundle / "manifest.json").is_file():
-        raise UserError(f"{bundle} has no manifest.json: not a janusweb bundle (write one with `janusweb export`)")
-    manifest = read_json(bundle / "manifest.json", "the manifest")
+    """(manifest, config, {graph: fp32 .onnx path}) of a valid fp32 bundle (janusweb.bundle_check, then what
+    quantize itself needs), else UserError. The graphs are the manifest's: GRAPH_NAMES plus those that replace one
+    of them (the fused WebGPU decoder) when the bundle has them."""
+    manifest = check_bundle(bundle, GRAPH_NAMES)
     config = read_json(bundle / "config.json", "config.json")
-    if "janusweb" not in config or "graphs" not in manifest:
-        raise UserError(f"{bundle}: config.json or manifest.json is not a janusweb bundle's")
-    missing = [name for name in GRAPH_NAMES if name not in manifest["graphs"]]
-    if missing:
-        raise UserError(f"{bundle}: manifest.json lacks graphs {', '.join(missing)} (exported by an older "
-                        "janusweb? export it again)")
-    if not (bundle / "tokenizer.json").is_file():
-        raise UserError(f"{bundle} has no tokenizer.json (the accuracy report needs it)")
     sources = {}
     for name, entry in manifest["graphs"].items():
         path = bundle / "onnx" / f"{name}.onnx"
         files = entry.get("files", {})
-        absent = [rel for rel in files if not (bundle / rel).is_file()]
-        if not path.is_file() or absent:
-            raise UserError(f"{bundle}: graph file missing: {', '.join(absent) or path.name}")
+        if not path.is_file() or f"onnx/{name}.onnx" not in files:
+            raise UserError(f"{bundle}: graph file missing: {path.name} (a streamed bundle without fp32 graphs cannot "
+                            "be quantized again: export it with another --dtype)")
         if entry.get("dtype", "fp32") != "fp32":
             raise UserError(f"onnx/{path.name} is already quantized (manifest dtype {entry['dtype']}); "
                             "quantize starts from fp32 graphs")
@@ -74,12 +63,6 @@ def _check_bundle(bundle: Path) -> tuple:
             raise UserError(f"onnx/{path.name} is already quantized ({why}); quantize starts from fp32 graphs")
         sources[name] = path
     return manifest, config, sources
-
-
-def _remove_stale_temps(bundle: Path) -> None:
-    for old in bundle.glob(f"{TEMP_PREFIX}*"):
-        log.info("removing %s left by an interrupted quantize", old.name)
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
 def quantize_graph(src: Path, out_dir: Path, stem: str, t: DType, opts: dict) -> dict:
@@ -106,15 +89,12 @@ def quantize_bundle(bundle: Path, dtype: str, block_size: int | None = None, acc
     t = target(dtype)
     opts = quantizer(t).options(t, block_size, accuracy_level)
     bundle = Path(bundle).resolve()
-    verify_bundle(bundle)  # every fp32 graph, config.json, tokenizer.json against the manifest, before reading
     manifest, config, sources = _check_bundle(bundle)
-    _remove_stale_temps(bundle)
-    staged = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{t.name}.tmp-", dir=bundle))
-    try:
+    verify_bundle(bundle)  # every fp32 graph, config.json, tokenizer.json against the manifest, before reading
+    check_writable(bundle / manifests.NAME)
+    with staging(bundle, STAGE) as staged:
         result = _stage(bundle, staged, manifest, config, sources, t, dtype, opts, settings, report)
         _commit(bundle, staged, manifest, t)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
     return result
 
 
@@ -182,21 +162,16 @@ def _replacement_accuracy(bundle: Path, staged: Path, name: str, replaces: str, 
 
 
 def _commit(bundle: Path, staged: Path, manifest: dict, t: DType) -> None:
-    """Rename the staged files into the bundle (graphs, then config and report, the manifest last) and delete
-    the files of a previous variant of the same dtype that the new one no longer has."""
+    """Rename the staged files into the bundle (graphs, then config and report, the manifest last; janusweb.atomic's
+    commit: all of them or none) and take out the files of a previous variant of the same dtype that the new one no
+    longer has."""
     quantized = [name for name, g in manifest["graphs"].items() if t.name in g.get("variants", {})]
     new = {rel for name in quantized for rel in manifest["graphs"][name]["variants"][t.name]["files"]}
-    for rel in sorted(new):
-        os.replace(staged / rel, bundle / rel)
-    os.replace(staged / "config.json", bundle / "config.json")
-    os.replace(staged / REPORT, bundle / REPORT)
-    old = json.loads((bundle / "manifest.json").read_text())
+    old = read_json(bundle / manifests.NAME, "the manifest")
     stale = {rel for g in old["graphs"].values() for rel in g.get("variants", {}).get(t.name, {}).get("files", {})}
     stale -= new
-    for rel in stale:
-        manifest["files"].pop(rel, None)
     if stale:
+        for rel in stale:
+            manifest["files"].pop(rel, None)
         manifests.write(staged, manifest)
-    os.replace(staged / "manifest.json", bundle / "manifest.json")
-    for rel in stale:
-        (bundle / rel).unlink(missing_ok=True)
+    commit(bundle, staged, [*sorted(new), "config.json", REPORT, manifests.NAME], remove=sorted(stale))

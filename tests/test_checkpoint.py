@@ -1,6 +1,8 @@
 """export.checkpoint and export.deepseek: presets, both checkpoint layouts, and every bad input as a UserError."""
 
 import json
+import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from transformers import JanusForConditionalGeneration
 import checkpoints
 from janusweb.errors import UserError
 from janusweb.export import deepseek, presets, tokenizer
-from janusweb.export.checkpoint import check_tensors, load_source
+from janusweb.export.checkpoint import check_tensors, load_source, source_config
 
 LAYOUTS = ["transformers", "deepseek-bin", "deepseek-safetensors"]
 WRITERS = {"transformers": checkpoints.write_transformers, "deepseek-bin": checkpoints.write_deepseek_bin,
@@ -142,6 +144,29 @@ def _drop_deepseek_tensor(folder: Path) -> None:
     torch.save(state, folder / "pytorch_model.bin")
 
 
+class _RunsCode:
+    """Unpickled, it would create the file `ran` beside the checkpoint."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def _code_pickle(path: Path, zipped: bool = False) -> None:
+    state = {"gen_head.vision_head.bias": torch.zeros(2), "x": _RunsCode(path.parent / "ran")}
+    if zipped:
+        torch.save(state, path)
+    else:
+        path.write_bytes(pickle.dumps(state, protocol=2))
+
+
+def _shard_name(folder: Path, name) -> None:
+    _edit_json(folder / "model.safetensors.index.json",
+               lambda index: index["weight_map"].__setitem__(next(iter(index["weight_map"])), name))
+
+
 # (case, layout to damage or None for an empty folder, damage, expected fragment of the message)
 BAD_INPUTS = [
     ("no config", None, lambda f: None, "has no config.json"),
@@ -169,6 +194,35 @@ BAD_INPUTS = [
     ("bad config value", "deepseek-bin",
      lambda f: _edit_json(f / "config.json", lambda c: c["vision_config"]["params"].__setitem__("model_name", "vit_x")),
      "vision tower 'vit_x' is not supported"),
+    ("negative size", "transformers", lambda f: _edit_json(f / "config.json", _set("text_config", "hidden_size", -64)),
+     "text_config.hidden_size is -64, not a positive whole number"),
+    ("size not a number", "transformers",
+     lambda f: _edit_json(f / "config.json", _set("text_config", "hidden_size", "abc")), "text_config.hidden_size is 'abc'"),
+    ("zero heads", "transformers", lambda f: _edit_json(f / "config.json", _set("text_config", "num_attention_heads", 0)),
+     "text_config.num_attention_heads is 0"),
+    ("heads not dividing", "transformers",
+     lambda f: _edit_json(f / "config.json", _set("text_config", "num_attention_heads", 3)),
+     "num_attention_heads is 3, not a multiple of num_key_value_heads (4)"),
+    ("vq channels", "transformers", lambda f: _edit_json(f / "config.json", _set("vq_config", "base_channels", 48)),
+     "vq_config.base_channels is 48, not a multiple of 32"),
+    ("zero heads", "deepseek-bin",
+     lambda f: _edit_json(f / "config.json", _set("language_config", "num_attention_heads", 0)),
+     "language_config.num_attention_heads is 0"),
+    ("image size not a number", "deepseek-safetensors",
+     lambda f: _edit_json(f / "config.json", lambda c: c["vision_config"]["params"].__setitem__("image_size", "big")),
+     "vision_config.params.image_size is 'big'"),
+    ("not a checkpoint", "deepseek-bin", lambda f: (f / "pytorch_model.bin").write_text("root:x:0:0:root:/root:/bin/sh\n"),
+     "is not a PyTorch checkpoint"),
+    ("pickle that runs code", "deepseek-bin", lambda f: _code_pickle(f / "pytorch_model.bin"),
+     "holds objects other than tensors, which janusweb does not load"),
+    ("zip pickle that runs code", "deepseek-bin", lambda f: _code_pickle(f / "pytorch_model.bin", zipped=True),
+     "holds objects other than tensors, which janusweb does not load"),
+    ("index outside the folder", "deepseek-safetensors", lambda f: _shard_name(f, "../../../../etc/passwd"),
+     "names '../../../../etc/passwd' as a shard"),
+    ("index absolute", "deepseek-safetensors", lambda f: _shard_name(f, "/etc/passwd"), "names '/etc/passwd' as a shard"),
+    ("index of another kind", "deepseek-safetensors", lambda f: _shard_name(f, "weights.bin"),
+     "names 'weights.bin' as a shard"),
+    ("index not a name", "deepseek-safetensors", lambda f: _shard_name(f, 7), "names 7 as a shard"),
 ]
 
 
@@ -184,6 +238,11 @@ def test_bad_checkpoint_is_a_one_line_user_error(case, layout, damage, message, 
     with pytest.raises(UserError) as error:
         load_source(str(folder))
     assert message in str(error.value) and "\n" not in str(error.value)
+    assert "weights_only" not in str(error.value)  # never the advice to load a pickle whole
+    assert not (folder / "ran").exists()
+    if "config" in case or "size" in case or "heads" in case or "channels" in case:
+        with pytest.raises(UserError, match=re.escape(message)):  # the streamed export reads configs alike
+            source_config(str(folder))
 
 
 def test_hub_id_and_missing_folder(tmp_path, monkeypatch):

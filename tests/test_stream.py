@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from janusweb.cli import main
-from janusweb.export import memory, stream
+from janusweb.export import memory
+from janusweb.export.checkpoint import source_config
 from janusweb.export.specs import graph_specs
 from janusweb.export.validate import Report, check_graph
 from janusweb.graphs import GRAPH_NAMES
@@ -30,11 +31,13 @@ def test_streamed_checkpoint_matches_the_model_that_wrote_it(layout, model, tmp_
     writer = write_transformers if layout == "transformers" else write_deepseek_sharded
     folder = writer(model, tmp_path / "ckpt")
     out = tmp_path / "bundle"
-    assert main(["--quiet", "export", str(folder), "--stream", "--fp32-graphs", "--no-fused", "--out", str(out)]) == 0
+    assert main(["--quiet", "export", str(folder), "--stream", "--dtype", "q4", "--fp32-graphs", "--no-fused",
+                 "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["export"]["streamed"] and manifest["validation"]["graphs_ok"]
-    assert manifest["validation"]["end_to_end"]["q4"]["ok"] and set(manifest["graphs"]) == set(GRAPH_NAMES)
-    assert all("q4" in g["variants"] for g in manifest["graphs"].values())  # the streamed default
+    runs = manifest["validation"]["end_to_end"]["runs"]
+    assert runs["q4"]["ok"] and runs["fp32"]["ok"] and set(manifest["graphs"]) == set(GRAPH_NAMES)
+    assert all("q4" in g["variants"] for g in manifest["graphs"].values())
     # against the fp32 model itself (not the streamed weights): every graph, every check case
     report = Report()
     for spec in graph_specs(model):
@@ -43,22 +46,54 @@ def test_streamed_checkpoint_matches_the_model_that_wrote_it(layout, model, tmp_
     assert {c.graph for c in report.checks} == set(GRAPH_NAMES)
 
 
-def test_plan_whole_streamed_or_refused():
-    config = stream.source_config("janus-pro-7b")[0]
+def test_plan_whole_shortened_streamed_or_refused():
+    """Each branch of the plan, forced by the memory figures it is given (nothing allocated): MemAvailable less
+    the margin decides, never the machine's total."""
+    config = source_config("janus-pro-7b")[0]
     n = memory.needs(config)
-    assert n.parameters > 7e9 and n.stream_bytes < 20 * GB < n.whole_bytes  # 7B streams within 20 GB
-    assert memory.plan("x", config, stream=False, available=n.stream_bytes, total=n.whole_bytes) is False
-    assert memory.plan("x", config, stream=False, available=n.stream_bytes, total=n.whole_bytes - 1) is True
-    assert memory.plan("x", config, stream=True, available=n.stream_bytes, total=n.whole_bytes) is True
+    assert n.parameters > 7e9 and n.stream_bytes < 20 * GB < n.whole_bytes(0)  # 7B streams within 20 GB
+    room = lambda need: int(need / (1 - memory.MARGIN)) + 1  # noqa: E731  MemAvailable that leaves `need`
+    whole = memory.plan("x", config, stream=False, available=room(n.whole_bytes()))
+    assert not whole.streamed and whole.image_steps is None and "whole fp32 model in memory" in whole.line
+    # the whole model fits, every image step does not: the image check is shortened, the bundle stays the same
+    short = memory.plan("x", config, stream=False, available=room(n.whole_bytes(100)))
+    assert not short.streamed and 95 <= short.image_steps <= 100 and f"of {n.image_tokens} steps" in short.line
+    # a length the user asked for is never shortened: that streams
+    assert memory.plan("x", config, stream=False, image_steps=576, available=room(n.whole_bytes(100))).streamed
+    # fewer than MIN_IMAGE_STEPS fit: streamed, and the line says why
+    streamed = memory.plan("x", config, stream=False, available=room(n.whole_bytes(memory.MIN_IMAGE_STEPS - 1)))
+    assert streamed.streamed and "the whole fp32 model needs about" in streamed.line
+    assert memory.plan("x", config, stream=True, available=room(n.whole_bytes())).streamed
+    assert not memory.plan("x", config, stream=False, validate=False, available=room(n.whole_bytes(0))).streamed
+    # the margin is kept: exactly the streamed peak available is not enough
+    with pytest.raises(memory.UserError, match=r"needs about 10\.\d GB .* this machine has 10\.\d GB available, "
+                                               r"10% of it kept free"):
+        memory.plan("x", config, stream=False, available=n.stream_bytes)
     with pytest.raises(memory.UserError, match=r"needs about 10\.\d GB .* this machine has 4\.0 GB available"):
-        memory.plan("x", config, stream=False, available=int(4 * GB), total=int(24 * GB))
+        memory.plan("x", config, stream=False, available=int(4 * GB))
     # int8 variants: the quantized decoder layers (6.8 GB at 7B) are held twice while the fused decoder is checked
     int8 = memory.needs(config, bits=(8,))
     assert 6.5 * GB < int8.quantized_bytes < 7 * GB and n.stream_bytes < int8.stream_bytes < 20 * GB
     assert memory.needs(config, bits=(8,), fused=False).stream_bytes < int8.stream_bytes
     with pytest.raises(memory.UserError, match=r"needs about 16\.\d GB .*quantized decoder layers 6\.8 GB, held 2\.2x, "
                                                r"less with --no-fused.* 12\.0 GB available"):
-        memory.plan("x", config, stream=True, available=int(12 * GB), total=int(24 * GB), bits=(8,))
+        memory.plan("x", config, stream=True, available=int(12 * GB), bits=(8,))
+
+
+def test_busy_machine_streams_and_says_why(tmp_path, monkeypatch, capsys):
+    """`janusweb export` where MemAvailable (faked) holds the streamed export but not the whole model: the export
+    streams, one progress line says so and why, and the manifest records the same line."""
+    config = source_config("tiny")[0]
+    n = memory.needs(config)
+    monkeypatch.setattr(memory, "mem_available", lambda: int(n.stream_bytes / (1 - memory.MARGIN)) + 1)
+    assert n.whole_bytes(memory.MIN_IMAGE_STEPS) > n.stream_bytes  # (tiny: the whole model is not the larger)
+    out = tmp_path / "b"
+    assert main(["export", "tiny", "--text-steps", "0", "--no-fused", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "streamed (the whole fp32 model needs about" in line]
+    assert len(lines) == 1 and "GB available, 10% of it kept free" in lines[0], err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["export"]["streamed"] and manifest["export"]["plan"] == lines[0]
 
 
 def test_source_that_cannot_fit_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
@@ -67,8 +102,7 @@ def test_source_that_cannot_fit_is_refused_before_any_work(tmp_path, monkeypatch
     def no_work(*args, **kwargs):
         raise AssertionError("work started")
 
-    monkeypatch.setattr(stream, "export_streamed", no_work)
-    monkeypatch.setattr("janusweb.export.driver.load_source", no_work)
+    monkeypatch.setattr("janusweb.export.driver.open_source", no_work)
     out = tmp_path / "out"
     assert main(["export", "janus-pro-7b", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -82,13 +116,13 @@ def test_streamed_7b_wide_preset_peak_memory(tmp_path):
     its default dtype q4 (no fp32 language model on disk). The peak resident memory stays below 1.5 GB (the
     runtime) + the bf16 weights once: an export that held the fp32 model (2 x bf16) beside the runtime would fail
     here (measured: 2.66 GB, bound 3.02 GB)."""
-    config = stream.source_config("janus-pro-7b-2l")[0]
+    config = source_config("janus-pro-7b-2l")[0]
     bf16 = 2 * memory.needs(config).parameters
     out = tmp_path / "bundle"
     cmd = [sys.executable, "-c", "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)",
-           sys.executable, "-m", "janusweb", "export", "janus-pro-7b-2l", "--stream", "--text-steps", "0", "--out",
-           str(out)]  # --text-steps 0: no end-to-end run, which would hold the whole model where it fits
+           sys.executable, "-m", "janusweb", "export", "janus-pro-7b-2l", "--stream", "--dtype", "q4", "--text-steps",
+           "0", "--out", str(out)]  # --text-steps 0: no end-to-end run, which would hold the whole model where it fits
     run = subprocess.run(cmd, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     peak = int(run.stdout.strip().splitlines()[-1]) * 1024
@@ -195,7 +229,7 @@ def test_streamed_variants_equal_janusweb_quantize(model, tmp_path):
     assert ms["validation"]["graphs_ok"] and not (streamed / "onnx" / "language_model.onnx").exists()
     # the whole tiny model fits: the end-to-end run on language_model_q4 against transformers (32 greedy tokens,
     # every image step) ran and passed
-    e2e = ms["validation"]["end_to_end"]["q4"]
+    e2e = ms["validation"]["end_to_end"]["runs"]["q4"]
     assert e2e["ok"] and e2e["text_equal"] and e2e["text_tokens"] == 32 and e2e["image"]["steps"] > 0
     assert set(ms["graphs"]) == set(mw["graphs"]) and "fp32" in ms["graphs"]["language_model"]
     for name, entry in mw["graphs"].items():
@@ -227,8 +261,48 @@ def test_streamed_variants_equal_janusweb_quantize(model, tmp_path):
         caches, done = [o[1:] for o in outs], done + seq
 
 
+def test_outputs_are_the_same_rule_for_both_sources():
+    """What is written depends on the arguments and the model's size only: no --dtype writes fp32 (q4 for a
+    language model over 16 GB), a --dtype leaves the fp32 language model out unless --fp32-graphs."""
+    from janusweb.export.driver import outputs
+
+    tiny, big = source_config("tiny")[0], source_config("janus-pro-7b")[0]
+    assert outputs(tiny, None, None) == ((), True) and outputs(big, None, None) == (("q4",), False)
+    assert outputs(tiny, ["int8"], None) == (("int8",), False) and outputs(tiny, ["int8"], True) == (("int8",), True)
+    assert outputs(big, None, True) == (("q4",), True) and outputs(big, [], None) == ((), True)
+    with pytest.raises(memory.UserError, match="--no-fp32-graphs: the language model would be written at no dtype"):
+        outputs(tiny, None, False)
+
+
 def test_export_dtype_names_only_block_quantized_variants(tmp_path, capsys):
     assert main(["export", "tiny", "--stream", "--dtype", "q4,fp16", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--dtype: fp16: export writes the variants int8, q4, int4" in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def _keys(x):
+    """The key structure of a JSON value (leaves and list items beyond the first left out)."""
+    if isinstance(x, dict):
+        return {k: _keys(v) for k, v in x.items()}
+    return [_keys(v) for v in x[:1]] if isinstance(x, list) else "leaf"
+
+
+def test_whole_and_streamed_manifests_have_the_same_shape(tmp_path):
+    """The same `janusweb export` from the whole model and streamed writes the same files and manifests of the same
+    shape: the same keys at every level (graphs and their variants, files, buffers, validation, export). With
+    --fp32-graphs and a variant, everything is written: fp32 and q4 language models and fused decoders, and an
+    end-to-end run of each."""
+    args = ["--quiet", "export", "tiny", "--dtype", "q4", "--fp32-graphs", "--text-steps", "4", "--image-steps", "4"]
+    whole, streamed = tmp_path / "whole", tmp_path / "streamed"
+    assert main([*args, "--out", str(whole)]) == 0
+    assert main([*args, "--stream", "--out", str(streamed)]) == 0
+    mw, ms = (json.loads((b / "manifest.json").read_text()) for b in (whole, streamed))
+    assert not mw["export"]["streamed"] and ms["export"]["streamed"]
+    assert sorted(p.relative_to(whole) for p in whole.rglob("*")) == sorted(p.relative_to(streamed)
+                                                                          for p in streamed.rglob("*"))
+    assert _keys(mw) == _keys(ms)
+    for m in (mw, ms):
+        assert m["validation"]["graphs_ok"] and m["validation"]["end_to_end"]["ok"]
+        assert set(m["validation"]["end_to_end"]["runs"]) == {"fp32", "q4"}
+        assert set(m["graphs"]["language_model_gqa"]["variants"]) == {"q4"} and "files" in m["graphs"]["language_model_gqa"]
