@@ -1,7 +1,7 @@
 """The page as a product, in Chromium on the tiny bundle: the backend it picks by itself (never a software GPU over
 WASM), only the files that run are downloaded, every phase is labelled in order, a first screen with a Start
 button, images that form as they are drawn, a conversation that keeps its KV cache, and the README's screenshots.
-Fixtures and helpers are the page tests' (test_web_page.py)."""
+Fixtures are conftest.py's, helpers pages.py's."""
 
 import json
 import urllib.error
@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_web_page import (  # noqa: F401 (fixtures)
-    INT8_AVAILABLE, LOAD_TIMEOUT_MS, RUN_TIMEOUT_MS, browsers, bundle, chat, generate, open_page, playwright,
-    reference, reference_dtypes, site_url, test_png)
 
 from janusweb.generate import generate_text
 from janusweb.image import preprocess
 from janusweb.prompts import conversation_inputs
 from janusweb.site import build_page
+from pages import LOAD_TIMEOUT_MS, RUN_TIMEOUT_MS, chat, generate, needs_page, open_page, reference, reference_dtypes
+
+pytestmark = needs_page
 
 
 def webgpu_or_skip(browsers) -> None:
@@ -63,7 +63,7 @@ def test_only_what_runs_is_downloaded(browsers, site_url, bundle, backend):
     prepare_inputs_embeds, which it cannot run, is never fetched), plus ORT's .wasm, each once."""
     if backend == "webgpu":
         webgpu_or_skip(browsers)
-    dtype = "int8" if INT8_AVAILABLE else "fp32"
+    dtype = "int8"
     page = open_page(browsers[backend], site_url, f"backend={backend}&dtype={dtype}")
     info = page.evaluate("window.janusweb.backend")
     downloads = page.evaluate("window.janusweb.downloads")
@@ -72,7 +72,7 @@ def test_only_what_runs_is_downloaded(browsers, site_url, bundle, backend):
     graph_files = {f for f in downloads if f.startswith("onnx/") or f.startswith("wgsl/")}
     assert graph_files == expected_downloads(bundle, info["dtypes"]), (downloads, info["dtypes"])
     assert "ort/ort-wasm-simd-threaded.asyncify.wasm" in downloads
-    if backend == "wasm" and INT8_AVAILABLE:
+    if backend == "wasm":
         assert info["dtypes"]["prepare_inputs_embeds"] == "fp32"
         assert "onnx/prepare_inputs_embeds_int8.onnx" not in downloads
         assert "GatherBlockQuantized" in " ".join(info["notes"])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from janusweb.site.server import Handler, serve_in_thread
+from janusweb.site.server import Handler, serve_in_thread, site_roots
 
 REPO = Path(__file__).resolve().parent.parent
 NODE = shutil.which("node")
@@ -131,15 +131,15 @@ process.stdout.write(JSON.stringify({ bytes: data.length, sha256: digest }));
 """
 
 
-@pytest.mark.skipif(NODE is None, reason="node is needed to run web/loader.js")
+@pytest.mark.skipif(NODE is None, reason="node is needed to run web/lib/loader.js")
 @pytest.mark.parametrize("ignore_range", [False, True], ids=["resumes-with-range", "server-without-ranges"])
 def test_loader_resumes_a_broken_download(site, tmp_path, ignore_range):
-    handler = type("T", (Flaky,), {"roots": {"": site, "model": site / "model"}, "cuts": [2**20, 2**20 + 5],
+    handler = type("T", (Flaky,), {"roots": site_roots(site), "cuts": [2**20, 2**20 + 5],
                                    "ranges": [], "ignore_range": ignore_range})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        (tmp_path / "t.mjs").write_text(LOADER_SCRIPT.replace("@WEB@", (REPO / "web").as_posix()))
+        (tmp_path / "t.mjs").write_text(LOADER_SCRIPT.replace("@WEB@", (REPO / "web" / "lib").as_posix()))
         done = subprocess.run([NODE, str(tmp_path / "t.mjs"), f"http://127.0.0.1:{server.server_address[1]}/model/"],
                               capture_output=True, text=True, timeout=60)
     finally:

@@ -1,7 +1,8 @@
 """A bundle (fp32 and int8) loads in transformers.js 4.3.1 (MultiModalityCausalLM, Node CPU backend =
-onnxruntime-node) and its greedy text tokens equal janusweb.generate.generate_text's on the same files; used as
-transformers.js's Janus example uses it (conversation -> AutoProcessor with the bundle's named chat templates ->
-generate / generate_images), it gives the Python reference's prompt ids and tokens.
+onnxruntime-node) and its greedy text tokens equal janusweb.generate.generate_text's on the same files; with the
+calls of transformers.js's Janus example (conversation -> AutoProcessor with the bundle's named chat templates ->
+generate with do_sample false, plus guidance_scale null; generate_images with do_sample true after random.seed),
+it gives the Python reference's prompt ids, greedy answer, and sampled image tokens and pixels.
 
 Both run transformers.js unmodified: the bundle names the batch axis `batch_size` (transformers.js builds its
 empty cache from that symbol) and prepare_inputs_embeds takes transformers.js's text-step shapes
@@ -9,6 +10,7 @@ empty cache from that symbol) and prepare_inputs_embeds takes transformers.js's 
 """
 
 import json
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -94,16 +96,34 @@ def test_unmodified_bundle(bundle):
         assert _node(bundle, dtype, inputs, pixels) == _python(bundle, dtype, ids, dims, inputs, pixels)
 
 
-# --- the user flow of transformers.js's Janus example: conversation -> processor -> generate / generate_images ---
+# --- transformers.js's Janus example's own calls: conversation -> processor -> generate / generate_images ---
 FLOW = ROOT / "tests" / "js" / "transformers_js_flow.mjs"
-QUESTION, PROMPT = "Describe this image in detail.", "A watercolor painting of mountains at sunset."
+QUESTION, PROMPT, SEED = "Describe this image in detail.", "A watercolor painting of mountains at sunset.", 11
+TOP_K = 50  # transformers.js's GenerationConfig default; the bundle's generation_config.json sets none
 
 
-def tjs_cfg_tokens(graphs, dims, ids, prompt: np.ndarray, guidance: float) -> np.ndarray:
-    """Greedy CFG image tokens as transformers.js 4.3.1 makes them (MultiModalityCausalLM.
-    prepare_inputs_for_generation): its unconditional row is the prompt with every token the pad token and
-    attention mask 0 (position ids cumsum - 1, masked ones 1), unlike Janus's (BOS and <begin_of_image> kept,
-    unmasked: janusweb.prompts.unconditional); min_new_tokens keeps the EOS id from being drawn."""
+def tjs_multinomial(scores: np.ndarray, rng: random.Random) -> int:
+    """One token as transformers.js 4.3.1's MultinomialSampler draws it from float32 scores: the top TOP_K by ONNX
+    TopK (largest first, ties to the lower index), maths.softmax over them (exps and probabilities float32 arrays,
+    sums in float64), then the weighted index of random.random() (a linear scan subtracting each weight)."""
+    order = np.argsort(-scores.astype(np.float64), kind="stable")[:TOP_K]
+    top = scores[order]
+    exps = np.exp(top.astype(np.float64) - float(top.max())).astype(np.float32)
+    probs = (exps.astype(np.float64) / sum(float(e) for e in exps)).astype(np.float32)
+    x = rng.random() * sum(float(p) for p in probs)
+    for i, p in enumerate(probs):
+        x -= float(p)
+        if x < 0:
+            return int(order[i])
+    return int(order[-1])
+
+
+def tjs_cfg_tokens(graphs, dims, ids, prompt: np.ndarray, guidance: float, rng: random.Random) -> np.ndarray:
+    """Sampled CFG image tokens as transformers.js 4.3.1 makes them (MultiModalityCausalLM.
+    prepare_inputs_for_generation and its logits processors): its unconditional row is the prompt with every token
+    the pad token and attention mask 0 (position ids cumsum - 1, masked ones 1), unlike Janus's (BOS and
+    <begin_of_image> kept, unmasked: janusweb.prompts.unconditional); min_new_tokens sets the conditional row's
+    EOS id to -inf; the guided scores uncond + (cond - uncond) * scale are float32; temperature 1 changes nothing."""
     S = prompt.shape[0]
     rows = np.stack([prompt, np.full(S, ids.pad)])
     mask = np.array([[1] * S, [0] * S], np.int64)
@@ -118,9 +138,9 @@ def tjs_cfg_tokens(graphs, dims, ids, prompt: np.ndarray, guidance: float) -> np
                                             **cache.feeds()})
         cache.tensors = out[1:]
         logits = graphs.run("gen_head", {"hidden_states": out[0][:, -1:]})[0][:, -1].astype(np.float64)
-        mixed = cfg_logits(logits[0], logits[1], guidance)
-        mixed[ids.eos] = -np.inf
-        tokens.append(int(np.argmax(mixed)))
+        logits[0, ids.eos] = -np.inf
+        scores = cfg_logits(logits[0], logits[1], guidance).astype(np.float32)
+        tokens.append(tjs_multinomial(scores, rng))
         embeds = graphs.run("gen_img_embeds", {"image_ids": np.array([[tokens[-1]], [tokens[-1]]], np.int64)})[0]
         mask = np.concatenate([mask, np.ones((2, 1), np.int64)], 1)
         positions = (np.cumsum(mask, 1) - 1)[:, -1:]
@@ -128,20 +148,24 @@ def tjs_cfg_tokens(graphs, dims, ids, prompt: np.ndarray, guidance: float) -> np
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "int8"])
-def test_processor_generate_and_generate_images(bundle, dtype):
+def test_the_examples_calls(bundle, dtype):
+    """The example's chat (plus guidance_scale null) gives generate_text's greedy tokens; its generate_images
+    (do_sample true, no guidance_scale: the bundle's 5) gives the tokens of a Python reference of transformers.js's
+    CFG and sampler drawing from Python's random.Random(SEED), and their decoding as the picture."""
     tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
     ids = SpecialIds.from_tokenizer(tok)
     dims = ModelDims.from_bundle_config(json.loads((bundle / "config.json").read_text())["janusweb"])
     picture = np.random.default_rng(0).integers(0, 256, (dims.image_size, dims.image_size, 3), dtype=np.uint8)
     request = {"bundle": str(bundle), "dtype": dtype, "question": QUESTION, "prompt": PROMPT, "max_new_tokens": STEPS,
-               "image": {"width": dims.image_size, "height": dims.image_size, "data": picture.ravel().tolist()}}
+               "seed": SEED, "image": {"width": dims.image_size, "height": dims.image_size,
+                                       "data": picture.ravel().tolist()}}
     run = subprocess.run(["node", str(FLOW)], input=json.dumps(request), capture_output=True, text=True, cwd=ROOT,
                          timeout=180)
     assert run.returncode == 0, run.stderr[-4000:]
     got = json.loads(run.stdout)
     graphs = OrtGraphs(bundle, dtypes={name: dtype for name in GRAPH_NAMES})
 
-    # understanding: the processor's prompt ids are prompts.understanding_inputs', the tokens generate_text's
+    # chat: the processor's prompt ids are prompts.understanding_inputs', the tokens generate_text's
     inputs = understanding_inputs(tok, ids, QUESTION, dims.num_image_tokens, True)
     u = got["understanding"]
     assert u["input_ids"] == inputs["input_ids"][0].tolist()
@@ -151,13 +175,15 @@ def test_processor_generate_and_generate_images(bundle, dtype):
     assert np.abs(np.array(u["pixel_values"]["data"], np.float32) - pixels.ravel()).max() < 1e-6
     assert u["tokens"] == generate_text(graphs, dims, inputs, STEPS, pixel_values=pixels, eos_id=ids.eos)
 
-    # text to image: the text_to_image template gives prompts.generation_prompt's ids; the image tokens are
-    # those of transformers.js's own CFG rows on the same graphs, and the picture their decoding
+    # text to image: the text_to_image template gives prompts.generation_prompt's ids; the sampled tokens are the
+    # reference's, step by step through the example's progress streamer, and the picture their decoding
     t = got["text_to_image"]
     prompt = generation_prompt(tok, ids, PROMPT)
     assert t["input_ids"] == prompt.tolist()
-    expected = tjs_cfg_tokens(graphs, dims, ids, prompt, guidance=5.0)
+    assert t["progress"] == list(range(1, dims.num_image_tokens + 1))
+    expected = tjs_cfg_tokens(graphs, dims, ids, prompt, 5.0, random.Random(SEED))
     assert t["tokens"] == expected.tolist()
+    assert (tjs_cfg_tokens(graphs, dims, ids, prompt, 5.0, random.Random(SEED + 1)) != expected).any()  # draws matter
     decoded = graphs.to_numpy(graphs.run("image_decode", {"generated_tokens": expected[None]})[0])[0]
     picture_out = np.array(t["image"]["data"], np.int16).reshape(t["image"]["height"], t["image"]["width"], 3)
     assert np.abs(picture_out - to_uint8(decoded).astype(np.int16)).max() <= 1

@@ -1,11 +1,13 @@
-"""The page's CPU engine (web/engines/cpu.js: token embeddings, the decoder, lm_head and the image step on the
-page's own WebAssembly kernels) in Chromium without WebGPU, on the tiny bundle with its CPU packs: greedy tokens
-after an image prompt and CFG image tokens from the same draws equal the Python reference (onnxruntime on the
-graphs the pack was made from, at its dtype: the fused decoder, lm_head, prepare_inputs_embeds for token rows,
-gen_head, gen_img_embeds; at int8 the matrices at accuracy_level 4, the kernels' int8-activation arithmetic; the
-image prompt's embeddings from the prepare_inputs_embeds the page's ORT session runs), fp32 and int8, 1 and 2
-threads, the int8 pack in several parts (pack/parts.py, small parts forced: each tensor copied from the part
-that holds it); no gen_step or lm_head graph is fetched. ?engine=ort-grow keeps onnxruntime-web's own path; a missing,
+"""The page's CPU engine (web/lib/engines/cpu/engine.js: token embeddings, the vision tower, the decoder, lm_head,
+the image step and the VQ decoder on the page's own WebAssembly kernels) in Chromium without WebGPU, on the tiny
+bundle with its CPU packs: greedy tokens after an image prompt and CFG image tokens from the same draws equal the
+Python reference (onnxruntime on the graphs the pack was made from, at its dtype: the fused decoder, lm_head,
+prepare_inputs_embeds for token rows and for the prompt with an image, gen_head, gen_img_embeds; at int8 the
+matrices at accuracy_level 4, the kernels' int8-activation arithmetic), fp32 and int8, 1 and 2 threads, the int8
+pack in several parts (pack/parts.py, small parts forced: each tensor copied from the part that holds it), the
+pictures' pixels from the engine's VQ decoder within 1e-3 of onnxruntime's fp32 image_decode; no
+prepare_inputs_embeds, gen_step, lm_head or image_decode graph is fetched; the kernels' Memory64 build
+(?memory64=1) draws the 32-bit build's tokens. ?engine=ort-grow keeps onnxruntime-web's own path; a missing,
 older or stale pack is one line."""
 
 import json
@@ -28,10 +30,9 @@ from janusweb.pack.driver import write_packs
 from janusweb.prompts import SpecialIds, conversation_inputs, generation_prompt, understanding_inputs
 from janusweb.sampling import uniforms
 from janusweb.site import build_site, serve_in_thread
-from test_web_page import (PROMPT, QUESTION, TEXT_TOKENS, _graphs, _replace, browsers, chat, generate,  # noqa: F401
-                           open_page, playwright, pytestmark, test_png)  # (fixtures)
+from pages import PROMPT, QUESTION, TEXT_TOKENS, chat, generate, needs_page, open_page, page_graphs, replace_file
 
-pytestmark = pytestmark
+pytestmark = needs_page
 
 
 @pytest.fixture(scope="module")
@@ -52,19 +53,8 @@ def int8_reference(bundle, tmp_path_factory):
     """The bundle with the CPU engine's int8 graphs at accuracy_level 4: onnxruntime then quantizes their
     activations per block of 32 as the kernels do (tests/test_cpu_kernels.py checks that arithmetic)."""
     return accuracy_view(bundle, tmp_path_factory.mktemp("web-cpu") / "level4",
-                         [graph_file(g, "int8") for g in (FUSED, "lm_head", "gen_head", "gen_img_embeds")], 4)
-
-
-@pytest.fixture(scope="module")
-def site(bundle, tmp_path_factory):
-    return build_site(bundle, tmp_path_factory.mktemp("web-cpu") / "site")
-
-
-@pytest.fixture(scope="module")
-def site_url(site):
-    server, url = serve_in_thread(site)
-    yield url
-    server.shutdown()
+                         [graph_file(g, "int8") for g in (FUSED, "lm_head", "gen_head", "gen_img_embeds",
+                                                          "prepare_inputs_embeds")], 4)
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +63,11 @@ def wasm_browser(browsers):
 
 
 def cpu_engine_reference(bundle, info: dict) -> ImagePromptGraphs:
-    """The Python reference of the page on the CPU engine: the graphs its pack was made from at the pack's dtype,
-    except prepare_inputs_embeds for the prompt with an image: the page's ORT session's; image_decode at the page's
-    dtype."""
+    """The Python reference of the page on the CPU engine: the graphs its pack was made from at the pack's dtype
+    (prepare_inputs_embeds: the token table's for token rows, the vision tower's for the prompt with an image);
+    image_decode at the page's dtype."""
     d = info["dtypes"]
-    graphs = _graphs(bundle, tuple(sorted({FUSED: d["language_model"], "lm_head": d["lm_head"],
+    graphs = page_graphs(bundle, tuple(sorted({FUSED: d["language_model"], "lm_head": d["lm_head"],
                                            "prepare_inputs_embeds": d["embed_tokens"], "gen_head": d["gen_head"],
                                            "gen_img_embeds": d["gen_img_embeds"],
                                            "image_decode": d["image_decode"]}.items())))
@@ -95,11 +85,11 @@ def test_cpu_engine_matches_the_python_reference(wasm_browser, site_url, bundle,
     pack = f"cpu/decoder{'' if dtype == 'fp32' else '_' + dtype}.json, {parts} part{'s' if parts > 1 else ''}"
     assert info["kvCache"].startswith(f"CPU engine ({pack}, {threads} thread") and "language_model" in info["dtypes"]
     assert page.inner_text("#kv-cache") == info["kvCache"]
-    for graph in ("language_model", "lm_head", "embed_tokens", "gen_head", "gen_img_embeds"):
+    for graph in ("language_model", "lm_head", "embed_tokens", "prepare_inputs_embeds", "gen_head", "gen_img_embeds"):
         assert info["dtypes"][graph] == dtype, graph
-    assert "gen_step" not in info["dtypes"]  # no session made for it
+    assert "gen_step" not in info["dtypes"] and info["dtypes"]["image_decode"] == "fp32"  # the engine's VQ decoder
     fetched = " ".join(page.evaluate("janusweb.downloads"))
-    assert "prepare_inputs_embeds" in fetched and "gen_step" not in fetched and "lm_head" not in fetched, fetched
+    assert not any(g in fetched for g in ("prepare_inputs_embeds", "gen_step", "lm_head", "image_decode")), fetched
     graphs = cpu_engine_reference(int8_reference if dtype == "int8" else bundle, info)
     tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
     dims, ids = ModelDims.from_bundle_config(graphs.config), SpecialIds.from_tokenizer(tok)
@@ -116,6 +106,24 @@ def test_cpu_engine_matches_the_python_reference(wasm_browser, site_url, bundle,
     decoded = np.array(result["decoded"], np.float32).reshape(ref.images.shape)
     assert np.abs(decoded - ref.images).max() <= 1e-3
     page.context.close()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_memory64_build_draws_the_32_bit_builds_tokens(wasm_browser, site_url, test_png, threads):
+    """?memory64=1 forces the kernels' Memory64 build (64-bit addresses in the plan, at the module's boundary and
+    in the engine's own memory) on a bundle that a 32-bit memory holds: the greedy tokens after an image prompt and
+    the CFG image tokens equal the 32-bit build's (which equal the Python reference: the test above), int8 (the
+    integer kernels), 1 and 2 threads."""
+    runs = []
+    for query in ("", "&memory64=1"):
+        page = open_page(wasm_browser, site_url, f"dtype=int8&threads={threads}{query}")
+        info = page.evaluate("window.janusweb.backend")
+        assert info["engine"] == "cpu" and info["threads"] == threads
+        assert ("-m64.wasm" in info["kvCache"] and "64-bit memory" in info["kvCache"]) == bool(query), info["kvCache"]
+        runs.append((chat(page, QUESTION, test_png, TEXT_TOKENS)["tokens"], generate(page, 2, 5.0, 1.0, 7)["tokens"]))
+        page.context.close()
+    assert runs[1] == runs[0]
+    assert len({t for row in runs[0][1] for t in row}) > 8  # varied image tokens, not one repeated
 
 
 def test_engine_ort_grow_keeps_onnxruntimes_path(wasm_browser, site_url):
@@ -139,14 +147,14 @@ def test_cpu_engine_without_its_pack_is_one_line(wasm_browser, bundle, tmp_path,
             del desc["embed_tokens"]
         else:
             desc["lm_head" if case == "stale" else "gen_head"]["source_sha256"] = "0" * 64
-        _replace(model / "cpu" / "decoder.json", json.dumps(desc))
+        replace_file(model / "cpu" / "decoder.json", json.dumps(desc))
         manifest["files"]["cpu/decoder.json"] = file_digest(model / "cpu" / "decoder.json")
-    _replace(model / "manifest.json", json.dumps(manifest))
+    replace_file(model / "manifest.json", json.dumps(manifest))
     server, url = serve_in_thread(model.parent)
     try:
         page = open_page(wasm_browser, url, "dtype=fp32&engine=cpu")
         error = page.evaluate("window.janusweb.error")
-        assert error["kind"] == "input" and not page.evaluate("window.janusweb.ready")
+        assert error["kind"] == "input" and not page.evaluate("window.janusweb.ready"), error
         expected = {"missing": "the bundle has no fp32 CPU pack: run janusweb cpu-pack",
                     "stale": "the fp32 CPU pack was made from another lm_head.onnx",
                     "stale-gen-head": "the fp32 CPU pack was made from another gen_head.onnx",

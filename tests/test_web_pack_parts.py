@@ -15,10 +15,9 @@ from janusweb.image import preprocess
 from janusweb.pack.driver import write_packs
 from janusweb.prompts import understanding_inputs
 from janusweb.site import build_site, serve_in_thread
-from test_web_page import (QUESTION, TEXT_TOKENS, browsers, chat, open_page, playwright, pytestmark,  # noqa: F401
-                           reference, reference_dtypes, test_png)  # (fixtures)
+from pages import QUESTION, TEXT_TOKENS, chat, needs_page, open_page, reference, reference_dtypes
 
-pytestmark = pytestmark
+pytestmark = needs_page
 PART = 512 * 1024  # the tiny pack's cos and sin are 512 KiB each: three parts
 
 
@@ -29,13 +28,6 @@ def bundle(tiny_bundle, tmp_path_factory):
     assert main(["--quiet", "quantize", str(out), "--dtype", "int8", "--no-report"]) == 0
     write_packs(out, "wgsl", ["fp32", "int8"], part_bytes=PART)
     return out
-
-
-@pytest.fixture(scope="module")
-def site_url(bundle, tmp_path_factory):
-    server, url = serve_in_thread(build_site(bundle, tmp_path_factory.mktemp("web-parts") / "site"))
-    yield url
-    server.shutdown()
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "int8"])

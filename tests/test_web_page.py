@@ -6,204 +6,34 @@ the page reports it runs: greedy token ids after an image prompt, seeded image t
 1e-3. Also: the WASM fallback is shown, a corrupted graph shows the checksum error, generation can be cancelled
 while the page stays responsive, images show on the page."""
 
-import io
 import json
-import shutil
-import subprocess
-import sys
 import time
-from functools import lru_cache
-from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
-from tokenizers import Tokenizer
 
-from janusweb.cli import main
 from janusweb.dtypes import dtype as lookup
-from janusweb.env import chromium_path
 from janusweb.manifest import file_digest
 from janusweb.fused import STEM as FUSED
-from janusweb.fused import FusedGraphs
-from janusweb.generate import ModelDims, generate_images, generate_text
-from janusweb.graphs import OrtGraphs
+from janusweb.generate import generate_text
 from janusweb.image import preprocess
-from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
-from janusweb.sampling import uniforms
+from janusweb.prompts import understanding_inputs
 from janusweb.site import build_site, serve_in_thread
+from pages import (LOAD_TIMEOUT_MS, QUESTION, RUN_TIMEOUT_MS, TEXT_TOKENS, chat, check_images, generate, needs_page,
+                   open_page, reference, reference_dtypes, replace_file, shown_images_are_not_blank)
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="Python Playwright is missing: pip install -e '.[test]'")
-CHROMIUM = chromium_path()
-REPO = Path(__file__).resolve().parent.parent
-pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium); browser tests not run"),
-    pytest.mark.skipif(shutil.which("node") is None or not (REPO / "node_modules" / "esbuild").is_dir(),
-                       reason="building the page needs node and the npm packages (npm ci)"),
-]
-
-BROWSER_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run"]
-WEBGPU_ARGS = ["--enable-unsafe-webgpu"]  # on machines without a GPU, Chromium's WebGPU adapter is SwiftShader
-QUESTION = "Describe this image."
-PROMPT = "A watercolor painting of mountains at sunset."
-TEXT_TOKENS = 8
-LOAD_TIMEOUT_MS = 120_000
-RUN_TIMEOUT_MS = 240_000
+pytestmark = needs_page
 METRICS: dict = {}
-
-
-def quantize_available() -> bool:
-    done = subprocess.run([sys.executable, "-m", "janusweb", "quantize", "--help"], capture_output=True, timeout=60)
-    return done.returncode == 0
-
-
-INT8_AVAILABLE = quantize_available()
-INT8 = pytest.mark.skipif(not INT8_AVAILABLE, reason="`janusweb quantize` is not in this CLI: no int8 variant")
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_bundle, tmp_path_factory) -> Path:
-    """The tiny bundle, plus its int8 and q4 variants when `janusweb quantize` exists, and the WGSL packs."""
-    out = tmp_path_factory.mktemp("web") / "bundle"
-    shutil.copytree(tiny_bundle, out)
-    if INT8_AVAILABLE:
-        assert main(["--quiet", "quantize", str(out), "--dtype", "int8"]) == 0
-        assert main(["--quiet", "quantize", str(out), "--dtype", "q4", "--no-report"]) == 0
-    assert main(["--quiet", "wgsl-pack", str(out), "--dtype", "fp32,int8,q4" if INT8_AVAILABLE else "fp32"]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def site_url(bundle, tmp_path_factory):
-    site = build_site(bundle, tmp_path_factory.mktemp("web") / "site")
-    server, url = serve_in_thread(site)
-    yield url
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    with sync_api.sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browsers(playwright, site_url):
-    """'webgpu': Chromium with WebGPU enabled; 'wasm': the same Chromium without it (no adapter)."""
-    out = {name: playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS + extra)
-           for name, extra in (("webgpu", WEBGPU_ARGS), ("wasm", []))}
-    page = out["webgpu"].new_page()
-    page.goto(site_url + "style.css")  # a secure-context origin; navigator.gpu needs one
-    adapter = page.evaluate("async () => !!(navigator.gpu && await navigator.gpu.requestAdapter())")
-    page.close()
-    out["webgpu_ok"] = adapter
-    yield out
-    for b in (out["webgpu"], out["wasm"]):
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def test_png(tmp_path_factory) -> Path:
-    """A non-square RGB image (PNG: the browser and PIL decode it to the same bytes)."""
-    h, w = 48, 80
-    yy, xx = np.mgrid[0:h, 0:w]
-    rgb = np.stack([127 + 120 * np.sin(xx / 6.0), 127 + 120 * np.cos(yy / 5.0), (xx * 3 + yy * 2) % 256], -1)
-    path = tmp_path_factory.mktemp("img") / "input.png"
-    Image.fromarray(rgb.astype(np.uint8)).save(path)
-    return path
-
-
-def open_page(browser, url: str, query: str = "", autostart: bool = True):
-    """The page, loaded (?autostart=1: past the Start button), with its details panel open."""
-    page = browser.new_context().new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{url}?{'autostart=1&' if autostart else ''}{query}")
-    page.evaluate("document.getElementById('details').open = true")
-    if autostart:
-        page.wait_for_function("window.janusweb && (window.janusweb.ready || window.janusweb.error)",
-                               timeout=LOAD_TIMEOUT_MS)
-    assert not errors, errors
-    return page
-
-
-@lru_cache(maxsize=8)
-def _graphs(bundle: Path, dtypes: tuple) -> OrtGraphs:
-    """The page's graphs in Python: with the fused decoder (KV cache bound in place) where the page ran it."""
-    dtypes = dict(dtypes)
-    if FUSED in dtypes:
-        return FusedGraphs(bundle, dtypes.pop(FUSED), dtypes)
-    return OrtGraphs(bundle, dtypes=dtypes)
-
-
-def reference_dtypes(info: dict) -> dict:
-    """The page's session dtypes as the Python reference takes them: the WGSL decoder runs the fused graph's
-    weights, so the fused graph is its reference."""
-    dtypes = dict(info["dtypes"])
-    if info["kvCache"].startswith("WGSL decoder"):
-        dtypes[FUSED] = dtypes.pop("language_model")
-    return dtypes
-
-
-def reference(bundle: Path, dtypes: dict):
-    """Python's graphs at the page's dtypes. The page's gen_step holds the weights of gen_head and
-    gen_img_embeds, which the Python loop runs instead: those take gen_step's dtype."""
-    dtypes = {"gen_head": dtypes["gen_step"], "gen_img_embeds": dtypes["gen_step"], **dtypes}
-    graphs = _graphs(bundle, tuple(sorted(dtypes.items())))
-    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
-    return graphs, ModelDims.from_bundle_config(graphs.config), tok, SpecialIds.from_tokenizer(tok)
-
-
-def chat(page, question: str, image: Path | None, max_tokens: int) -> dict:
-    if image:
-        page.set_input_files("#image-input", str(image))
-    page.fill("#question", question)
-    page.fill("#max-tokens", str(max_tokens))
-    page.click("#ask")
-    page.wait_for_function("window.janusweb.chat.done || window.janusweb.error", timeout=RUN_TIMEOUT_MS)
-    assert page.evaluate("window.janusweb.error") is None
-    return page.evaluate("window.janusweb.chat")
-
-
-def generate(page, count: int, guidance: float, temperature: float, seed: int) -> dict:
-    for field, value in (("#prompt", PROMPT), ("#count", count), ("#guidance", guidance),
-                         ("#temperature", temperature), ("#seed", seed)):
-        page.fill(field, str(value))
-    page.click("#generate")
-    page.wait_for_function("window.janusweb.images.done || window.janusweb.error", timeout=RUN_TIMEOUT_MS)
-    assert page.evaluate("window.janusweb.error") is None
-    return page.evaluate("({...janusweb.images, decoded: janusweb.images.decoded.map((d) => Array.from(d))})")
-
-
-def check_images(bundle, dtypes, result, count, guidance, temperature, seed) -> None:
-    graphs, dims, tok, ids = reference(bundle, dtypes)
-    T = dims.num_image_tokens
-    draws = uniforms(seed, count * T).reshape(count, T)
-    ref = generate_images(graphs, dims, ids, generation_prompt(tok, ids, PROMPT), draws, guidance, temperature)
-    assert result["tokens"] == ref.tokens.tolist()
-    decoded = np.array(result["decoded"], np.float32).reshape(ref.images.shape)
-    assert np.abs(decoded - ref.images).max() <= 1e-3
-
-
-def shown_images_are_not_blank(page, count: int) -> None:
-    canvases = page.locator("#gallery canvas")
-    assert canvases.count() == count
-    for i in range(count):
-        shot = np.asarray(Image.open(io.BytesIO(canvases.nth(i).screenshot())).convert("RGB"), np.float32)
-        assert shot.std() > 10 and len(np.unique(shot.reshape(-1, 3), axis=0)) > 50, f"image {i} looks blank"
-    assert page.locator("#gallery a[download]").count() == count
-
 
 CASES = [  # backend, decoder engine (?engine=), dtype
     pytest.param("webgpu", "auto", "fp32", id="webgpu-fp32"),
-    pytest.param("webgpu", "auto", "int8", id="webgpu-int8", marks=INT8),
+    pytest.param("webgpu", "auto", "int8", id="webgpu-int8"),
     pytest.param("webgpu", "ort-grow", "fp32", id="webgpu-grown-kv-fp32"),  # language_model on WebGPU: comparisons
     pytest.param("webgpu", "wgsl", "fp32", id="webgpu-wgsl-fp32"),  # the decoder on the page's WGSL kernels
-    pytest.param("webgpu", "wgsl", "int8", id="webgpu-wgsl-int8", marks=INT8),
-    pytest.param("webgpu", "wgsl", "q4", id="webgpu-wgsl-q4", marks=INT8),  # MatMulNBits 4-bit in the kernels
+    pytest.param("webgpu", "wgsl", "int8", id="webgpu-wgsl-int8"),
+    pytest.param("webgpu", "wgsl", "q4", id="webgpu-wgsl-q4"),  # MatMulNBits 4-bit in the kernels
     pytest.param("wasm", "auto", "fp32", id="wasm-fp32"),
-    pytest.param("wasm", "auto", "int8", id="wasm-int8", marks=INT8),
+    pytest.param("wasm", "auto", "int8", id="wasm-int8"),
 ]
 
 
@@ -332,13 +162,6 @@ def test_long_prompt_in_chunks_matches_on_webgpu(browsers, site_url, bundle, kv)
     page.context.close()
 
 
-def _replace(path: Path, text: str) -> None:
-    """Write a new file in place of `path` (the bundle's copy, maybe a hard link, is untouched)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 @pytest.mark.parametrize("case", ["missing", "stale"])
 def test_wgsl_decoder_without_its_pack_is_a_clear_error(browsers, bundle, tmp_path, case):
     if not browsers["webgpu_ok"]:
@@ -350,9 +173,9 @@ def test_wgsl_decoder_without_its_pack_is_a_clear_error(browsers, bundle, tmp_pa
     else:  # a pack made from an earlier fused graph: its recorded source checksum differs
         desc = json.loads((model / "wgsl" / "decoder.json").read_text())
         desc["source_sha256"] = "0" * 64
-        _replace(model / "wgsl" / "decoder.json", json.dumps(desc))
+        replace_file(model / "wgsl" / "decoder.json", json.dumps(desc))
         manifest["files"]["wgsl/decoder.json"] = file_digest(model / "wgsl" / "decoder.json")
-    _replace(model / "manifest.json", json.dumps(manifest))
+    replace_file(model / "manifest.json", json.dumps(manifest))
     server, url = serve_in_thread(model.parent)
     try:
         page = open_page(browsers["webgpu"], url, "backend=webgpu&dtype=fp32&kv=wgsl")  # ?kv=, the old name of ?engine=
@@ -376,7 +199,7 @@ def test_adapter_that_cannot_hold_the_largest_buffer_is_refused_before_downloadi
     manifest = json.loads((model / "manifest.json").read_text())
     assert manifest["buffers"]["variants"]["lm_head"]["fp32"]["bytes"] < 2**20  # the real record: tiny
     manifest["buffers"]["variants"]["lm_head"]["fp32"] = {"tensor": "lm_head.weight", "bytes": 3 * 2**30}
-    _replace(model / "manifest.json", json.dumps(manifest))
+    replace_file(model / "manifest.json", json.dumps(manifest))
     server, url = serve_in_thread(model.parent)
     try:
         page = browsers["webgpu"].new_context().new_page()

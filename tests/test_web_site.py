@@ -5,8 +5,10 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,10 +29,19 @@ def site(tiny_bundle, tmp_path_factory) -> Path:
     return out
 
 
+# files in a served site that are not the page's own or listed in the bundle's manifest
+HIDDEN = {"model/.git/config": "[core]", "model/.secret": "token", "model/.quantize.stage-1-x/onnx/g.onnx": "partial",
+          "model/.manifest.json.tmp-7": "{}", "model/extra.txt": "unlisted", "model/onnx/.lm_head.onnx.swp": "swap",
+          ".env": "KEY=1", ".git/HEAD": "ref"}
+
+
 @pytest.fixture(scope="module")
 def server(site):
     (site.parent / "secret.txt").write_text("outside the site")
     os.symlink(site.parent / "secret.txt", site / "link-out.txt")
+    for rel, text in HIDDEN.items():
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_text(text)
     srv, url = serve_in_thread(site)
     yield srv.server_address[1]
     srv.shutdown()
@@ -95,6 +106,65 @@ def test_server_refuses_paths_outside_the_site(server, path):
     assert status == 404, path
     assert b"outside the site" not in body
     assert headers["cross-origin-opener-policy"] == "same-origin"  # error pages too
+
+
+@pytest.mark.parametrize("rel", HIDDEN)
+def test_server_serves_nothing_hidden_or_unlisted(server, rel):
+    for path in (f"/{rel}", f"/{rel.replace('.', '%2e')}"):
+        status, _, body = get(server, path)
+        assert status == 404 and HIDDEN[rel].encode() not in body, path
+
+
+def test_server_follows_the_manifest_as_it_changes(server, site):
+    """A file the manifest starts listing while the server runs (quantize, a pack) is served from then on."""
+    assert get(server, "/model/extra.txt")[0] == 404
+    manifest = json.loads((site / "model" / "manifest.json").read_text())
+    manifest["files"]["extra.txt"] = {"bytes": 8, "sha256": "0" * 64}
+    (site / "model" / "manifest.json").unlink()  # a hard link to the bundle's: written anew, as the writers do
+    (site / "model" / "manifest.json").write_text(json.dumps(manifest))
+    status, _, body = get(server, "/model/extra.txt")
+    assert status == 200 and body == b"unlisted"
+
+
+def test_server_takes_a_burst_of_connections(server):
+    """200 connects back to back, none answered yet: none waits for a SYN to be sent again (~1 s; http.server's
+    listen backlog of 5 made every 6th do)."""
+    socks, slowest = [], 0.0
+    try:
+        for _ in range(200):
+            t0 = time.perf_counter()
+            socks.append(socket.create_connection(("127.0.0.1", server), timeout=5))
+            slowest = max(slowest, time.perf_counter() - t0)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert slowest < 0.9, f"a connect took {slowest:.2f} s"
+
+
+@pytest.mark.parametrize("how", ["link-out", "relative-out"])
+def test_build_web_never_publishes_what_is_outside_the_bundle(tiny_bundle, tmp_path, capsys, how):
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    outside = tmp_path / "elsewhere.onnx"
+    shutil.copyfile(bundle / "onnx" / "lm_head.onnx", outside)  # the same bytes: only where it lies is wrong
+    (bundle / "onnx" / "lm_head.onnx").unlink()
+    os.symlink(outside if how == "link-out" else Path("..") / ".." / outside.name, bundle / "onnx" / "lm_head.onnx")
+    assert main(["--quiet", "build-web", str(bundle), "--out", str(tmp_path / "site")]) == 2
+    line = capsys.readouterr().err.strip()
+    assert len(line.splitlines()) == 1 and "resolves outside the bundle" in line and "Traceback" not in line
+    assert not (tmp_path / "site").exists() and not list(tmp_path.glob(".site*"))
+
+
+def test_build_web_publishes_files_not_links(tiny_bundle, tmp_path):
+    """A symlink inside the bundle to a file inside it becomes a plain file of the site."""
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    (bundle / "onnx" / "lm_head.onnx").rename(bundle / "lm_head.real")
+    os.symlink(Path("..") / "lm_head.real", bundle / "onnx" / "lm_head.onnx")
+    build_site(bundle, tmp_path / "site")
+    published = tmp_path / "site" / "model" / "onnx" / "lm_head.onnx"
+    assert not published.is_symlink() and published.read_bytes() == (bundle / "lm_head.real").read_bytes()
+    assert not (tmp_path / "site" / "model" / "lm_head.real").exists()  # only what the manifest lists
 
 
 @pytest.mark.parametrize("path,mime", [

@@ -1,17 +1,19 @@
 """The llama.cpp peer row in Chromium on a tiny GGUF (bench/gguf_peer.py): the wllama page decodes exactly the
 tokens asked for after the prompt, at the thread count asked for, cross-origin isolated, with llama.cpp's own
-timings; through the bench registry the rows come out typed (ran, at 1 and at the page's thread count)."""
+timings; through the `run` scenario's backend, llama.cpp's per-token time is the row's decode figure."""
 
 import json
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from janusweb.bench.backends import REGISTRY, BenchContext, load, wllama
-from janusweb.bench.driver import run_rows
+from janusweb.bench.backends import REGISTRY, load, wllama
 from janusweb.bench.gguf_peer import LlamaShapes, write_gguf
+from janusweb.bench.measures import speed
 from janusweb.bench.pagerun import page_runner
+from janusweb.bench.scenarios.run import Work
 from janusweb.bench.workload import Workload
 from janusweb.env import chromium_path
 from janusweb.site import build_page
@@ -46,11 +48,13 @@ def test_the_page_decodes_the_tokens_asked_for(site):
                 assert t["predicted_ms"] > 0 and t["predicted_per_token_ms"] > 0 and t["prompt_ms"] > 0
                 assert run["usage"]["completion_tokens"] == 5
             agg = wllama.aggregate(raw)
-            assert agg["generated_tokens"] == [5, 5] and agg["decode_tokens_per_s"] > 0
-            assert agg["decode_ms_per_token"]["min"] <= agg["decode_ms_per_token"]["median"]
+            assert agg["extra"]["generated_tokens"] == [5, 5] and agg["figures"]["decode_ms_per_token"] > 0
+            assert agg["extra"]["decode_ms_per_token"]["min"] <= agg["figures"]["decode_ms_per_token"]
 
 
-def test_registry_rows_are_typed(tmp_path, monkeypatch):
+def test_the_run_backend_measures_llama_cpp_decode(tmp_path, monkeypatch):
+    """`janusweb bench run --backend wllama`'s backend: its own Q8_0 GGUF of the bundle's decoder shapes, at the
+    threads asked for (0: the page's), llama.cpp's own per-token time as the row's decode figure."""
     assert REGISTRY["wllama"] == "janusweb.bench.backends.wllama:Wllama"
     bundle = tmp_path / "bundle"
     bundle.mkdir()
@@ -58,11 +62,15 @@ def test_registry_rows_are_typed(tmp_path, monkeypatch):
         "vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 16, "rms_norm_eps": 1e-6}}))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the GGUF cache goes under tmp_path
-    ctx = BenchContext(bundle=bundle, inp=None, w=Workload(text_tokens=4, repeats=1), dtypes=["fp32"])
-    rows = run_rows([load("wllama")], ctx)
-    assert [(r.name, r.dtype, r.variant, r.status) for r in rows] == [
-        ("wllama", "q8_0", "1 thread", "ran"), ("wllama", "q8_0", f"{wllama.page_threads()} threads", "ran")]
-    for r in rows:
-        assert r.result["generated_tokens"] == [4, 4, 4]  # at least 3 completions
-        assert r.label["threads"] == int(r.variant.split()[0]) and r.label["cross_origin_isolated"] is True
+    backend = load("wllama")
+    assert backend.dtypes(bundle) == ["q8_0"] and backend.takes_threads and not backend.takes_engine
+    ctx = SimpleNamespace(browser=None, headed=False, driver="auto")
+    work = Work(bundle, Workload(text_tokens=4, repeats=1), None, {})
+    with backend.session(ctx, bundle) as runner:
+        for threads in (1, 0):
+            m = backend.run(ctx, {"threads": threads}, work, runner)
+            assert m["extra"]["generated_tokens"] == [4, 4, 4]  # at least 3 completions
+            assert m["label"]["threads"] == (threads or wllama.page_threads())
+            assert m["label"]["cross_origin_isolated"] is True
+            assert speed(m, 0)["decode_tokens_per_s"] == pytest.approx(1000 / m["figures"]["decode_ms_per_token"])
     assert list(Path(tmp_path, "janusweb-gguf").glob("*.gguf"))

@@ -1,10 +1,13 @@
 """The HTTP server of `janusweb serve`: static files from a site folder (and a bundle under /model/), with the
 headers the page needs (COOP/COEP on every response, error pages included), HTTP/1.1 keep-alive, single byte
 ranges (206, so an interrupted download of a large graph resumes), 414 for a path no file system can hold, and
-nothing outside its folders."""
+nothing but the page's own files and the bundle's listed ones: nothing outside its folders, nothing hidden, no
+file of the bundle's folder that its manifest does not list (404)."""
 
+import json
 import mimetypes
 import posixpath
+import socket
 import threading
 import urllib.parse
 from email.utils import formatdate
@@ -12,6 +15,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from janusweb.bundle_check import safe_rel
 from janusweb.log import log
 
 HEADERS = {
@@ -37,8 +41,55 @@ def too_long(url_path: str) -> bool:
     return len(path) > PATH_MAX or any(len(seg) > NAME_MAX for seg in path.split(b"/"))
 
 
+class PageRoot:
+    """The page's own files: anything in its folder but hidden names (a segment starting with '.')."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder).resolve()
+
+    def allows(self, rel: list) -> bool:
+        return not any(seg.startswith(".") for seg in rel)
+
+
+class ModelRoot:
+    """A bundle under /model/: its manifest.json and the files the manifest lists, nothing else (no temporary
+    folder, no dot-file, nothing a manifest of an earlier state left). The list is read again when the manifest
+    changes (quantize or a pack adding files while the server runs)."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder).resolve()
+        self._stamp, self._files = None, frozenset()
+        self._lock = threading.Lock()
+
+    def _listed(self) -> frozenset:
+        path = self.folder / "manifest.json"
+        try:
+            st = path.stat()
+            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            return frozenset()
+        with self._lock:
+            if stamp != self._stamp:
+                try:
+                    files = json.loads(path.read_bytes()).get("files", {})
+                    self._files = frozenset(rel for rel in files if safe_rel(rel)) | {"manifest.json"}
+                except (OSError, ValueError, AttributeError):
+                    self._files = frozenset({"manifest.json"})
+                self._stamp = stamp
+            return self._files
+
+    def allows(self, rel: list) -> bool:
+        return "/".join(rel) in self._listed()
+
+
+def site_roots(site: Path, bundle: Path | None = None) -> dict:
+    """The URL prefixes of a server: the page at /, the bundle (`bundle`, else site/model) at /model/."""
+    return {"": PageRoot(site), "model": ModelRoot(bundle if bundle else Path(site) / "model")}
+
+
 def resolve(roots: dict, url_path: str) -> Path | None:
-    """The file a URL path names, or None (404). `roots` maps a URL prefix ('' or 'model') to a folder.
+    """The file a URL path names, or None (404). `roots` maps a URL prefix ('' or 'model') to a PageRoot or
+    ModelRoot (site_roots), which says which files it serves.
 
     The path is percent-decoded once; any '..' segment, NUL or backslash is refused, and the resolved file
     (symlinks followed) must lie inside its root."""
@@ -49,13 +100,13 @@ def resolve(roots: dict, url_path: str) -> Path | None:
     if ".." in parts:
         return None
     prefix = parts[0] if parts and parts[0] in roots and parts[0] != "" else ""
-    root = Path(roots[prefix]).resolve()
+    root = roots[prefix]
     rel = parts[1:] if prefix else parts
     try:
-        target = (root / posixpath.join(*rel)).resolve() if rel else root
+        target = (root.folder / posixpath.join(*rel)).resolve() if rel else root.folder
         if target.is_dir():
-            target = target / "index.html"
-        if not target.is_relative_to(root) or not target.is_file():
+            target, rel = target / "index.html", [*rel, "index.html"]
+        if not root.allows(rel) or not target.is_relative_to(root.folder) or not target.is_file():
             return None
     except OSError:  # a name the file system refuses (too long, invalid): no such file
         return None
@@ -151,13 +202,15 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = socket.SOMAXCONN  # http.server's 5 made every 6th of a burst of connects wait ~1 s
+
+
 def make_server(site: Path, bundle: Path | None, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     """A server for `site` (a built page), with `bundle` under /model/ when given (else site/model)."""
-    roots = {"": Path(site), "model": Path(bundle) if bundle else Path(site) / "model"}
-    handler = type("SiteHandler", (Handler,), {"roots": roots})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    handler = type("SiteHandler", (Handler,), {"roots": site_roots(site, bundle)})
+    return Server((host, port), handler)
 
 
 def serve_in_thread(site: Path, bundle: Path | None = None) -> tuple:

@@ -1,4 +1,4 @@
-// Runs the CPU engine's kernels (web/cpu) under Node for tests/test_cpu_kernels.py:
+// Runs the CPU engine's kernels (web/lib/engines/cpu) under Node for tests/test_cpu_kernels.py:
 //   node cpu_check.mjs DIR    DIR/spec.json says what to run on DIR's .bin inputs; outputs go to DIR/out.bin.
 // spec: {wasm, threads, op: 'matmul'|'gate_up'|'rmsnorm', ...shapes} on x.bin, w*.bin, s*.bin, y.bin (the
 // starting output, for mode add), or {op: 'decoder', pack, calls: [S, ...], rows, capacity} on embeds.bin (head: true gives
@@ -8,18 +8,20 @@
 // b.bin; {op: 'cfg_sample', n, V, guidance, temperature} on logits.bin, u.bin (the tokens, as floats); and
 // {op: 'heads', pack, threads, n, guidance, temperature} on a cpu-pack's pack: ids.bin's token embeddings, then
 // image steps, one per [2n, H] block of hidden.bin with u.bin's [steps, n] draws (out: the embeddings, then for
-// each step its n tokens (as floats) and their [n, H] next embeddings).
+// each step its n tokens (as floats) and their [n, H] next embeddings); {op: 'vision', pack, threads} on a
+// cpu-pack's pack: the vision tower's features [T, H] of pixels.bin [3, S, S]; {op: 'vq', pack, threads, n}: the VQ
+// decoder's pixels [n, 3, S, S] of tokens.bin (uint32 [n, T]).
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { CpuRuntime, DTYPE } from '../../web/cpu/runtime.js';
-import { CpuModel, memoryNeeded } from '../../web/cpu/model.js';
+import { CpuRuntime, DTYPE } from '../../web/lib/engines/cpu/runtime.js';
+import { CpuModel, memoryNeeded } from '../../web/lib/engines/cpu/model.js';
 
 const dir = process.argv[2];
 const spec = JSON.parse(readFileSync(path.join(dir, 'spec.json'), 'utf8'));
 const file = (/** @type {string} */ name) => new Uint8Array(readFileSync(path.join(dir, name)));
-const module = new WebAssembly.Module(readFileSync(spec.wasm));
-const thread = new URL('../../web/cpu/thread.js', import.meta.url);
+const kernels = readFileSync(spec.wasm);
+const thread = new URL('../../web/lib/engines/cpu/thread.js', import.meta.url);
 const spawn = (/** @type {number} */ _t, /** @type {any} */ init) => new Promise((resolve) => {
   const w = new Worker(thread);
   w.once('message', () => resolve(w));
@@ -43,7 +45,7 @@ const packBytes = (pack, desc) => {
 let out;
 if (spec.op === 'decoder') {
   const desc = JSON.parse(readFileSync(spec.pack + '.json', 'utf8'));
-  const rt = await CpuRuntime.create(module, spec.threads, memoryNeeded(desc, spec.rows, spec.capacity), spawn);
+  const rt = await CpuRuntime.create(kernels, spec.threads, memoryNeeded(desc, spec.rows, spec.capacity), spawn);
   const model = new CpuModel(rt, desc, packBytes(spec.pack, desc));
   const state = model.newState(spec.rows, spec.capacity);
   const embeds = new Float32Array(file('embeds.bin').buffer);
@@ -69,7 +71,7 @@ if (spec.op === 'decoder') {
   parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
 } else if (spec.op === 'heads') {
   const desc = JSON.parse(readFileSync(spec.pack + '.json', 'utf8'));
-  const rt = await CpuRuntime.create(module, spec.threads, memoryNeeded(desc, 1, 8), spawn);
+  const rt = await CpuRuntime.create(kernels, spec.threads, memoryNeeded(desc, 1, 8), spawn);
   const model = new CpuModel(rt, desc, packBytes(spec.pack, desc));
   const heads = /** @type {any} */ (model.heads);
   const H = desc.hidden_size, n = spec.n;
@@ -83,8 +85,20 @@ if (spec.op === 'decoder') {
   rt.release();
   out = new Float32Array(parts.reduce((k, p) => k + p.length, 0));
   parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+} else if (spec.op === 'vision') {
+  const desc = JSON.parse(readFileSync(spec.pack + '.json', 'utf8'));
+  const rt = await CpuRuntime.create(kernels, spec.threads, memoryNeeded(desc, 1, 8), spawn);
+  const model = new CpuModel(rt, desc, packBytes(spec.pack, desc));
+  out = /** @type {any} */ (model.vision).features(new Float32Array(file('pixels.bin').buffer));
+  rt.release();
+} else if (spec.op === 'vq') {
+  const desc = JSON.parse(readFileSync(spec.pack + '.json', 'utf8'));
+  const rt = await CpuRuntime.create(kernels, spec.threads, memoryNeeded(desc, 1, 8), spawn);
+  const model = new CpuModel(rt, desc, packBytes(spec.pack, desc));
+  out = /** @type {any} */ (model.vq).decode(new Uint32Array(file('tokens.bin').buffer), spec.n);
+  rt.release();
 } else if (['embed_rows', 'bias_act', 'cfg_sample'].includes(spec.op)) {
-  const rt = await CpuRuntime.create(module, 1, 1 << 24, null);
+  const rt = await CpuRuntime.create(kernels, 1, 1 << 24, null);
   const e = rt.exports;
   const put = (/** @type {string} */ name) => (spec.files.includes(name) ? rt.put(file(name)) : 0);
   if (spec.op === 'embed_rows') {
@@ -101,17 +115,25 @@ if (spec.op === 'decoder') {
     out = Float32Array.from(rt.u32(tokens, spec.n));
   }
 } else {
-  const rt = await CpuRuntime.create(module, 1, 1 << 24, null);
+  const rt = await CpuRuntime.create(kernels, 1, 1 << 24, null);
   const e = rt.exports;
   const put = (/** @type {string} */ name) => (spec.files.includes(name) ? rt.put(file(name)) : 0);
   const x = put('x.bin'), n = spec.N ?? spec.H;
   const y = spec.files.includes('y.bin') ? put('y.bin') : rt.alloc(4 * spec.M * n);
   const dtype = /** @type {any} */ (DTYPE)[spec.dtype ?? 'fp32'];
+  // a MatMulNBits matrix into the kernels' order (qlayout.c), as the model does at load
+  const matrix = (/** @type {string} */ name) => {
+    const at = put(name);
+    if (dtype !== DTYPE.fp32) e.repack(dtype, at, spec.K, 0, n);
+    return at;
+  };
+  const [w, wg, wu] = spec.op === 'matmul' ? [matrix('w.bin'), 0, 0]
+    : spec.op === 'gate_up' ? [0, matrix('wg.bin'), matrix('wu.bin')] : [put('w.bin'), 0, 0];
   for (const [a, b] of spec.splits) { // column ranges, as threads would share them
-    if (spec.op === 'matmul') e.matmul(dtype, x, spec.M, spec.K, put('w.bin'), put('s.bin'), y, n, a, b, spec.mode);
+    if (spec.op === 'matmul') e.matmul(dtype, x, spec.M, spec.K, w, put('s.bin'), y, n, a, b, spec.mode);
     else if (spec.op === 'gate_up') {
-      e.gate_up(dtype, x, spec.M, spec.K, put('wg.bin'), put('sg.bin'), put('wu.bin'), put('su.bin'), y, n, a, b);
-    } else e.rmsnorm(x, put('w.bin'), y, spec.M, spec.H, spec.eps, a, b);
+      e.gate_up(dtype, x, spec.M, spec.K, wg, put('sg.bin'), wu, put('su.bin'), y, n, a, b);
+    } else e.rmsnorm(x, w, y, spec.M, spec.H, spec.eps, a, b);
   }
   out = rt.f32(y, spec.M * n);
 }

@@ -1,0 +1,2 @@
+import { serveJanus } from 'janusweb/worker';
+serveJanus(self);
