@@ -1,12 +1,14 @@
-"""The weights of the page's CPU engine (web/cpu/, web/engines/cpu.js): `janusweb pack BUNDLE --engine cpu
+"""The weights of the page's CPU engine (web/lib/engines/cpu/): `janusweb pack BUNDLE --engine cpu
 --dtype int8` (or `janusweb cpu-pack`).
 
 cpu/decoder{suffix}.json and its parts cpu/decoder{suffix}.0.bin, ... (pack/parts.py, as the WGSL pack's) hold what pack/wgsl.py's pack holds for the decoder layers (taken the same way,
 byte for byte from onnx/language_model_gqa{suffix}.onnx: fp32 [N, K], or MatMulNBits' uint8 blocks and fp32
 scales, 8-bit or 4-bit), plus the lm_head matrix from onnx/lm_head{suffix}.onnx and the per-token heads
 (pack/cpu_heads.py: the token-embedding table of prepare_inputs_embeds{suffix}, gen_head{suffix} and
-gen_img_embeds{suffix}), so that neither a text token nor an image step needs an ONNX Runtime session. The JSON
-records each source graph's sha256 (the page refuses a pack whose sources changed).
+gen_img_embeds{suffix}), the vision tower (pack/cpu_vision.py: SigLIP and the aligner of
+prepare_inputs_embeds{suffix}) and the VQ decoder (pack/cpu_vq.py: image_decode's fp32 weights and the program of
+its ops), so that no part of a request needs an ONNX Runtime session. The JSON records each source graph's sha256
+(the page refuses a pack whose sources changed).
 """
 
 import json
@@ -18,18 +20,22 @@ import onnx
 from janusweb.dtypes import dtype as lookup
 from janusweb.dtypes import graph_file
 from janusweb.errors import UserError
+from janusweb.formats import PACKS as PACK_FORMATS
 from janusweb.fused import STEM
 from janusweb.integrity import graph_files, verify_files
 from janusweb.pack import PACKERS
 from janusweb.pack.cpu_heads import write_heads
+from janusweb.pack.cpu_vision import vision_tower
+from janusweb.pack.cpu_vq import vq_decoder
 from janusweb.pack.parts import PART_BYTES, PartWriter
 from janusweb.pack.wgsl import _array, build_pack
 
 NAME = "cpu"
 DTYPES = PACKERS[NAME].dtypes
-FORMAT = "janusweb-cpu/3"  # 2: the per-token heads; 3: in parts (pack/parts.py)
+FORMAT = PACK_FORMATS[NAME]
 # the graphs a pack is made from besides the fused decoder; the role each plays in write_heads
 HEADS = {"embed_tokens": "prepare_inputs_embeds", "gen_head": "gen_head", "gen_img_embeds": "gen_img_embeds"}
+VQ = "image_decode"  # fp32 at every dtype (convolutions are not quantized)
 
 
 def stem(dtype: str) -> str:
@@ -55,13 +61,14 @@ def head_matrix(path: Path) -> dict:
 
 
 def check(bundle: Path, manifest: dict, dtype: str) -> None:
-    for graph in (STEM, "lm_head", *HEADS.values()):
+    for graph in (STEM, "lm_head", *HEADS.values(), VQ):
         entry = manifest["graphs"].get(graph)
         if entry is None:
             raise UserError(f"{bundle} has no {graph} graph" + (" (export without --no-fused)" if graph == STEM else ""))
-        if dtype != "fp32" and dtype not in entry.get("variants", {}):
+        if dtype != "fp32" and graph != VQ and dtype not in entry.get("variants", {}):
             raise UserError(f"{bundle} has no {dtype} variant of {graph} (run janusweb quantize --dtype {dtype})")
-    verify_files(bundle, manifest, graph_files(manifest, (STEM, "lm_head", *HEADS.values()), dtype))  # before reading
+    verify_files(bundle, manifest, graph_files(manifest, (STEM, "lm_head", *HEADS.values()), dtype)
+                 + graph_files(manifest, (VQ,), "fp32"))  # before reading
 
 
 def write(bundle: Path, manifest: dict, dtype: str, staged: Path, part_bytes: int = PART_BYTES) -> dict:
@@ -80,6 +87,16 @@ def write(bundle: Path, manifest: dict, dtype: str, staged: Path, part_bytes: in
     sources = {role: (bundle / graph_file(g, dtype), graph_file(g, dtype),
                       manifest["files"][graph_file(g, dtype)]["sha256"]) for role, g in HEADS.items()}
     write_heads(out.put, desc, sources)
+    path, rel, sha = sources["embed_tokens"]  # prepare_inputs_embeds: the token table and the vision tower
+    vision = vision_tower(path, json.loads((bundle / "config.json").read_text()))
+    for name, array in vision["tensors"].items():
+        out.put(name, array)
+    desc["vision"] = {**vision["desc"], "source": Path(rel).name, "source_sha256": sha}
+    rel = graph_file(VQ, "fp32")
+    vq = vq_decoder(bundle / rel, config["num_image_tokens"])
+    for name, array in vq["tensors"].items():
+        out.put(name, array)
+    desc["vq"] = {**vq["desc"], "source": Path(rel).name, "source_sha256": manifest["files"][rel]["sha256"]}
     entry = {"json": f"{stem(dtype)}.json", "parts": out.close()}
     (staged / entry["json"]).write_text(json.dumps(desc, indent=1) + "\n")
     return entry

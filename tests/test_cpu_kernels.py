@@ -1,4 +1,4 @@
-"""The CPU engine's WebAssembly kernels (web/cpu, built with zig's clang) under Node against numpy: each matrix
+"""The CPU engine's WebAssembly kernels (web/lib/engines/cpu, built with zig's clang) under Node against numpy: each matrix
 kernel at fp32 / MatMulNBits int8 / q4 with column splits as threads share them, plain and relaxed-SIMD builds,
 RMS norm, and whole decoder passes (prefill then single steps over the KV cache, several rows, 1 and 2 threads)
 against a numpy forward over whole sequences (tests/cpu_reference.py). Quantized weights meet int8 activations
@@ -7,29 +7,21 @@ at accuracy_level 4, the Python reference of the page's CPU engine."""
 
 import base64
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import cpu_reference as ref
+from node_kernels import assert_close, needs_node, run
+
+REPO = Path(__file__).resolve().parent.parent
 
 pytest.importorskip("ziglang", reason="the kernels are built with PyPI ziglang: pip install -e .")
-REPO = Path(__file__).resolve().parent.parent
-CHECK = REPO / "tests" / "js" / "cpu_check.mjs"
-pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node runs the kernels")
+pytestmark = needs_node
 DECODER = {"hidden_size": 64, "intermediate_size": 96, "num_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
-           "num_layers": 2, "epsilon": 1e-6, "max_positions": 80}
-
-
-@pytest.fixture(scope="module")
-def wasm(tmp_path_factory) -> Path:
-    sys.path.insert(0, str(REPO / "web" / "cpu"))
-    from build import build
-    return build(tmp_path_factory.mktemp("cpu-wasm"))
+           "num_layers": 2, "epsilon": 1e-6, "max_positions": 320}
 
 
 # Relaxed-SIMD builds run in Chromium, the page's browser: Node 20's V8 (11.3, the proposal behind a flag) returns
@@ -42,9 +34,11 @@ MATMUL_PAGE = """async (a) => {
   const put = (t) => { if (!t) return 0; const b = bytes(t), at = Math.ceil(top / 64) * 64;
     new Uint8Array(memory.buffer, at, b.length).set(b); top = at + b.length; return at; };
   const x = put(a.x), y = a.y ? put(a.y) : put(btoa(String.fromCharCode(...new Uint8Array(4 * a.M * a.N))));
+  const matrix = (t) => { const at = put(t); if (a.dtype) e.repack(a.dtype, at, a.K, 0, a.N); return at; };
+  const [w, wg, wu] = a.op === 'matmul' ? [matrix(a.w), 0, 0] : [0, matrix(a.wg), matrix(a.wu)];
   for (const [n0, n1] of a.splits) {
-    if (a.op === 'matmul') e.matmul(a.dtype, x, a.M, a.K, put(a.w), put(a.s), y, a.N, n0, n1, a.mode);
-    else e.gate_up(a.dtype, x, a.M, a.K, put(a.wg), put(a.sg), put(a.wu), put(a.su), y, a.N, n0, n1);
+    if (a.op === 'matmul') e.matmul(a.dtype, x, a.M, a.K, w, put(a.s), y, a.N, n0, n1, a.mode);
+    else e.gate_up(a.dtype, x, a.M, a.K, wg, put(a.sg), wu, put(a.su), y, a.N, n0, n1);
   }
   return Array.from(new Float32Array(memory.buffer, y, a.M * a.N));
 }"""
@@ -62,7 +56,7 @@ def chromium():
 
 def run_kernel(request, tmp_path: Path, build: str, spec: dict, **files) -> np.ndarray:
     """One matmul / gate_up over column splits: the plain build under Node, the relaxed one in Chromium."""
-    wasm = request.getfixturevalue("wasm")
+    wasm = request.getfixturevalue("kernels_wasm")
     if build == "plain":
         return run(tmp_path, {**spec, "wasm": str(wasm / "kernels.wasm")}, **files)
     page = request.getfixturevalue("chromium")
@@ -71,22 +65,6 @@ def run_kernel(request, tmp_path: Path, build: str, spec: dict, **files) -> np.n
             "wasm": base64.b64encode((wasm / "kernels-relaxed.wasm").read_bytes()).decode(),
             **{name: b64(a) for name, a in files.items()}}
     return np.array(page.evaluate(MATMUL_PAGE, args), np.float32)
-
-
-def run(tmp_path: Path, spec: dict, **files) -> np.ndarray:
-    for name, array in files.items():
-        (tmp_path / f"{name}.bin").write_bytes(np.ascontiguousarray(array).tobytes())
-    spec = {**spec, "files": [f"{n}.bin" for n in files]}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
-    done = subprocess.run(["node", "--experimental-wasm-relaxed-simd", str(CHECK), str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return np.frombuffer((tmp_path / "out.bin").read_bytes(), np.float32)
-
-
-def assert_close(got, want, rtol=2e-5):
-    scale = np.abs(want).max()
-    diff = np.abs(got - want).max()
-    assert diff <= rtol * max(scale, 1.0), f"NOT OK: max diff {diff:.3g} (reference max {scale:.3g})"
 
 
 def assert_rounding(got, want, magnitude, steps):
@@ -102,10 +80,10 @@ def assert_rounding(got, want, magnitude, steps):
 @pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 17])
 @pytest.mark.parametrize("mode", [0, 1])
 @pytest.mark.parametrize("build", ["plain", "relaxed"])
-@pytest.mark.parametrize("K", [96, 160])
+@pytest.mark.parametrize("K", [96, 160, 288])
 def test_matmul(request, tmp_path, dtype, M, mode, build, K):
     """Rows 1-4 (one pass), 5 (two), 17 (over the 16 rows quantized at a time); columns split at odd places;
-    K of 3 blocks (the kernels' one-block path) and 5 (four blocks at a time, then one)."""
+    K of 3 blocks (after the last group of 4: one block at a time), 5 (a group, then one) and 9 (two groups, then one)."""
     rng = np.random.default_rng(M + 7 * mode + K)
     N = 40
     arrays, w = ref.weights(rng, dtype, N, K)
@@ -170,39 +148,42 @@ def test_reference_is_onnxruntimes_accuracy_level_4(dtype):
     assert_rounding(got, ref.matmul(x, matrix), ref.magnitude(x, matrix), K)
 
 
-def test_rmsnorm(wasm, tmp_path):
+def test_rmsnorm(kernels_wasm, tmp_path):
     rng = np.random.default_rng(4)
     M, H = 3, 64
     x, w = rng.standard_normal((M, H)).astype(np.float32) * 3, rng.standard_normal(H).astype(np.float32)
-    got = run(tmp_path, {"wasm": str(wasm / "kernels.wasm"), "op": "rmsnorm", "M": M, "H": H, "eps": 1e-6,
+    got = run(tmp_path, {"wasm": str(kernels_wasm / "kernels.wasm"), "op": "rmsnorm", "M": M, "H": H, "eps": 1e-6,
                          "splits": [[0, 30], [30, H]]}, x=x, w=w).reshape(M, H)
     assert_close(got, ref.rms(x.astype(np.float64), w, 1e-6))
 
 
-@pytest.mark.parametrize("dtype,threads,build", [
-    (d, t, b) for d in ("fp32", "int8", "q4") for t, b in ((1, "kernels.wasm"), (2, "kernels-mt.wasm"),
-                                                            (2, "kernels-mt-relaxed.wasm"))
+@pytest.mark.parametrize("dtype,threads,build,interleave", [
+    (d, t, b, i) for d in ("fp32", "int8", "q4") for t, b in ((1, "kernels.wasm"), (2, "kernels-mt.wasm"),
+                                                               (2, "kernels-mt-relaxed.wasm"), (1, "kernels-m64.wasm"),
+                                                               (2, "kernels-mt-m64.wasm"))
+    for i in ((True,) if "m64" in b else (False, True))
     if not (d == "q4" and "relaxed" in b)])  # Node 20's relaxed integer dot is wrong (MATMUL_PAGE): q4 in Chromium
-@pytest.mark.parametrize("interleave", [False, True])
-def test_decoder(wasm, tmp_path, dtype, threads, build, interleave):
-    """A prefill of 5 positions then 3 single steps, 2 rows; a prefill of 70 positions (over MAX_TOKENS) too. The
-    relaxed build under Node for fp32 / int8 (fused multiply-adds; int8 weights take the plain integer path). With
-    interleave, another state runs between the calls (several live at once, each with its own plan fields) and is
-    released each time (its block is reused: the memory does not grow), and the pack is in parts of 32 KiB."""
+def test_decoder(kernels_wasm, tmp_path, dtype, threads, build, interleave):
+    """A prefill of 5 positions then 3 single steps, 2 rows; 2 rows of 20 (a prompt's path: each matrix input
+    quantized once, attention by tiles of positions); a prefill of 300 positions (over MAX_TOKENS) too. The
+    relaxed build under Node for fp32 / int8 (fused multiply-adds; int8 weights take the plain integer path); the
+    Memory64 builds (64-bit addresses in the plan and at the module's boundary) with interleave. With interleave,
+    another state runs between the calls (several live at once, each with its own plan fields) and is released
+    each time (its block is reused: the memory does not grow), and the pack is in parts of 32 KiB."""
     weights = ref.write_pack(tmp_path / "pack", DECODER, dtype, part_bytes=2**15 if interleave else ref.PART_BYTES)
     parts = {t["part"] for t in json.loads((tmp_path / "pack.json").read_text())["tensors"].values()}
     assert (len(parts) > 1) == interleave
     rng = np.random.default_rng(5)
-    for rows, calls in ((2, [5, 1, 1, 1]), (1, [70, 1])):
+    for rows, calls in ((2, [5, 1, 1, 1]), (2, [20, 1]), (1, [300, 1])):
         T = sum(calls)
         x = rng.standard_normal((rows, T, DECODER["hidden_size"])).astype(np.float32)
         per_call = [x[:, sum(calls[:i]):sum(calls[:i + 1])] for i in range(len(calls))]
-        got = run(tmp_path, {"wasm": str(wasm / build), "op": "decoder", "threads": threads, "pack": str(tmp_path / "pack"),
+        got = run(tmp_path, {"wasm": str(kernels_wasm / build), "op": "decoder", "threads": threads, "pack": str(tmp_path / "pack"),
                              "rows": rows, "capacity": T + 2, "calls": calls, "interleave": interleave},
                   embeds=np.concatenate([c.reshape(-1) for c in per_call]))
         want = ref.decoder(weights, DECODER, x.astype(np.float64))
         # each call returns its positions, except a prompt over MAX_TOKENS: its last chunk only
-        chunks, chunk = [], 64 // rows
+        chunks, chunk = [], 256 // rows  # model.js's MAX_TOKENS
         for i, S in enumerate(calls):
             last = S - (S - 1) // chunk * chunk
             end = sum(calls[:i + 1])
@@ -212,3 +193,41 @@ def test_decoder(wasm, tmp_path, dtype, threads, build, interleave):
             assert_close(got, want, rtol=1e-4)
         else:
             ref.assert_ties(got, want)
+
+
+MEMORY = """
+import { readFileSync } from 'node:fs';
+const { CpuRuntime } = await import(process.argv[1]);
+const [wasm, reserve, more] = JSON.parse(process.argv[2]);
+try {
+  const rt = await CpuRuntime.create(readFileSync(wasm), 1, reserve, null);
+  rt.alloc(more);
+  console.log(JSON.stringify({ bits: rt.bits, maxPages: rt.maxPages, bytes: rt.memory.buffer.byteLength }));
+} catch (e) {
+  console.log(JSON.stringify({ name: e.name, message: e.message }));
+}
+"""
+
+
+def test_memory_the_engine_cannot_get_is_one_line(kernels_wasm):
+    """The engine asks for its memory and says in one line what the engine (here Node 20, whose Memory64 memories
+    stop at 65536 pages) would not give: a reservation over it names the size and the engine's own error; the
+    module's 16 GiB maximum is lowered to what the engine takes; past that, an allocation names both sizes; within
+    it, the memory grows (32- and 64-bit alike)."""
+    def attempt(build, reserve, more):
+        done = subprocess.run(["node", "--experimental-wasm-memory64", "--input-type=module", "-e", MEMORY,
+                               (REPO / "web" / "lib" / "engines" / "cpu" / "runtime.js").as_uri(),
+                               json.dumps([str(kernels_wasm / build), reserve, more])],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+    refused = attempt("kernels-m64.wasm", 12e9, 0)
+    assert refused["name"] == "BackendError" and "\n" not in refused["message"]
+    assert refused["message"].startswith("this browser would not give the CPU engine 12.00 GB of 64-bit WebAssembly "
+                                         "memory (RangeError: "), refused
+    assert "initial" in refused["message"]  # the engine's own reason
+    assert attempt("kernels-m64.wasm", 1e8, 5e9) == {"name": "BackendError", "message": (
+        "the CPU engine needs 5.00 GB of memory, more than its 64-bit WebAssembly memory may have (4.29 GB)")}
+    for build, bits, pages in (("kernels-m64.wasm", 64, 65536), ("kernels.wasm", 32, 65535)):
+        got = attempt(build, 1e8, 3e8)
+        assert got["bits"] == bits and got["maxPages"] == pages and got["bytes"] >= 3e8, got  # grown past 1e8

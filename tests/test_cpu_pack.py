@@ -1,5 +1,5 @@
 """`janusweb pack --engine cpu` (`janusweb cpu-pack`): the CPU engine's weights are the bundle's own graph
-initializers byte for byte, and the engine (web/cpu under Node, 1 and 2 threads) on them gives the hidden states
+initializers byte for byte, and the engine (web/lib/engines/cpu under Node, 1 and 2 threads) on them gives the hidden states
 of the fused decoder graph on onnxruntime and the logits of the lm_head graph, fp32 / int8 / q4 (quantized with
 --accuracy-level 4: onnxruntime's MatMulNBits then quantizes activations per block of 32 as the kernels do). Bad
 input: one line."""
@@ -41,7 +41,7 @@ def bundle(tiny_bundle, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def wasm(tmp_path_factory) -> Path:
-    sys.path.insert(0, str(REPO / "web" / "cpu"))
+    sys.path.insert(0, str(REPO / "web" / "lib" / "engines" / "cpu"))
     from build import build
     return build(tmp_path_factory.mktemp("cpu-wasm"))
 
