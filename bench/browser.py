@@ -1,6 +1,6 @@
 """Browser backends' shared parts: a temporary site of the bundle with a page runner on it (bench/pagerun.py:
-Playwright, or plain Chromium + a local server where Playwright is missing), and turning the bench page's raw
-timings (web/bench.js) into the same result shape as the Python backends."""
+Playwright, or plain Chromium + a local server where Playwright is missing), and the bench page's raw runs
+(web/bench-pages/bench.js) as a measurement (bench/measures.py)."""
 
 import base64
 import contextlib
@@ -10,41 +10,27 @@ from pathlib import Path
 import numpy as np
 
 from janusweb.bench.pagerun import page_runner, pick_driver, playwright_missing
-from janusweb.bench.timing import median, stats
-from janusweb.bench.workload import Inputs
 from janusweb.env import chromium_path
-from janusweb.site import build_site
 
 
-def _decode_images(run: dict, dims) -> np.ndarray:
-    px = dims["decoded_image_size"]
-    return np.stack([np.frombuffer(base64.b64decode(d), np.float32).reshape(3, px, px) for d in run["decoded"]])
+def decoded_images(run: dict, size: int) -> np.ndarray:
+    return np.stack([np.frombuffer(base64.b64decode(d), np.float32).reshape(3, size, size) for d in run["decoded"]])
 
 
-def understanding_speed(runs: list) -> dict:
-    """Time to first token and decode tokens/s (medians over runs) from each run's token arrival times, and the
-    last run's tokens."""
-    ttft = [r["token_times_ms"][0] for r in runs]
-    tps = [(len(r["token_times_ms"]) - 1) / ((r["token_times_ms"][-1] - r["token_times_ms"][0]) / 1000) for r in runs]
-    return {"ttft_ms": median(ttft), "decode_tokens_per_s": median(tps), "tokens": runs[-1]["tokens"]}
+GPU_COUNTERS = ("gpu", "gpu_per_token", "gpu_per_step", "gpu_reads")
 
 
-def aggregate(raw: dict, inp: Inputs, dims: dict) -> dict:
-    u = raw["understanding"]
-    out = {"understanding": {**understanding_speed(u), "gpu_reads": u[-1]["gpu_reads"]},
-           "generation": {}, "memory": raw.get("memory")}
-    for n, runs in raw["generation"].items():
-        best = sorted(runs, key=lambda r: r["total_ms"])[len(runs) // 2]
-        steps = np.diff(np.array(best["step_times_ms"]))
-        out["generation"][str(n)] = {
-            "ms_per_step": {**stats(steps), "mean": (best["step_times_ms"][-1] - best["step_times_ms"][0])
-                            / max(1, len(best["step_times_ms"]) - 1)},
-            "step_ms": steps.tolist(), "prefill_ms": best["step_times_ms"][0],
-            "vq_decode_ms": best["first_image_ms"] - best["step_times_ms"][-1],
-            "s_per_image": median([r["total_ms"] for r in runs]) / 1000 / int(n),
-            "tokens": best["tokens"], "images": _decode_images(best, dims), "gpu_reads": best["gpu_reads"],
-            "note": "per-step times are when the worker reported each step; on WebGPU the queue may run behind"}
-    return out
+def measurement(raw: dict, image_size: int, gpu: bool) -> dict:
+    """web/bench-pages/bench.js's runBench value as a measurement: the same run shape as the Python loops'. gpu
+    False: the WebGPU counters are left out (a WASM row has none)."""
+    keep = lambda r: {k: v for k, v in r.items() if gpu or k not in GPU_COUNTERS}  # noqa: E731
+    text = [keep(r) for r in raw["understanding"]]
+    image = []
+    for runs in raw["generation"].values():
+        for r in runs:
+            image.append({**keep(r), "images": decoded_images(r, image_size) if r.get("decoded") else None})
+            image[-1].pop("decoded", None)
+    return {"text": text, "image": image, "load_s": raw["load_ms"] / 1000}
 
 
 def software_adapter(adapter: str) -> bool:
@@ -58,18 +44,20 @@ def webgpu_device(backend: str, adapter: str) -> str:
     return "software WebGPU (SwiftShader)" if software_adapter(adapter) else "GPU"
 
 
-def unavailable(ctx) -> str | None:
-    """Why no browser backend can run here (ctx: a BenchContext), or None."""
-    if not (ctx.browser or chromium_path()):
+def unavailable(browser: str | None, driver: str) -> str | None:
+    """Why no browser backend can run here, or None."""
+    if not (browser or chromium_path()):
         return "no Chromium found (--browser PATH)"
-    return playwright_missing() if pick_driver(ctx.driver) == "playwright" else None
+    return playwright_missing() if pick_driver(driver) == "playwright" else None
 
 
 @contextlib.contextmanager
-def site_runner(ctx, backend: str):
-    """A page runner (bench/pagerun.py) over a temporary site of ctx.bundle, with the benchmark pages (the demo
+def site_runner(bundle: Path, backend: str, browser: str | None = None, headed: bool = False,
+                page: Path | None = None, driver: str = "auto"):
+    """A page runner (bench/pagerun.py) over a temporary site of `bundle`, with the benchmark pages (the demo
     site has none), Chromium set up for `backend`."""
+    from janusweb.site import build_site
     with tempfile.TemporaryDirectory(prefix="janusweb-bench-") as tmp:
-        site = build_site(ctx.bundle, Path(tmp) / "site", page=ctx.page, bench=True)
-        with page_runner(site, backend, ctx.browser or chromium_path(), ctx.headed, ctx.driver) as runner:
+        site = build_site(bundle, Path(tmp) / "site", page=page, bench=True)
+        with page_runner(site, backend, browser or chromium_path(), headed, driver) as runner:
             yield runner

@@ -2,8 +2,8 @@
 with MatMulNBits at accuracy_level 4 on onnxruntime, the kernels' own arithmetic: activations per block of 32 to
 int8, integer dot products) against the float path (the same weights at accuracy_level 0: float activations), on
 a bundle's quantized graphs: teacher-forced logits over a prompt and the float path's greedy continuation (max
-difference, cosine, KL, top-1 agreement), and free-running greedy tokens (agreement, first divergence).
-bench/cpu_engine.py --accuracy BUNDLE... runs it and writes it into its report."""
+difference, cosine, KL, top-1 agreement), and free-running greedy tokens (agreement, first divergence). The
+`cpu-accuracy` scenario runs it."""
 
 import tempfile
 from pathlib import Path

@@ -1,140 +1,108 @@
-"""`janusweb bench`: the same workload on every backend asked for (bench/backends/), one report."""
+"""Runs one scenario: its cases in order (consecutive cases with the same session key share one session), each a
+typed row (ran / skipped with the reason / failed with the error, the traceback in the log), then its verdicts;
+writes the results folder (bench/results.py) atomically, rows streamed to rows.jsonl as they finish."""
 
+import contextlib
 import datetime
-import json
-import os
-import platform
-import shutil
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
-from janusweb.bench import backends as registry
-from janusweb.bench import native, report
-from janusweb.bench.backends import BenchContext
-from janusweb.bench.parity import parity
-from janusweb.bench.workload import Workload, build_inputs
+from janusweb.atomic import atomic_dir
+from janusweb.bench import host as hostinfo
+from janusweb.bench import results
+from janusweb.bench.rows import FAILED, SKIPPED, Row, check_types, error_line
+from janusweb.bench.scenario import Scenario, Skipped
 from janusweb.env import versions
-from janusweb.errors import UserError
-from janusweb.export.checkpoint import load_source
 from janusweb.log import log, step
 
-BACKENDS = registry.NAMES
-# the page's decoder engines on WebGPU (web/engines/list.js; 'grow' is ort-grow's old name, kept)
-ENGINES = ("auto", "ort-gqa", "ort-grow", "wgsl", "grow")
+
+@dataclass
+class Run:
+    """One `janusweb bench SCENARIO ...`: what scenarios see as `run` in `context`."""
+    scenario: Scenario
+    values: dict  # every parameter: a tuple (list-valued) or one value
+    argv: list
+    out: Path  # the results folder being written (a temporary name until the end): a scenario's extra files
+    notes: list = field(default_factory=list)  # lines for report.md's notes, added by the scenario
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def title(case: dict, varying: list) -> str:
+    return " ".join(f"{k}={case[k]}" for k in varying) or "all"
 
 
-def bundle_dtypes(bundle: Path) -> list:
-    """fp32, then every dtype `janusweb quantize` wrote for the language model (other graphs without that
-    variant run at fp32, as on the page)."""
-    graphs = json.loads((bundle / "manifest.json").read_text())["graphs"]
-    return ["fp32", *graphs["language_model"].get("variants", {})]
+def varying(scenario: Scenario, cases: list) -> list:
+    """The list-valued parameters that take more than one value over the cases."""
+    return [p.name for p in scenario.params if p.multi and len({repr(c.get(p.name)) for c in cases}) > 1]
 
 
-def run_rows(chosen: list, ctx: BenchContext, out: Path | None = None) -> list:
-    """Every case of every backend, in the order asked for: ran, skipped (cannot run here, with the reason) or
-    failed (the error; the traceback goes to the log)."""
-    rows = []
-    for backend in chosen:
-        cases = backend.cases(ctx)
-        why = backend.unavailable(ctx)
-        if why:
-            rows += [c.skipped(why) for c in cases]
-            continue
-        try:
-            with backend.session(ctx) as session:
-                for case in cases:
-                    if out:
-                        report.write_partial([r.to_dict() for r in rows], out)  # survives an interrupted run
-                    with step(f"{case.title()} {case.dtype}"):
-                        try:
-                            rows.append(backend.run(ctx, case, session))
-                        except Exception as e:  # noqa: BLE001 (recorded as a failed row, with the traceback)
-                            log.exception("%s %s failed", case.title(), case.dtype)
-                            rows.append(case.failed(e))
-        except Exception as e:  # noqa: BLE001 (the backend's setup failed: every case not yet run fails)
-            log.exception("%s could not start", backend.name)
-            done = {(r.name, r.dtype, r.variant) for r in rows}
-            rows += [c.failed(e) for c in cases if (c.name, c.dtype, c.variant) not in done]
+def run_cases(scenario: Scenario, ctx, cases: list, on_row=lambda row: None, names: list = ()) -> list:
+    """Every case in order; a session is opened when the key changes and closed before the next one opens."""
+    rows, key, session = [], object(), None
+    with contextlib.ExitStack() as stack:
+        for case in cases:
+            what = title(case, names)
+            why = scenario.unavailable(ctx, case)
+            if why:
+                rows.append(Row(case, SKIPPED, why))
+                on_row(rows[-1])
+                continue
+            if scenario.session_key(case) != key:
+                stack.close()
+                key = scenario.session_key(case)
+                try:
+                    session = stack.enter_context(scenario.session(ctx, case))
+                except Exception as e:  # noqa: BLE001 (recorded: every case of this session fails with it)
+                    log.exception("the session for %s could not start", what)
+                    session = e
+            if isinstance(session, Exception):
+                rows.append(Row(case, FAILED, error_line(session)))
+            else:
+                rows.append(run_one(scenario, ctx, case, session, what))
+            on_row(rows[-1])
     return rows
 
 
-def add_parity(rows: list, reference: dict) -> None:
-    for row in rows:
-        if row.ran and "tokens" in row.result.get("understanding", {}):
-            row.parity = parity(row.result, reference["result"])
-            fp32 = next((r for r in rows if (r.name, r.variant, r.dtype) == (row.name, row.variant, "fp32")
-                         and r.ran), None)
-            if row.dtype not in ("fp32", "bf16") and fp32:
-                row.parity_vs_fp32_same_backend = parity(row.result, fp32.result)
-
-
-def reference_run(rows: list, ctx: BenchContext) -> dict:
-    """Native fp32 (CUDA if it ran, else CPU); computed when no native backend ran."""
-    for name in ("native-cuda", "native-cpu"):
-        for r in rows:
-            if r.name == name and r.dtype == "fp32" and r.ran and r.label.get("runner") == "reference loop":
-                return {"name": f"{name} fp32 (reference loop on transformers)", "result": r.result}
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    with step(f"reference: native-{device} fp32"):
-        one = Workload(**{**ctx.w.__dict__, "repeats": 1})
-        model = ctx.model if device == "cpu" else ctx.model.to("cuda")
+def run_one(scenario: Scenario, ctx, case: dict, session, what: str) -> Row:
+    with step(f"{scenario.name} {what}"):
         try:
-            result = native.reference_loop(model, ctx.inp, one, device, torch.float32)
-        finally:
-            ctx.model.to("cpu")
-        return {"name": f"native-{device} fp32 (reference loop on transformers)", "result": result}
+            result = scenario.run(ctx, case, session)
+            row = Row(case, metrics=result.metrics, label=result.label, detail=result.detail)
+            check_types(row, scenario.metrics)
+            return row
+        except Skipped as e:
+            return Row(case, SKIPPED, str(e))
+        except Exception as e:  # noqa: BLE001 (recorded as a failed row, with the traceback in the log)
+            log.exception("%s %s failed", scenario.name, what)
+            return Row(case, FAILED, error_line(e))
 
 
-def run_bench(bundle: Path, backends: list, out: Path, w: Workload, browser: str | None = None,
-              headed: bool = False, dtypes: list | None = None, page: Path | None = None,
-              kv_cache: str = "auto", driver: str = "auto") -> dict:
-    """kv_cache: the page's decoder engine(s) on WebGPU, comma-separated ('auto': the page's choice; 'ort-gqa':
-    the fused language_model_gqa, 'ort-grow' (or 'grow'): language_model, its KV cache grown per step; 'wgsl':
-    the page's WGSL decoder on the bundle's WGSL pack)."""
-    bundle = Path(bundle)
-    if not (bundle / "manifest.json").is_file():
-        raise UserError(f"{bundle} is not a janusweb bundle (no manifest.json)")
-    bad = [e for e in kv_cache.split(",") if e not in ENGINES]
-    if bad:
-        raise UserError(f"unknown page engine(s) {', '.join(bad)}; known: {', '.join(ENGINES)}")
-    unknown = [b for b in backends if b not in BACKENDS]
-    if unknown:
-        raise UserError(f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    available = bundle_dtypes(bundle)
-    missing = [d for d in dtypes or [] if d not in available]
-    if missing:
-        raise UserError(f"the bundle has no {', '.join(missing)} variant; it has {', '.join(available)}")
-    dtypes = dtypes or available
-    source = manifest["source"]
-    with step("load the PyTorch model (native backends and the parity reference)"):
-        src = load_source(source.get("name") or source["path"], source.get("seed", 0))
-    ctx = BenchContext(bundle, build_inputs(bundle, w), w, dtypes, src.model, browser, headed, page,
-                       kv_cache.split(","), driver)
-    try:
-        rows = run_rows([registry.load(b) for b in backends], ctx, Path(out))
-        reference = reference_run(rows, ctx)
-        add_parity(rows, reference)
-    finally:
-        if src.description["kind"] == "preset":
-            shutil.rmtree(src.tokenizer_dir, ignore_errors=True)
-    rep = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-           "bundle": {"name": source.get("name") or source.get("path"), "path": str(bundle), "dtypes": dtypes},
-           "host": {"cpu": cpu_model(), "cores": os.cpu_count(), **native.cuda_label()},
-           "workload": w.__dict__, "reference": reference["name"], "versions": versions(),
-           "rows": [r.to_dict() for r in rows]}
-    report.write(rep, Path(out))
-    log.info("report written to %s", out)
-    return rep
+def bench(scenario: Scenario, values: dict, argv: list, final: Path, label: str = "") -> dict:
+    """Run every case of `scenario` for `values` and write the results folder `final`; returns the report."""
+    head = {"schema": results.SCHEMA, "scenario": scenario.name, "label": label, "argv": argv,
+            "command": results.command(argv), "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "host": hostinfo.host(), "versions": versions(), "load": {"before": hostinfo.load()},
+            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()},
+            "metrics": results.columns(scenario.metrics)}
+    t0 = time.perf_counter()
+    with atomic_dir(final) as out:
+        run = Run(scenario, values, argv, out)
+        with scenario.context(run) as ctx:
+            cases = scenario.cases(values)
+            names = varying(scenario, cases)
+            rows = run_cases(scenario, ctx, cases, lambda row: results.append_row(out, row), names)
+            verdicts = scenario.verdicts(ctx, rows)
+        report = {**head, "load": {**head["load"], "after": hostinfo.load()},
+                  "seconds": round(time.perf_counter() - t0, 1), "varying": names,
+                  "rows": [r.to_dict() for r in rows], "verdicts": [results.verdict_dict(v) for v in verdicts],
+                  "notes": run.notes}
+        report = results.plain(report)
+        results.write(out, report)
+    log.info("results written to %s", final)
+    return report
 
+
+def exit_code(report: dict) -> int:
+    """1 when a row failed or a verdict is not met (validation failed); 0 otherwise (skipped rows included)."""
+    failed = any(r["status"] == FAILED for r in report["rows"])
+    return 1 if failed or any(v["met"] is False for v in report["verdicts"]) else 0

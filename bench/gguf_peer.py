@@ -4,12 +4,11 @@ written with PyPI `gguf` and streamed (one tensor in memory at a time, the large
 
 The vocabulary is SentencePiece-style ("llama" tokenizer model): <unk>, <s>, </s>, the 256 byte tokens
 <0x00>..<0xFF>, then filler pieces up to the vocabulary size. A prompt of plain ASCII text therefore tokenizes
-to one byte token per character (plus BOS and the leading space), so its length is known.
-
-    python -m janusweb.bench.gguf_peer --preset janus-pro-1b --type q8_0 --out /tmp/peer-1b-q8_0.gguf
+to one byte token per character (plus BOS and the leading space), so its length is known. The `peers` scenario
+and the `run` scenario's wllama backend write it once into the temp folder (`cached_gguf`); `peers --gguf FILE`
+takes another.
 """
 
-import argparse
 import json
 import os
 from dataclasses import dataclass
@@ -177,15 +176,3 @@ def cached_gguf(s: LlamaShapes, kind: str = "q8_0", seed: int = 0) -> Path:
             write_gguf(path, s, kind, seed)
     return path
 
-
-if __name__ == "__main__":
-    from janusweb.log import setup
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--preset", default="janus-pro-1b")
-    ap.add_argument("--type", default="q8_0", choices=list(TYPES))
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", required=True, type=Path)
-    args = ap.parse_args()
-    setup()
-    with step(f"GGUF {args.preset} {args.type} -> {args.out}"):
-        write_gguf(args.out, preset_shapes(args.preset), args.type, args.seed, f"janusweb-peer-{args.preset}")

@@ -1,15 +1,14 @@
-"""Native PyTorch backends: the reference loop on transformers' modules (CPU or CUDA, fp32/bf16) and, on
-CUDA, transformers' own Janus `generate` eager and tuned (static KV cache + torch.compile with CUDA graphs),
-the bar the browser is measured against."""
+"""Native PyTorch: the reference loop on transformers' modules (CPU or CUDA, fp32/bf16) and, on CUDA,
+transformers' own Janus `generate` eager and tuned (static KV cache + torch.compile with CUDA graphs), the bar the
+browser is measured against."""
 
 import copy
-import time
 
 import torch
 from transformers import GenerationConfig
 
-from janusweb.bench.loops import measure
-from janusweb.bench.timing import median
+from janusweb import metrics
+from janusweb.bench.loops import Clock, measure
 from janusweb.bench.workload import Inputs, Workload
 from janusweb.export.specs import graph_specs
 from janusweb.graphs import TorchGraphs
@@ -20,7 +19,7 @@ def _sync(device):
 
 
 def reference_loop(model, inp: Inputs, w: Workload, device: str, dtype: torch.dtype) -> dict:
-    """The workload through janusweb.generate on TorchGraphs (model moved to device/dtype)."""
+    """The workload through janusweb.generate on TorchGraphs (model moved to device/dtype): a measurement."""
     model = model.to(device=device, dtype=dtype)
     dev = torch.device(device)
     if dev.type == "cuda":
@@ -31,16 +30,17 @@ def reference_loop(model, inp: Inputs, w: Workload, device: str, dtype: torch.dt
     return out
 
 
-def _image_config(inp: Inputs, n: int, steps: int, compiled: bool) -> GenerationConfig:
+def _image_config(inp: Inputs, w: Workload, steps: int, compiled: bool) -> GenerationConfig:
     return GenerationConfig(
-        do_sample=True, temperature=1.0, guidance_scale=5.0, num_return_sequences=n, max_new_tokens=steps,
-        bos_token_id=inp.ids.bos, pad_token_id=inp.ids.pad, eos_token_id=None,
+        do_sample=True, temperature=w.temperature, guidance_scale=w.guidance, num_return_sequences=w.images,
+        max_new_tokens=steps, bos_token_id=inp.ids.bos, pad_token_id=inp.ids.pad, eos_token_id=None,
         generation_kwargs={"boi_token_id": inp.ids.boi}, cache_implementation="static" if compiled else None)
 
 
 def transformers_generate(model, inp: Inputs, w: Workload, compiled: bool) -> dict:
     """Speed of transformers' own Janus generate on CUDA (bf16), eager or with the language model compiled
-    (static cache + mode='reduce-overhead', i.e. CUDA graphs). Sampling is torch's: no parity here."""
+    (static cache + mode='reduce-overhead', i.e. CUDA graphs): the image part only, as a whole (its per-step
+    figure is the whole generate, prefill included, over its steps). Sampling is torch's: no parity here."""
     model = model.to(device="cuda", dtype=torch.bfloat16)
     lm = model.model.language_model
     original = lm.forward
@@ -48,27 +48,21 @@ def transformers_generate(model, inp: Inputs, w: Workload, compiled: bool) -> di
         lm.forward = torch.compile(original, mode="reduce-overhead", fullgraph=False, dynamic=False)
     try:
         ids = torch.from_numpy(inp.prompt_ids[None]).cuda()
-        out = {"generation": {}}
-        for n in w.image_counts:
-            cfg = _image_config(inp, n, inp.dims.num_image_tokens, compiled)
-            kwargs = dict(inputs=ids, attention_mask=torch.ones_like(ids), generation_mode="image",
-                          generation_config=copy.deepcopy(cfg))
-            warm = copy.deepcopy(cfg)
-            warm.max_new_tokens = 8  # same static cache size: compiles prefill and decode
-            model.generate(**{**kwargs, "generation_config": warm})
-            times = []
-            for _ in range(w.repeats):
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                model.generate(**{**kwargs, "generation_config": copy.deepcopy(cfg)})
-                torch.cuda.synchronize()
-                times.append(time.perf_counter() - t0)
-            s = median(times)
-            out["generation"][str(n)] = {"s_per_image": s / n,
-                                         "ms_per_step": {"mean": s * 1000 / inp.dims.num_image_tokens,
-                                                         "p50": None, "p95": None, "n": 0}}
-        out["note"] = "ms per step = whole generate (prefill included) / steps; VQ decode not included"
-        return out
+        cfg = _image_config(inp, w, inp.steps, compiled)
+        kwargs = dict(inputs=ids, attention_mask=torch.ones_like(ids), generation_mode="image")
+        warm = copy.deepcopy(cfg)
+        warm.max_new_tokens = 8  # same static cache size: compiles prefill and decode
+        model.generate(**kwargs, generation_config=warm)
+        times = []
+        for _ in range(w.repeats):
+            clock = Clock(torch.cuda.synchronize)
+            clock.start()
+            model.generate(**kwargs, generation_config=copy.deepcopy(cfg))
+            times.append(clock.now())
+        total = metrics.median(times)
+        return {"figures": {"s_per_image": metrics.s_per_image(total, w.images), "image_step_ms": total / inp.steps},
+                "extra": {"note": "image_step_ms = the whole generate (prefill included) / steps; VQ decode not "
+                                  "included; torch's sampler: no parity"}}
     finally:
         lm.forward = original
 

@@ -93,3 +93,17 @@ def step_ms(medians: dict, rows: int) -> float:
     if rows == 1:
         return LAYERS * medians["layer"] + LM_HEAD_SCALE * medians["head_16384"]
     return LAYERS * medians["layer"] + medians["image_head"]
+
+
+def checked_medians(raw: dict, ref: dict) -> dict:
+    """Median ms per graph of one measure() call, after checking the browser's output against onnxruntime's CPU EP
+    (within 1e-2 of the output's scale)."""
+    out = {}
+    for name, r in raw["results"].items():
+        if "error" in r:
+            raise RuntimeError(f"onnxruntime-web could not run {name}: {r['error']}")
+        diff = float(np.abs(np.array(r["y"], np.float32).reshape(ref[name].shape) - ref[name]).max())
+        if diff > 1e-2 * max(1.0, float(np.abs(ref[name]).max())):
+            raise RuntimeError(f"onnxruntime-web's {name} differs from onnxruntime CPU by {diff}")
+        out[name] = float(np.median(r["ms"]))
+    return out

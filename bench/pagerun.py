@@ -20,13 +20,23 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from janusweb.errors import UserError
-from janusweb.site import Handler, resolve, serve_in_thread
+from janusweb.site import Handler, resolve, serve_in_thread, site_roots
 
 BASE_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "--no-first-run", "--disable-dev-shm-usage"]
 TIMEOUT_S = 3600
 PAGECALL = Path(__file__).with_name("pagecall.js")
 DRIVERS = ("auto", "playwright", "http")
+
+
+def browser_params() -> tuple:
+    """The parameters every scenario that runs a page takes: which Chromium, a prebuilt page, how it is driven."""
+    from janusweb.bench.scenario import Param
+    return (Param("browser", str, None, "Chromium/Chrome executable (default: Debian's chromium)", multi=False),
+            Param("page", Path, None, "an already built page (web/build.mjs --bench --outdir DIR), for hosts "
+                                      "without node", multi=False),
+            Param("driver", str, "auto", "how Chromium is driven: playwright, or http (no Playwright)", multi=False,
+                  choices=DRIVERS))
 
 
 class PageError(RuntimeError):
@@ -153,7 +163,7 @@ def page_runner(site: Path, backend: str, executable: str, headed: bool = False,
             finally:
                 server.shutdown()
         return
-    handler = type("BenchCallHandler", (CallHandler,), {"roots": {"": Path(site), "model": Path(site) / "model"},
+    handler = type("BenchCallHandler", (CallHandler,), {"roots": site_roots(Path(site)),
                                                          "jobs": {}, "results": {}})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True

@@ -1,5 +1,5 @@
-"""The CPU speed report's arithmetic: from the per-round numbers of one run (bench/cpu_peers.py) to the ratios
-the WASM fallback's targets are stated in, each marked met or not met, and NOTES.md.
+"""The `peers` scenario's arithmetic: from the per-round numbers of one run to the ratios the WASM fallback's
+targets are stated in, each marked met or not met.
 
 `numbers` (all times in ms, one value per round):
   read_gbps: [numpy read bandwidth before, after]
@@ -61,33 +61,3 @@ def verdicts(m: dict) -> list:
         met = None if v is None else (v >= target if op == ">=" else v <= target)
         out.append({"key": key, "what": what, "value": v, "target": f"{op} {target:g}", "met": met})
     return out
-
-
-def _ms(s: dict | None) -> str:
-    return "–" if not s else f"{s['median']:.0f} ({s['min']:.0f}–{s['max']:.0f})"
-
-
-def notes(report: dict) -> str:
-    m, ctx = report["measures"], report["context"]
-    lines = [f"# CPU speed report: janus-pro-1b shapes on 2 cores, WASM peers ({ctx['date']})", ""]
-    if ctx.get("busy_note"):
-        lines += [f"**{ctx['busy_note']}**", ""]
-    lines += [f"Load (`uptime`) before: {ctx['uptime_before']}", f"after: {ctx['uptime_after']}", "",
-              f"numpy read bandwidth before / after: {m['read_gbps']['before']:.1f} / {m['read_gbps']['after']:.1f} "
-              f"GB/s (the best is the reference for %)", "",
-              f"Rounds: {ctx['rounds']}; every figure is the median over rounds (min–max of the rounds). One Chromium "
-              f"({ctx['chromium']}), cross-origin isolated, for every browser row.", "",
-              "## Targets (2 threads)", "", "| target | value | wanted | |", "|---|---|---|---|"]
-    for v in report["verdicts"]:
-        value = "–" if v["value"] is None else f"{v['value']:.2f}"
-        state = "not run" if v["met"] is None else ("met" if v["met"] else "**not met**")
-        lines.append(f"| {v['what']} | {value} | {v['target']} | {state} |")
-    lines += ["", "## Rows (ms)", "", "| threads | ours text token | ours CFG image step | ours build | "
-              "wllama Q8_0 ms/token | ORT-web q4 text token | ORT-web q4 image step |", "|---|---|---|---|---|---|---|"]
-    for t in sorted(k for k in m if k.isdigit()):
-        r = m[t]
-        lines.append(f"| {t} | {_ms(r['ours_text_ms'])} | {_ms(r['ours_image_ms'])} | {r['ours_build']} | "
-                     f"{_ms(r.get('wllama_ms_per_token'))} | {_ms(r.get('ort_text_ms'))} | {_ms(r.get('ort_image_ms'))} |")
-    lines += ["", "## Method", ""] + [f"- {x}" for x in ctx["method"]]
-    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in ctx["versions"].items()), ""]
-    return "\n".join(lines)

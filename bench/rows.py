@@ -1,55 +1,49 @@
-"""One benchmark row: what ran (name, dtype, the page engine or runner variant), how it went (ran, skipped with
-the reason it cannot run here, failed with the error), and its numbers."""
+"""One benchmark row: the case it ran (every parameter's value), how it went (ran; skipped with the reason it
+cannot run here; failed with the error) and its figures, typed by the scenario's metrics."""
 
 from dataclasses import dataclass, field
 
 RAN, SKIPPED, FAILED = "ran", "skipped", "failed"
 
 
+def error_line(error: BaseException) -> str:
+    """`Type: first line of the message` (the traceback goes to the log)."""
+    first = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
 @dataclass
 class Row:
-    name: str
-    dtype: str
-    variant: str = ""  # e.g. the page's decoder engine when several are compared in one run
+    case: dict
     status: str = RAN
     reason: str | None = None  # SKIPPED: why it cannot run here; FAILED: the error
+    metrics: dict = field(default_factory=dict)
     label: dict = field(default_factory=dict)  # what ran it: device, provider, adapter, versions
-    result: dict | None = None
-    load_s: float | None = None
-    extra: dict = field(default_factory=dict)  # backend-specific figures kept as they are (e.g. load_sessions)
-    parity: dict | None = None
-    parity_vs_fp32_same_backend: dict | None = None
+    detail: dict = field(default_factory=dict)  # report.json only: per-step times, tokens
 
     @property
     def ran(self) -> bool:
-        return self.status == RAN and self.result is not None
-
-    def skipped(self, why: str) -> "Row":
-        return Row(self.name, self.dtype, self.variant, SKIPPED, why)
-
-    def failed(self, error: BaseException | str) -> "Row":
-        if not isinstance(error, str):
-            first = (str(error).strip().splitlines() or [""])[0]
-            error = f"{type(error).__name__}: {first}" if first else type(error).__name__
-        return Row(self.name, self.dtype, self.variant, FAILED, error)
-
-    def title(self) -> str:
-        return f"{self.name} [{self.variant}]" if self.variant else self.name
+        return self.status == RAN
 
     def to_dict(self) -> dict:
-        """The report's JSON shape: `skipped`/`failed` hold the reason, absent fields are left out."""
-        out = {"name": self.name, "dtype": self.dtype, "status": self.status}
-        if self.variant:
-            out["variant"] = self.variant
-        if self.status != RAN:
-            out[self.status] = self.reason
-            return out
-        out["label"] = self.label
-        if self.load_s is not None:
-            out["load_s"] = self.load_s
-        out.update(self.extra)
-        out["result"] = self.result
-        for k in ("parity", "parity_vs_fp32_same_backend"):
-            if getattr(self, k) is not None:
-                out[k] = getattr(self, k)
+        out = {"params": self.case, "status": self.status}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.ran:
+            out.update(metrics=self.metrics, label=self.label, detail=self.detail)
         return out
+
+
+def check_types(row: Row, metrics: tuple) -> None:
+    """A ran row's figures against the scenario's columns: known keys, the declared type (int counts as float;
+    None is "not measured")."""
+    known = {m.key: m for m in metrics}
+    unknown = sorted(set(row.metrics) - set(known))
+    if unknown:
+        raise TypeError(f"figures {', '.join(unknown)} are not among the scenario's metrics")
+    for key, value in row.metrics.items():
+        want = known[key].type
+        ok = value is None or isinstance(value, want) or (want is float and isinstance(value, int)
+                                                             and not isinstance(value, bool))
+        if not ok:
+            raise TypeError(f"{key} is {type(value).__name__} ({value!r}), the scenario declares {want.__name__}")

@@ -1,16 +1,11 @@
-"""Load test of `janusweb serve`'s HTTP server on loopback: N keep-alive clients for a bounded time, a 100 MB
-file (whole or a random byte range, as a resuming page asks) mixed with small files, every body checked.
-The server runs in its own process, sampled once a second for open descriptors and resident memory.
+"""The `serve` scenario's load: `janusweb serve`'s HTTP server (janusweb.site.server.make_server) on loopback in
+its own process, N keep-alive clients for a bounded time, a 100 MB file (whole or a random byte range, as a
+resuming page asks) mixed with small files, every body checked; the server sampled once a second for open
+descriptors and resident memory."""
 
-    python -m janusweb.bench.serve_load --out bench/results/DATE-cpu-2core-serve [--clients 8 --seconds 30]
-
-Writes report.json and report.md: requests/s, MB/s, errors, descriptors and memory (start, peak, end)."""
-
-import argparse
 import http.client
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -32,7 +27,8 @@ s.serve_forever()
 
 
 def make_site(root: Path) -> dict:
-    """index.html, model/big.bin (100 MB) and small files; returns {url path: contents}."""
+    """index.html, model/big.bin (100 MB), small files and the manifest that lists them; returns {url path:
+    contents}."""
     (root / "model").mkdir(parents=True)
     rng = random.Random(0)
     files = {"/index.html": b"<!doctype html><title>load</title>", "/model/big.bin": os.urandom(BIG)}
@@ -40,6 +36,10 @@ def make_site(root: Path) -> dict:
         files[f"/model/small-{i}.json"] = rng.randbytes(size)
     for url, data in files.items():
         (root / url.lstrip("/")).write_bytes(data)
+    # the server answers under /model/ only the files a manifest lists (janusweb/site/server.py ModelRoot)
+    listed = {url.removeprefix("/model/"): {"bytes": len(data)} for url, data in files.items()
+              if url.startswith("/model/")}
+    (root / "model" / "manifest.json").write_text(json.dumps({"files": listed}))
     return {url: memoryview(data) for url, data in files.items()}
 
 
@@ -88,11 +88,12 @@ class Client(threading.Thread):
             conn.close()
 
 
-def run(out: Path, clients: int, seconds: float) -> dict:
+def run(clients: int, seconds: float) -> dict:
+    """The server on a fresh site in its own process, `clients` keep-alive clients for `seconds`; every body
+    checked; the server's descriptors and resident memory sampled once a second."""
     with tempfile.TemporaryDirectory(prefix="janusweb-load-") as tmp:
         files = make_site(Path(tmp))
         server = subprocess.Popen([sys.executable, "-c", SERVER, tmp], stdout=subprocess.PIPE, text=True)
-        load_before = os.getloadavg()
         try:
             port = int(server.stdout.readline())
             samples = [sample(server.pid)]
@@ -109,50 +110,4 @@ def run(out: Path, clients: int, seconds: float) -> dict:
         finally:
             server.terminate()
             server.wait(10)
-    requests, nbytes = sum(w.requests for w in workers), sum(w.bytes for w in workers)
-    report = {
-        "what": f"{clients} keep-alive clients for {seconds:.0f} s on loopback; 5% of requests the 100 MB file "
-                "(half of them a random byte range), the rest small files (0.5-256 KB); every body checked",
-        "clients": clients, "seconds": round(wall, 1), "requests": requests,
-        "requests_per_s": round(requests / wall, 1), "mb_per_s": round(nbytes / wall / 1e6, 1),
-        "large_file_requests": sum(w.big for w in workers),
-        "connections": sum(w.connections for w in workers), "errors": sum(w.errors for w in workers),
-        "first_error": next((w.first_error for w in workers if w.first_error), None),
-        "server_fds": {"start": samples[0][0], "peak": max(s[0] for s in samples), "after": after[0]},
-        "server_rss_mb": {"start": samples[0][1], "peak": max(s[1] for s in samples), "after": after[1]},
-        "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-                 "kernel": platform.release(),
-                 "load_average_1min": {"before": round(load_before[0], 1), "after": round(os.getloadavg()[0], 1)}},
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.md").write_text(report_md(report))
-    return report
-
-
-def report_md(r: dict) -> str:
-    return (f"# janusweb serve: load test\n\n{r['what']}.\n\n| | |\n|---|---|\n"
-            f"| requests | {r['requests']} ({r['requests_per_s']} /s; {r['large_file_requests']} of the 100 MB file) |\n"
-            f"| throughput | {r['mb_per_s']} MB/s |\n"
-            f"| connections opened | {r['connections']} |\n| errors | {r['errors']} |\n"
-            f"| server descriptors (start / peak / after) | {r['server_fds']['start']} / {r['server_fds']['peak']} / "
-            f"{r['server_fds']['after']} |\n| server resident memory, MB (start / peak / after) | "
-            f"{r['server_rss_mb']['start']} / {r['server_rss_mb']['peak']} / {r['server_rss_mb']['after']} |\n"
-            f"| host | {r['host']['cpus']} CPUs, {r['host']['machine']}, Python {r['host']['python']}, "
-            f"Linux {r['host']['kernel']}; load average {r['host']['load_average_1min']['before']} before, "
-            f"{r['host']['load_average_1min']['after']} after (other jobs shared the cores) |\n")
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m janusweb.bench.serve_load", description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="report folder")
-    p.add_argument("--clients", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=30)
-    args = p.parse_args(argv)
-    r = run(Path(args.out), args.clients, args.seconds)
-    sys.stdout.write(report_md(r))
-    return 1 if r["errors"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return {"wall_s": wall, "workers": workers, "samples": samples, "after": after}

@@ -1,4 +1,6 @@
-"""The fixed benchmark workload: the same prompts, image, seeds and uniform draws for every backend."""
+"""The `run` scenario's workload: the same prompts, image, seeds and uniform draws for every backend. A text
+part (greedy tokens after a question, about a seeded random image or none) and an image part (text-to-image with
+CFG from fixed uniform draws); either is left out at 0 tokens / 0 images."""
 
 import io
 import json
@@ -6,57 +8,67 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from tokenizers import Tokenizer
 
-from janusweb.generate import ModelDims
-from janusweb.image import preprocess
-from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
-from janusweb.sampling import uniforms
+QUESTION = "Describe this image in detail."
+PROMPT = "A watercolor painting of mountains at sunset."
 
 
 @dataclass(frozen=True)
 class Workload:
-    question: str = "Describe this image in detail."
+    question: str = QUESTION
+    chat_image: bool = True  # the question is about a seeded random image; False: a text-only chat
     image_seed: int = 1
-    text_tokens: int = 128
-    prompt: str = "A watercolor painting of mountains at sunset."
+    text_tokens: int = 128  # 0: no text part
+    prompt: str = PROMPT
     draw_seed: int = 7
     guidance: float = 5.0
     temperature: float = 1.0
-    image_counts: tuple = (1, 4)
-    image_steps: int | None = None  # None: every token of an image
+    images: int = 1  # images per request (CFG: twice as many rows); 0: no image part
+    image_steps: int | None = None  # None or 0: every token of an image
     repeats: int = 3
+    warmup: bool = True
 
 
 @dataclass
 class Inputs:
     """Everything a backend needs to run the workload, built once from the bundle."""
-    dims: ModelDims
-    ids: SpecialIds
+    dims: object  # janusweb.generate.ModelDims
+    ids: object  # janusweb.prompts.SpecialIds
     understanding: dict  # input_ids, images_seq_mask, images_emb_mask
-    pixel_values: np.ndarray  # [1, 1, 3, S, S], janusweb.image.preprocess of image_png
-    image_png: bytes  # the same image as the page receives it
+    pixel_values: np.ndarray | None  # [1, 1, 3, S, S], janusweb.image.preprocess of image_png; None: text only
+    image_png: bytes  # the same image as the page receives it (b"" for a text-only chat)
     prompt_ids: np.ndarray  # [S]
-    draws: dict  # image count -> [n, steps] uniform draws
+    draws: np.ndarray | None  # [images, steps] uniform draws (image i: draws i*T.. of uniforms(seed, images*T),
+    # as the page draws them); None: no image part
 
     @property
     def steps(self) -> int:
-        return next(iter(self.draws.values())).shape[1]
+        return 0 if self.draws is None else self.draws.shape[1]
 
 
 def build_inputs(bundle: Path, w: Workload) -> Inputs:
+    from PIL import Image
+    from tokenizers import Tokenizer
+
+    from janusweb.generate import ModelDims
+    from janusweb.image import preprocess
+    from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
+    from janusweb.sampling import uniforms
+
     config = json.loads((Path(bundle) / "config.json").read_text())["janusweb"]
     dims = ModelDims.from_bundle_config(config)
     tok = Tokenizer.from_file(str(Path(bundle) / "tokenizer.json"))
     ids = SpecialIds.from_tokenizer(tok)
-    size = dims.image_size
-    rgb = np.random.default_rng(w.image_seed).integers(0, 256, (size * 3 // 4, size, 3), dtype=np.uint8)
-    image = Image.fromarray(rgb)
-    png = io.BytesIO()
-    image.save(png, format="PNG")
-    pixels = preprocess(image, size)[None, None]
-    steps = min(w.image_steps or dims.num_image_tokens, dims.num_image_tokens)
-    draws = {n: uniforms(w.draw_seed, n * steps).reshape(n, steps) for n in w.image_counts}
-    return Inputs(dims, ids, understanding_inputs(tok, ids, w.question, dims.num_image_tokens), pixels,
-                  png.getvalue(), generation_prompt(tok, ids, w.prompt), draws)
+    png, pixels = b"", None
+    if w.chat_image:
+        size = dims.image_size
+        rgb = np.random.default_rng(w.image_seed).integers(0, 256, (size * 3 // 4, size, 3), dtype=np.uint8)
+        image = Image.fromarray(rgb)
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        png, pixels = buf.getvalue(), preprocess(image, size)[None, None]
+    T = dims.num_image_tokens
+    steps = min(w.image_steps or T, T)  # a shortened image draws the first `steps` of each image's T draws
+    draws = uniforms(w.draw_seed, w.images * T).reshape(w.images, T)[:, :steps] if w.images else None
+    return Inputs(dims, ids, understanding_inputs(tok, ids, w.question, dims.num_image_tokens, w.chat_image), pixels,
+                  png, generation_prompt(tok, ids, w.prompt), draws)

@@ -1,5 +1,7 @@
-"""`janusweb bench` smoke on `tiny`: every backend this machine has (WebGPU on SwiftShader, WASM, native CPU,
-onnxruntime CPU), report files written, honest labels, and 100% token parity for fp32 everywhere."""
+"""`janusweb bench run` on `tiny`: every backend this machine has (WebGPU on SwiftShader and WASM with each page
+engine, native CPU, onnxruntime CPU, transformers.js), the results folder in the one schema, honest labels, 100 %
+token parity for fp32 against native fp32, and, against onnxruntime over the row's own graphs, the very same
+tokens and pixels on every page engine at fp32 and int8 (verdicts)."""
 
 import json
 import shutil
@@ -13,78 +15,102 @@ BROWSER = pytest.mark.skipif(chromium_path() is None or shutil.which("node") is 
                              reason="no Chromium or node here: browser backends not benchmarked")
 
 
-def _bench(bundle, out, backends, images="1,2"):
-    argv = ["--quiet", "bench", str(bundle), "--backends", backends, "--out", str(out), "--repeats", "1",
-            "--text-tokens", "12", "--images", images]
-    assert main(argv) == 0
-    return json.loads((out / "report.json").read_text())
+def _bench(out, *argv):
+    code = main(["--quiet", "bench", "run", "--out", str(out), "--repeats", "1", "--text-tokens", "6", *argv])
+    return code, json.loads((out / "report.json").read_text())
 
 
-def _check_fp32_parity(report, names):
-    ran = {r["name"]: r for r in report["rows"] if r["dtype"] == "fp32" and "result" in r}
-    assert set(names) <= set(ran), [r.get("skipped") for r in report["rows"]]
-    for name in names:
-        p = ran[name]["parity"]
-        assert p["text_token_agreement_pct"] == 100.0 and p["text_first_divergence"] is None, (name, p)
-        assert p["image_token_agreement_pct_1"] == 100.0 and p["image_token_agreement_pct_2"] == 100.0, (name, p)
-        g = ran[name]["result"]["generation"]["1"]
-        assert g["s_per_image"] > 0 and g["ms_per_step"]["mean"] > 0
-        assert ran[name]["result"]["understanding"]["decode_tokens_per_s"] > 0
+def _ran(report, **match):
+    return [r for r in report["rows"] if r["status"] == "ran" and all(r["params"][k] == v for k, v in match.items())]
 
 
 def test_native_and_onnxruntime(tiny_bundle, tmp_path):
-    report = _bench(tiny_bundle, tmp_path, "native-cpu,ort-cpu,native-cuda,ort-cuda")
-    _check_fp32_parity(report, ["native-cpu", "ort-cpu"])
-    skipped = {r["name"]: r["skipped"] for r in report["rows"] if "skipped" in r}
-    assert "native-cuda" in skipped and "ort-cuda" in skipped  # this machine has no GPU: said, not faked
-    for name in ("report.json", "report.md", "steps.png"):
-        assert (tmp_path / name).stat().st_size > 0
+    code, report = _bench(tmp_path, "--bundle", str(tiny_bundle), "--backend", "native-cpu,ort-cpu,native-cuda,ort-cuda",
+                          "--images", "1,2")
+    assert code == 0
+    for backend in ("native-cpu", "ort-cpu"):
+        rows = _ran(report, backend=backend, dtype="fp32")
+        assert [r["params"]["images"] for r in rows] == [1, 2], backend
+        for r in rows:
+            m = r["metrics"]
+            assert m["text_token_agreement_pct"] == 100.0 and "text_first_divergence" not in m, (backend, m)
+            assert m["image_token_agreement_pct"] == 100.0 and m["pixels_max_abs_diff"] < 1e-3, (backend, m)
+            assert m["s_per_image"] > 0 and m["image_step_ms"] > 0 and m["decode_tokens_per_s"] > 0
+            assert m["decode_tokens_per_s"] == pytest.approx(1000 / m["decode_ms_per_token"])
+            assert len(r["detail"]["image"]["step_ms"]) == 15  # tiny: 16 steps, the first holds the prefill
+    skipped = {(r["params"]["backend"], r["params"]["dtype"]): r["reason"] for r in report["rows"]
+               if r["status"] == "skipped"}
+    # no GPU here: said, not faked; native-cuda runs the source at fp32 and bf16, whatever the bundle holds
+    assert set(skipped) == {("native-cuda", "fp32"), ("native-cuda", "bf16"), ("ort-cuda", "fp32")}
     md = (tmp_path / "report.md").read_text()
-    assert "| native-cpu | fp32 |" in md and "## Skipped" in md
-
-
-@BROWSER
-def test_browser_backends(tiny_bundle, tmp_path):
-    report = _bench(tiny_bundle, tmp_path, "webgpu,wasm")
-    _check_fp32_parity(report, ["webgpu", "wasm"])
-    webgpu = next(r for r in report["rows"] if r["name"] == "webgpu" and "result" in r)
-    assert webgpu["label"]["ep"] == "webgpu" and webgpu["label"]["browser"]
-    if "swiftshader" in webgpu["label"]["adapter"].lower():
-        assert webgpu["label"]["device"].startswith("software WebGPU")
+    assert "| native-cpu | fp32 | 1 |" in md and "## Skipped" in md and report["load"]["after"]
+    assert (tmp_path / "rows.csv").read_text().count("\n") == 1 + len(report["rows"])
 
 
 def test_bad_input(tmp_path):
-    assert main(["--quiet", "bench", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert main(["--quiet", "bench", "run", "--bundle", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert not (tmp_path / "r").exists()
+
+
+@BROWSER
+def test_page_engines_give_the_reference_tokens(tiny_packed, tmp_path):
+    """The page's own engines, int8, 2 images of 4 steps: the WGSL decoder on WebGPU (SwiftShader) and the CPU
+    engine on WASM give onnxruntime's tokens and pixels over the same graphs (the CPU engine's at accuracy_level 4,
+    its arithmetic): verdicts; the browser's memory is sampled, WebGPU's reads counted; an engine a backend does not
+    run is a skipped row, not a silent fallback. (ort-gqa and ort-grow: tests/test_web_page.py.)"""
+    code, report = _bench(tmp_path, "--bundle", str(tiny_packed), "--backend", "webgpu,wasm", "--engine", "wgsl,cpu",
+                          "--dtype", "int8", "--images", "2", "--image-steps", "4", "--reference", "ort",
+                          "--memory", "yes", "--warmup", "no")
+    ran = {(r["params"]["backend"], r["params"]["engine"]): r for r in _ran(report)}
+    assert set(ran) == {("webgpu", "wgsl"), ("wasm", "cpu")}, [(r["params"], r.get("reason")) for r in report["rows"]]
+    assert [(v["row"], v["key"], v["met"]) for v in report["verdicts"]] == [
+        (f"backend={b} engine={e}", k, True) for b, e in (("webgpu", "wgsl"), ("wasm", "cpu"))
+        for k in ("text_tokens_equal", "image_tokens_equal", "pixels_close")]
+    assert code == 0
+    for (backend, engine), r in ran.items():
+        assert r["label"]["engine"] == engine and r["label"]["ep"] == backend
+        assert r["metrics"]["peak_pss_sum_bytes"] > 0 and r["detail"]["reference"].startswith("onnxruntime")
+        assert [len(t) for t in r["detail"]["image"]["tokens"]] == [4, 4]  # 2 images, image_steps 4
+    assert "accuracy_level 4" in ran[("wasm", "cpu")]["detail"]["reference"]
+    assert ran[("wasm", "cpu")]["metrics"]["engine_memory_bytes"] > 0
+    assert "reads_per_token" not in ran[("wasm", "cpu")]["metrics"]  # WASM: no GPU counters
+    webgpu = ran[("webgpu", "wgsl")]
+    if "swiftshader" in webgpu["label"]["adapter"].lower():
+        assert webgpu["label"]["device"].startswith("software WebGPU")
+    assert webgpu["metrics"]["reads_per_token"] > 0  # GPU->CPU reads counted per decode step
+    not_run = {(r["params"]["backend"], r["params"]["engine"]): r["reason"] for r in report["rows"]
+               if r["status"] == "skipped"}
+    assert "not cpu" in not_run[("webgpu", "cpu")] and "not wgsl" in not_run[("wasm", "wgsl")]
 
 
 @BROWSER
 def test_transformers_js_backends(tiny_bundle, tmp_path):
     """transformers.js on the same bundle and browser: greedy text equals the reference; images are timed per
     step (its own sampler: no image parity)."""
-    report = _bench(tiny_bundle, tmp_path, "tjs-wasm,tjs-webgpu", images="1")
-    ran = {r["name"]: r for r in report["rows"] if r["dtype"] == "fp32" and "result" in r}
-    assert "tjs-wasm" in ran, [r.get("skipped") for r in report["rows"]]
+    code, report = _bench(tmp_path, "--bundle", str(tiny_bundle), "--backend", "tjs-wasm,tjs-webgpu")
+    ran = {r["params"]["backend"]: r for r in _ran(report, dtype="fp32")}
+    assert "tjs-wasm" in ran, [r.get("reason") for r in report["rows"]]
     steps = json.loads((tiny_bundle / "config.json").read_text())["janusweb"]["num_image_tokens"]
     for row in ran.values():
         assert row["label"]["runner"].startswith("transformers.js ")
-        assert row["parity"]["text_token_agreement_pct"] == 100.0
-        g = row["result"]["generation"]
-        assert len(g["1"]["step_ms"]) == steps - 1  # one time per token
-        assert g["1"]["s_per_image"] > 0 and g["1"]["ms_per_step"]["p50"] > 0
+        assert row["metrics"]["text_token_agreement_pct"] == 100.0
+        assert "image_token_agreement_pct" not in row["metrics"]
+        assert len(row["detail"]["image"]["step_ms"]) == steps - 1  # one time per token
+        assert row["metrics"]["s_per_image"] > 0 and row["metrics"]["image_step_ms"] > 0
     if "tjs-webgpu" in ran and "swiftshader" in ran["tjs-webgpu"]["label"]["adapter"].lower():
         assert ran["tjs-webgpu"]["label"]["device"].startswith("software WebGPU")
 
 
 @BROWSER
-def test_chromium_memory_samples_the_browser_it_started(tmp_path):
-    """bench.chromium_memory sees a headless Chromium this process started: every measure non-zero, PSS at most
-    RSS (shared pages are divided, not repeated), each process's peak at least its share."""
+def test_process_tree_memory_samples_the_browser_it_started(tmp_path):
+    """bench.memory sees a headless Chromium this process started: every measure non-zero, PSS at most RSS
+    (shared pages are divided, not repeated), each process's peak at least its share."""
     import subprocess
     import time
 
-    from janusweb.bench.chromium_memory import ChromiumMemory
+    from janusweb.bench.memory import ProcessTreeMemory
 
-    with ChromiumMemory(every_s=0.2) as mem:
+    with ProcessTreeMemory(name="chrom", every_s=0.2) as mem:
         proc = subprocess.Popen([chromium_path(), "--headless=new", "--no-sandbox", f"--user-data-dir={tmp_path}",
                                  "--remote-debugging-port=0", "about:blank"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
@@ -94,7 +120,6 @@ def test_chromium_memory_samples_the_browser_it_started(tmp_path):
             proc.kill()
             proc.wait()
     r = mem.report()
-    assert r["chromium_processes"] and r["chromium_pss_peak_sum_bytes"] > 0
-    assert r["chromium_pss_peak_largest_process_bytes"] <= r["chromium_pss_peak_sum_bytes"]
-    assert r["chromium_pss_peak_sum_bytes"] <= r["chromium_peak_rss_sum_mib"] * 1024 * 1024
-    assert r["chromium_largest_process_peak_rss_mib"] * 1024 * 1024 >= r["chromium_pss_peak_largest_process_bytes"]
+    assert r["processes"] and r["peak_pss_sum_bytes"] > 0
+    assert r["peak_pss_largest_bytes"] <= r["peak_pss_sum_bytes"] <= r["peak_rss_sum_bytes"]
+    assert r["largest_process_peak_rss_bytes"] >= r["peak_pss_largest_bytes"]

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from janusweb.bench.gpu.__main__ import REPO
+from janusweb.bench.gpu.cli import REPO
 from janusweb.bench.gpu.plan import LIMITS, MIB, calls
 from janusweb.bench.gpu.rehearse import find_kit
 from janusweb.env import chromium_path
@@ -34,19 +34,20 @@ def test_rehearsal_on_tiny(tmp_path):
         pytest.skip(f"the GPU-browser kit the calls carry is missing: {e}")
     work = tmp_path / "work"
     work.mkdir()
-    done = subprocess.run([sys.executable, "-m", "janusweb.bench.gpu", "rehearse", "--work", str(work), "--quick"],
+    done = subprocess.run([sys.executable, "-m", "janusweb", "bench", "gpu", "rehearse", "--work", str(work), "--quick"],
                           capture_output=True, text=True, timeout=1500)
     summary = json.loads((work / "rehearsal.json").read_text())
     assert done.returncode == 0 and summary["ok"], done.stdout[-4000:] + done.stderr[-4000:]
     assert [c["call"] for c in summary["calls"]][:2] == ["1-start", "2-browser-collect"]
     assert all(c["travels_mib"] * MIB <= LIMITS["travel_bytes"] for c in summary["calls"])
-    assert [s["step"] for s in summary["steps"] if s["step"] != "bench-kernels"] == \
-        ["export", "quantize", "wgsl-pack", "bench"]
+    assert [s["step"] for s in summary["steps"] if s["step"] != "bench kernels"] == \
+        ["export", "quantize", "wgsl-pack", "bench run"]
     last = work / f"out{len(summary['calls'])}"
-    rows = json.loads((last / "report.json").read_text())["rows"]
-    webgpu = next(r for r in rows if r["name"] == "webgpu" and r["status"] == "ran")
-    assert webgpu["dtype"] == "int8" and webgpu["parity"]["text_token_agreement_pct"] > 0
+    report = json.loads((last / "report.json").read_text())
+    assert report["scenario"] == "run" and report["label"] == "gpu-1b"
+    webgpu = next(r for r in report["rows"] if r["params"]["backend"] == "webgpu" and r["status"] == "ran")
+    assert webgpu["params"]["dtype"] == "int8" and webgpu["metrics"]["text_token_agreement_pct"] > 0
     assert webgpu["label"]["browser"] != "unknown"  # read from the page's user agent, no Playwright
-    assert all(r["status"] == "skipped" for r in rows if r["name"].startswith("native-cuda"))
-    kernels = json.loads((last / "kernels.json").read_text())["backends"]
-    assert all("ms" in r for r in kernels["webgpu"]["results"].values()), kernels["webgpu"]
+    assert all(r["status"] == "skipped" for r in report["rows"] if r["params"]["backend"].startswith("native-cuda"))
+    kernels = json.loads((last / "kernels.json").read_text())["rows"]
+    assert all(r["status"] == "ran" and r["metrics"]["ms"] > 0 for r in kernels if r["params"]["backend"] == "webgpu")

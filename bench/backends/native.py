@@ -1,58 +1,75 @@
-"""native-cpu and native-cuda: PyTorch on transformers' modules (bench/native.py). native-cuda runs on its own
-GPU copy of the model (fp32, then cast to bf16 in that copy), so the shared CPU model stays fp32 for the others."""
+"""native-cpu and native-cuda: PyTorch on transformers' modules (bench/native.py), the reference loop at fp32 (and
+bf16 on CUDA); native-cuda-generate and native-cuda-compiled: transformers' own `generate`, eager and with static
+cache + torch.compile, bf16, image part only. The CUDA backends run on their own GPU copy of the model, so the
+shared CPU model stays fp32 for the others."""
 
 import contextlib
 import copy
 
-import torch
-
-from janusweb.bench import native
-from janusweb.bench.backends import Backend, BenchContext
-from janusweb.bench.rows import Row
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-GENERATE = {"native-cuda-eager": (False, "transformers generate"),
-            "native-cuda-tuned": (True, "transformers generate, static cache + torch.compile")}
+from janusweb.bench.backends import Backend
 
 
 def _label(device: str, runner: str) -> dict:
+    import torch
+
+    from janusweb.bench import native
     return {"device": device, "torch": torch.__version__, **native.cuda_label(), "runner": runner}
 
 
+def _dtype(name: str):
+    import torch
+    return {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
+
+
 class NativeCpu(Backend):
-    name = "native-cpu"
+    name, own_dtypes = "native-cpu", ("fp32",)
 
-    def cases(self, ctx: BenchContext) -> list:
-        return [Row(self.name, "fp32")]
-
-    def run(self, ctx: BenchContext, case: Row, session) -> Row:
-        result = native.reference_loop(ctx.model, ctx.inp, ctx.w, "cpu", torch.float32)
-        return Row(case.name, case.dtype, label=_label("cpu", "reference loop"), result=result)
+    def run(self, ctx, case: dict, work, session) -> dict:
+        from janusweb.bench import native
+        m = native.reference_loop(ctx.model(work.bundle), work.inputs, work.workload, "cpu", _dtype(case["dtype"]))
+        return {**m, "label": _label("cpu", "reference loop")}
 
 
-class NativeCuda(Backend):
-    name = "native-cuda"
-
-    def cases(self, ctx: BenchContext) -> list:
-        return [Row(self.name, "fp32"), Row(self.name, "bf16"), *(Row(n, "bf16") for n in GENERATE)]
-
-    def unavailable(self, ctx: BenchContext) -> str | None:
+class _Cuda(Backend):
+    def unavailable(self, ctx) -> str | None:
+        import torch
         return None if torch.cuda.is_available() else "no CUDA device (torch.cuda.is_available() is False)"
 
     @contextlib.contextmanager
-    def session(self, ctx: BenchContext):
-        gpu = copy.deepcopy(ctx.model).to("cuda")
+    def session(self, ctx, bundle):
+        import torch
+        gpu = copy.deepcopy(ctx.model(bundle)).to("cuda")
         try:
             yield gpu
         finally:
             del gpu
             torch.cuda.empty_cache()
 
-    def run(self, ctx: BenchContext, case: Row, gpu) -> Row:
-        if case.name in GENERATE:
-            compiled, runner = GENERATE[case.name]
-            result = native.transformers_generate(gpu, ctx.inp, ctx.w, compiled)
-        else:
-            runner = "reference loop"
-            result = native.reference_loop(gpu, ctx.inp, ctx.w, "cuda", DTYPES[case.dtype])
-        return Row(case.name, case.dtype, label=_label("cuda", runner), result=result)
+
+class NativeCuda(_Cuda):
+    name, own_dtypes = "native-cuda", ("fp32", "bf16")
+
+    def session_key(self, case: dict) -> tuple:
+        return (self.name, case["bundle"], case["dtype"])  # a fresh GPU copy per dtype: bf16 rounds the weights
+
+    def run(self, ctx, case: dict, work, gpu) -> dict:
+        from janusweb.bench import native
+        m = native.reference_loop(gpu, work.inputs, work.workload, "cuda", _dtype(case["dtype"]))
+        return {**m, "label": _label("cuda", "reference loop")}
+
+
+class NativeCudaGenerate(_Cuda):
+    name, compiled, runner = "native-cuda-generate", False, "transformers generate"
+    own_dtypes = ("bf16",)
+
+    def refuses(self, case: dict) -> str | None:
+        return f"{self.name} times the image part only (images 0)" if not case["images"] else None
+
+    def run(self, ctx, case: dict, work, gpu) -> dict:
+        from janusweb.bench import native
+        return {**native.transformers_generate(gpu, work.inputs, work.workload, self.compiled),
+                "label": _label("cuda", self.runner)}
+
+
+class NativeCudaCompiled(NativeCudaGenerate):
+    name, compiled, runner = "native-cuda-compiled", True, "transformers generate, static cache + torch.compile"

@@ -1,53 +1,78 @@
-"""webgpu and wasm: the demo page's own worker in Chromium (web/bench.js through bench/browser.py), one row per
-bundle dtype and, on WebGPU, per decoder engine asked for (--kv-cache ort-gqa,ort-grow,wgsl)."""
+"""webgpu and wasm: the demo page's own worker in Chromium (web/bench-pages/bench.js's runBench through bench/browser.py), any
+page engine on either backend (`engine`: auto, ort-gqa, ort-grow, wgsl, cpu), `threads` (WASM threads; 0: the
+page's choice), image steps, warm-up on or off, and the browser's memory (`memory`: its processes sampled while
+the case runs)."""
 
 import base64
-import json
+import re
 
 from janusweb.bench import browser
-from janusweb.bench.backends import BenchContext, BrowserBackend
-from janusweb.bench.rows import Row
+from janusweb.bench.backends import BrowserBackend
+from janusweb.bench.memory import ProcessTreeMemory
+from janusweb.bench.scenario import Skipped
+
+# the page's decoder engines (web/lib/engines/list.js)
+ENGINES = ("auto", "ort-gqa", "ort-grow", "wgsl", "cpu")
+
+
+def page_config(backend: str, case: dict, work) -> dict:
+    w, inp = work.workload, work.inputs
+    config = {"backend": backend, "dtype": case["dtype"], "engine": case["engine"], "kvCache": case["engine"],
+              "countGpuWork": backend == "webgpu", "question": w.question,
+              "imagePng": base64.b64encode(inp.image_png).decode(), "textTokens": w.text_tokens, "prompt": w.prompt,
+              "counts": [w.images] if w.images else [], "guidance": w.guidance, "temperature": w.temperature,
+              "seed": w.draw_seed, "repeats": w.repeats, "warmup": w.warmup}
+    if case["threads"]:
+        config["threads"] = case["threads"]
+    if w.image_steps:
+        config["steps"] = w.image_steps
+    return config
+
+
+def engine_memory_bytes(raw: dict) -> int | None:
+    """The engine's own memory (the CPU engine's WebAssembly memory) after the runs, as the page reports it, or as
+    an older page's description gives it ("... N MiB of its own memory")."""
+    after = ((raw.get("info") or {}).get("engineInfo") or {}).get("memoryBytes")
+    if after is not None:
+        return after
+    found = re.search(r"([\d.]+) MiB of its own memory", raw["backend"].get("kvCache") or "")
+    return int(float(found.group(1)) * 2**20) if found else None
 
 
 class _Page(BrowserBackend):
-    def engines(self, ctx: BenchContext) -> list:
-        return ["auto"]
+    takes_engine = takes_threads = True
 
-    def cases(self, ctx: BenchContext) -> list:
-        engines = self.engines(ctx)
-        return [Row(self.name, d, e if len(engines) > 1 else "") for d in ctx.dtypes for e in engines]
-
-    def unavailable(self, ctx: BenchContext) -> str | None:
-        if ctx.w.image_steps not in (None, ctx.inp.dims.num_image_tokens):
-            return "the page always generates whole images (--image-steps must be left at its default)"
-        return super().unavailable(ctx)
-
-    def run(self, ctx: BenchContext, case: Row, runner) -> Row:
-        w, inp = ctx.w, ctx.inp
-        engine = case.variant or self.engines(ctx)[0]
-        config = {"question": w.question, "imagePng": base64.b64encode(inp.image_png).decode(),
-                  "textTokens": w.text_tokens, "prompt": w.prompt, "counts": list(w.image_counts),
-                  "guidance": w.guidance, "temperature": w.temperature, "seed": w.draw_seed, "repeats": w.repeats,
-                  "kvCache": engine, "backend": self.name, "dtype": case.dtype}
-        raw = runner.call("bench.html", "runBench", config)
+    def run(self, ctx, case: dict, work, runner) -> dict:
+        config = page_config(self.name, case, work)
+        if case["memory"]:
+            with ProcessTreeMemory(name="chrom") as mem:
+                raw = runner.call("bench.html", "runBench", config)
+            memory = mem.report()
+        else:
+            raw, memory = runner.call("bench.html", "runBench", config), {}
         info = raw["backend"]
         if info["ep"] != self.name:
-            return case.skipped(f"the page ran on {info['ep']}: {'; '.join(info['notes'])}")
-        adapter = info.get("adapter", "")
-        label = {"device": browser.webgpu_device(self.name, adapter), "ep": info["ep"], "adapter": adapter,
-                 "threads": info.get("threads"), "dtypes": info.get("dtypes"), "cpu_nodes": info.get("cpuNodes"),
-                 "engine": info.get("engine"), "kv_cache": info.get("kvCache"), "browser": runner.version, "user_agent": raw["userAgent"],
-                 "notes": info.get("notes")}
-        dims = json.loads((ctx.bundle / "config.json").read_text())["janusweb"]
-        return Row(case.name, case.dtype, case.variant, label=label, load_s=raw["load_ms"] / 1000,
-                   extra={"load_sessions": raw["sessions"]}, result=browser.aggregate(raw, inp, dims))
+            raise Skipped(f"the page ran on {info['ep']}: {'; '.join(info['notes'])}")
+        asked = case["engine"]
+        if asked != "auto" and info.get("engine") != asked:
+            raise Skipped(f"the page ran the {info.get('engine')} engine on {self.name}, not {asked}: "
+                          f"{'; '.join(info['notes']) or 'it does not run there'}")
+        adapter = info.get("adapter") or ""
+        m = browser.measurement(raw, work.config["decoded_image_size"], gpu=self.name == "webgpu")
+        for r in m["image"]:  # a shortened image's tokens after its steps are 0: the tokens drawn, as Python's
+            r["tokens"] = [t[:work.inputs.steps] for t in r["tokens"]]
+        m["memory"] = {**memory, "engine_memory_bytes": engine_memory_bytes(raw)}
+        m["label"] = {"device": browser.webgpu_device(self.name, adapter), "ep": info["ep"], "adapter": adapter,
+                      "threads": info.get("threads"), "engine": info.get("engine"), "kv_cache": info.get("kvCache"),
+                      "dtype": info.get("dtype"), "browser": runner.version, "notes": info.get("notes")}
+        m["dtypes"] = info.get("dtypes")
+        m["extra"] = {"load_sessions": raw["sessions"], "dtypes": info.get("dtypes"), "cpu_nodes": info.get("cpuNodes"),
+                      "user_agent": raw["userAgent"], "js_heap": raw.get("memory")}
+        return m
 
 
 class WebGpu(_Page):
     name = ep = "webgpu"
-
-    def engines(self, ctx: BenchContext) -> list:
-        return list(ctx.engines)
 
 
 class Wasm(_Page):

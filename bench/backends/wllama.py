@@ -1,6 +1,6 @@
 """wllama: the llama.cpp peer row. llama.cpp's WebAssembly build (npm @wllama/wllama 3.x, its one .wasm for 1 and
 n threads) decodes a GGUF with the bundle's decoder shapes and seeded random weights (bench/gguf_peer.py, Q8_0)
-in the same Chromium as the other rows, cross-origin isolated, at 1 thread and at the page's thread count.
+in the same Chromium as the other rows, cross-origin isolated, at the thread count asked for (0: the page's).
 
 What is measured: text decode per token after the prompt, batch 1 (llama.cpp's own `predicted_per_token_ms`
 of each greedy completion, EOS ignored), over `repeats` completions: median and spread. The prompt is plain
@@ -10,14 +10,12 @@ Speed only: the random weights' tokens are not compared with anything.
 """
 
 import contextlib
-import json
 import os
 import tempfile
 from pathlib import Path
 
-from janusweb.bench.backends import BenchContext, BrowserBackend
-from janusweb.bench.rows import Row
-from janusweb.bench.timing import median
+from janusweb import metrics
+from janusweb.bench.backends import BrowserBackend
 
 PAGE = "wllama-bench.html"
 GGUF_URL = "peer/model.gguf"
@@ -25,7 +23,7 @@ PROMPT = "The quick brown fox jumps over the lazy dog. " * 2  # 130 byte tokens 
 
 
 def page_threads() -> int:
-    """The thread count the page's other WASM rows use (web/backend.js: hardwareConcurrency capped at 8)."""
+    """The thread count the page's other WASM rows use (web/lib/backend.js: hardwareConcurrency capped at 8)."""
     return max(1, min(os.cpu_count() or 1, 8))
 
 
@@ -46,17 +44,17 @@ def measure(runner, threads: int, tokens: int = 16, repeats: int = 3, prompt: st
 
 
 def aggregate(raw: dict) -> dict:
-    """Per-token decode ms (llama.cpp's timings) per run, their median and spread, and tokens/s."""
+    """Per-token decode ms (llama.cpp's timings) per run, their median and spread, as a measurement's figures."""
     runs = [r["timings"] for r in raw["runs"]]
     if any(t is None or not t.get("predicted_n") for t in runs):
         raise RuntimeError(f"llama.cpp returned no decode timings: {raw['runs']}")
     per_token = [t["predicted_per_token_ms"] for t in runs]
-    med = median(per_token)
-    return {"decode_ms_per_token": {"median": med, "min": min(per_token), "max": max(per_token), "runs": per_token},
-            "decode_tokens_per_s": 1000.0 / med, "generated_tokens": [t["predicted_n"] for t in runs],
-            "prompt_tokens": [t["prompt_n"] for t in runs], "prompt_ms": [t["prompt_ms"] for t in runs],
-            "understanding": {"ttft_ms": median([t["prompt_ms"] for t in runs]), "decode_tokens_per_s": 1000.0 / med,
-                              "tokens": []}}
+    return {"figures": {"decode_ms_per_token": metrics.median(per_token),
+                        "ttft_ms": metrics.median([t["prompt_ms"] for t in runs])},
+            "extra": {"decode_ms_per_token": metrics.spread(per_token), "generated_tokens": [t["predicted_n"] for t in runs],
+                      "prompt_tokens": [t["prompt_n"] for t in runs], "prompt_ms": [t["prompt_ms"] for t in runs],
+                      "note": "llama.cpp's own timings (ttft_ms: its prompt evaluation); random weights: speed "
+                              "only, no token parity"}}
 
 
 def label(raw: dict, runner) -> dict:
@@ -67,18 +65,16 @@ def label(raw: dict, runner) -> dict:
 
 
 class Wllama(BrowserBackend):
-    name, ep = "wllama", "wasm"
-
-    def cases(self, ctx: BenchContext) -> list:
-        return [Row(self.name, "q8_0", f"{t} thread{'s' if t > 1 else ''}") for t in sorted({1, page_threads()})]
+    name, ep, own_dtypes = "wllama", "wasm", ("q8_0",)
+    takes_threads = True
 
     @contextlib.contextmanager
-    def session(self, ctx: BenchContext):
+    def session(self, ctx, bundle: Path):
+        from janusweb.bench.gguf_peer import bundle_shapes, cached_gguf
         from janusweb.bench.pagerun import page_runner
         from janusweb.env import chromium_path
         from janusweb.site import build_page
-        from janusweb.bench.gguf_peer import bundle_shapes, cached_gguf
-        gguf = cached_gguf(bundle_shapes(ctx.bundle))
+        gguf = cached_gguf(bundle_shapes(bundle))
         with tempfile.TemporaryDirectory(prefix="janusweb-wllama-") as tmp:
             build_page(Path(tmp), bench=True)
             if not (Path(tmp) / PAGE).is_file():
@@ -87,23 +83,10 @@ class Wllama(BrowserBackend):
             with page_runner(Path(tmp), self.ep, ctx.browser or chromium_path(), ctx.headed, ctx.driver) as runner:
                 yield runner
 
-    def run(self, ctx: BenchContext, case: Row, runner) -> Row:
-        threads = int(case.variant.split()[0])
-        raw = measure(runner, threads, tokens=ctx.w.text_tokens, repeats=max(3, ctx.w.repeats))
+    def run(self, ctx, case: dict, work, runner) -> dict:
+        threads = case["threads"] or page_threads()
+        raw = measure(runner, threads, tokens=work.workload.text_tokens, repeats=max(3, work.workload.repeats))
         if raw["threads"] != threads:
             raise RuntimeError(f"asked for {threads} threads, llama.cpp runs {raw['threads']} "
                                f"(cross-origin isolated: {raw['crossOriginIsolated']})")
-        return Row(case.name, case.dtype, case.variant, label=label(raw, runner), load_s=raw["load_ms"] / 1000,
-                   result=aggregate(raw), extra={"note": "random weights: speed only, no token parity"})
-
-
-if __name__ == "__main__":  # a quick look: python -m janusweb.bench.backends.wllama GGUF THREADS
-    import sys
-    from janusweb.bench.pagerun import page_runner
-    from janusweb.env import chromium_path
-    from janusweb.site import build_page
-    with tempfile.TemporaryDirectory(prefix="janusweb-wllama-") as tmp:
-        build_page(Path(tmp), bench=True)
-        link_gguf(Path(tmp), Path(sys.argv[1]))
-        with page_runner(Path(tmp), "wasm", chromium_path()) as r:
-            print(json.dumps(measure(r, int(sys.argv[2]), tokens=8, repeats=3), indent=1))
+        return {**aggregate(raw), "label": label(raw, runner), "load_s": raw["load_ms"] / 1000}

@@ -1,6 +1,6 @@
 """The work that outlives the device tool's calls (started by step1 in a new process session): export, quantize,
-WGSL pack, then, once step2 has assembled Chromium, bench-kernels (beside the export: it needs no bundle) and
-the bench. Each step's time and exit status go to $JW/steps.json; `$JW/done` marks the end."""
+WGSL pack, then, once step2 has assembled Chromium, `bench kernels` (beside the export: it needs no bundle) and
+`bench run --suite gpu-1b` (bench/suites.json). Each step's time and exit status go to $JW/steps.json; `$JW/done` marks the end."""
 
 import json
 import os
@@ -18,15 +18,14 @@ def jw() -> Path:
 
 
 def workload(model: str, quick: bool) -> dict:
-    """The bench's arguments: 1 image with CFG and 128 text tokens, every page engine, on the real model;
-    --quick (the CI rehearsal) keeps one engine, a few tokens and a small kernel shape."""
+    """The bench's arguments beyond the suite gpu-1b (1 image with CFG and 128 text tokens, every page engine, on
+    the real model; native CUDA last: its torch.compile warm-up is the least predictable cost, and rows.jsonl keeps
+    the browser rows if the run is cut short); --quick (the CI rehearsal) keeps one engine, a few tokens and a
+    small kernel shape."""
     if quick:
-        return {"bench": ["--backends", "webgpu,native-cuda", "--kv-cache", "auto", "--text-tokens", "4"],
+        return {"bench": ["--backend", "webgpu,native-cuda", "--engine", "auto", "--text-tokens", "4"],
                 "kernels": ["--shape", "2x64x96", "--repeats", "2"]}
-    # native-cuda last: its torch.compile warm-up is the least predictable cost, and rows.partial.json keeps the
-    # browser rows if the run is cut short
-    return {"bench": ["--backends", "webgpu,tjs-webgpu,native-cuda", "--kv-cache", "ort-gqa,ort-grow,wgsl",
-                      "--text-tokens", "128"], "kernels": ["--repeats", "20"]}
+    return {"bench": [], "kernels": ["--repeats", "20"]}
 
 
 class Steps:
@@ -65,7 +64,7 @@ def chain(model: str, quick: bool) -> int:
     def kernels():
         env = chromium_env()
         if env:
-            steps.run("bench-kernels", [*cli, "bench-kernels", "--backends", "webgpu,ort-cpu", "--page", str(page),
+            steps.run("bench kernels", [*cli, "bench", "kernels", "--backend", "webgpu,ort-cpu", "--page", str(page),
                                         "--driver", "http", "--browser", env["CHROMIUM"], "--out",
                                         str(results / "kernels"), *args["kernels"]], {**os.environ, **env})
         kernels_done.set()
@@ -78,8 +77,8 @@ def chain(model: str, quick: bool) -> int:
         env = chromium_env() or {}
         kernels_done.wait()  # one GPU user at a time
         browser = ["--browser", env["CHROMIUM"]] if env else []
-        steps.run("bench", [*cli, "bench", str(bundle), "--dtypes", "int8", "--images", "1", "--repeats", "1",
-                            "--page", str(page), "--driver", "http", "--out", str(results / "bench"), *browser,
-                            *args["bench"]], {**os.environ, **env})
+        steps.run("bench run", [*cli, "bench", "run", "--suite", "gpu-1b", "--bundle", str(bundle), "--page",
+                                str(page), "--out", str(results / "bench"), *browser, *args["bench"]],
+                  {**os.environ, **env})
     (root / "done").write_text("ok\n" if ok else "failed before the bench\n")
     return 0 if ok else 1

@@ -37,7 +37,7 @@ def step1(model: str, quick: bool, carry: Path) -> int:
     (root / "started").write_text(f"{time.time()}\n")  # the calls' waits count from here
     if (carry / "chr.part.aa").is_file():
         shutil.copyfile(carry / "chr.part.aa", "/tmp/chr.part.aa")
-    argv = [sys.executable, "-m", "janusweb.bench.gpu", "chain", "--model", model, *(["--quick"] if quick else [])]
+    argv = [sys.executable, "-m", "janusweb", "bench", "gpu", "chain", "--model", model, *(["--quick"] if quick else [])]
     with open(root / "chain.log", "a") as log:
         chain = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
     import janusweb
@@ -93,9 +93,12 @@ def collect(until_s: int) -> int:
         time.sleep(2)
     done = (root / "done").is_file()
     bench, kernels = root / "results" / "bench", root / "results" / "kernels"
-    picks = {"report.md": bench / "report.md", "report.json": bench / "report.json", "steps.png": bench / "steps.png",
-             "rows.partial.json": bench / "rows.partial.json", "kernels.md": kernels / "report.md",
-             "kernels.json": kernels / "report.json", "chain-steps.json": root / "steps.json"}
+    # a bench still running writes its rows to rows.jsonl in its temporary folder (bench/driver.py)
+    partial = sorted((root / "results").glob(".bench.tmp-*/rows.jsonl"))
+    picks = {"report.md": bench / "report.md", "report.json": bench / "report.json",
+             "rows.jsonl": bench / "rows.jsonl" if (bench / "rows.jsonl").is_file() or not partial else partial[-1],
+             "kernels.md": kernels / "report.md", "kernels.json": kernels / "report.json",
+             "chain-steps.json": root / "steps.json"}
     copied = [name for name, src in picks.items() if src.is_file() and not shutil.copyfile(src, out / name)]
     log = root / "chain.log"
     if log.is_file():

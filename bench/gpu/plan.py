@@ -28,7 +28,7 @@ class Call:
 
 def calls(model: str = "janus-pro-1b", quick: bool = False) -> list:
     q = " --quick" if quick else ""
-    py = "python3 -m janusweb.bench.gpu"
+    py = "python3 -m janusweb bench gpu"
     install = (f"python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir "
                f"--upgrade --target $JW/site $R/{CARRY1}/wheels/*.whl ||exit;")
     return [
@@ -44,7 +44,7 @@ def calls(model: str = "janus-pro-1b", quick: bool = False) -> list:
 
 # expected seconds of the chain's steps on the H200 host for janus-pro-1b (README.md says where each comes from)
 EXPECTED_1B = {"export --no-validate": 150, "quantize int8 --no-report": 75, "wgsl-pack int8": 40,
-               "bench-kernels (beside the export)": 60, "bench": 360}
+               "bench kernels (beside the export)": 60, "bench run": 360}
 DEVICE_START_S = 120  # "a minute or more" (the device README); counted in the 15 minutes
 
 

@@ -113,8 +113,8 @@ def verify_results(work: Path, summary: dict) -> list:
     if not (last / "report.json").is_file():
         return problems + [f"no report.json in {last}"]
     rows = json.loads((last / "report.json").read_text())["rows"]
-    if not any(r["name"] == "webgpu" and r["status"] == "ran" for r in rows):
-        problems.append("no webgpu row ran: " + "; ".join(str(r.get("failed") or r.get("skipped")) for r in rows))
+    if not any(r["params"]["backend"] == "webgpu" and r["status"] == "ran" for r in rows):
+        problems.append("no webgpu row ran: " + "; ".join(str(r.get("reason")) for r in rows))
     if not (last / "kernels.json").is_file():
         problems.append("no kernels.json")
     return problems

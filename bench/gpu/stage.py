@@ -49,16 +49,23 @@ def pip_download(names: tuple, dest: Path) -> None:
                     "-d", str(dest), *names], check=True)
 
 
+# parts of the bench page the GPU host's rows never load (llama.cpp's WASM peer runs on the CPU): left out so
+# that call 2 stays under the 64 MiB a call may send
+NOT_ON_THE_GPU_HOST = ("wllama/", "wllama-bench.")
+
+
 def page_archive(page: Path | None, dest: Path) -> Path:
-    """page.tar.gz of the built page (web/build.mjs --bench output, source maps left out)."""
+    """page.tar.gz of the built page (web/build.mjs --bench output, source maps and NOT_ON_THE_GPU_HOST left
+    out)."""
     with tempfile.TemporaryDirectory(prefix="janusweb-page-") as tmp:
         if page is None:
             page = Path(tmp) / "page"
             build_page(page, bench=True)  # the bench's pages (bench.html, tjs-bench.html...) too
         with tarfile.open(dest, "w:gz", compresslevel=6) as tar:
             for f in sorted(Path(page).rglob("*")):
-                if f.is_file() and f.suffix != ".map":
-                    tar.add(f, arcname=f.relative_to(page).as_posix())
+                rel = f.relative_to(page).as_posix()
+                if f.is_file() and f.suffix != ".map" and not rel.startswith(NOT_ON_THE_GPU_HOST):
+                    tar.add(f, arcname=rel)
     return dest
 
 

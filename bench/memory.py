@@ -1,11 +1,12 @@
-"""The memory of the Chromium a benchmark started: its processes are this process's descendants whose name has
-"chrom" in it, sampled from /proc every `every_s` seconds while the block runs.
+"""The memory of a process tree while a benchmark runs: the descendants of `root` (and `root` itself with
+`include_root`), optionally only those whose name contains `name` (e.g. "chrom": the browser a page runner
+started), sampled from /proc every `every_s` seconds while the block runs.
 
-Three measures, because Chromium's processes share pages (the renderer, the GPU process and the zygote map the
-same files and shared memory):
+Three measures, because processes share pages (Chromium's renderer, GPU process and zygote map the same files
+and shared memory):
 - the peak of their summed resident set size (RSS: shared pages counted in every process that maps them),
 - the peak of their summed proportional set size (PSS: each shared page divided among its sharers; the sum is
-  what the browser costs the machine) and the largest process's PSS peak,
+  what the tree costs the machine) and the largest process's PSS peak,
 - each process's own peak RSS (VmHWM, kept as processes exit), the six largest reported.
 """
 
@@ -13,8 +14,6 @@ import os
 import re
 import threading
 from pathlib import Path
-
-MIB = 1024 * 1024
 
 
 def descendants(pid: int) -> list:
@@ -55,13 +54,14 @@ def _pss(pid: int) -> int:
     return 0
 
 
-class ChromiumMemory:
-    """`with ChromiumMemory() as mem: ...` then `mem.report()`."""
+class ProcessTreeMemory:
+    """`with ProcessTreeMemory(name="chrom") as mem: ...` then `mem.report()`."""
 
-    def __init__(self, every_s: float = 0.5):
-        self.every_s = every_s
+    def __init__(self, root: int | None = None, name: str | None = None, every_s: float = 0.5,
+                 include_root: bool = False):
+        self.root, self.name, self.every_s, self.include_root = root or os.getpid(), name, every_s, include_root
         self.rss_sum = self.pss_sum = self.pss_largest = 0
-        self.hwm = {}  # pid -> {"name", "peak_rss_mib"}
+        self.hwm = {}  # pid -> {"name", "peak_rss_bytes"}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -71,15 +71,18 @@ class ChromiumMemory:
             if self._stop.wait(self.every_s):
                 return
 
+    def pids(self) -> list:
+        return ([self.root] if self.include_root else []) + descendants(self.root)
+
     def sample(self) -> None:
         rss, pss = 0, []
-        for pid in descendants(os.getpid()):
+        for pid in self.pids():
             s = _status(pid)
-            if "chrom" not in s.get("name", "") or "VmRSS" not in s:
+            if "VmRSS" not in s or (self.name and self.name not in s["name"]):
                 continue
             rss += s["VmRSS"]
             pss.append(_pss(pid))
-            self.hwm[pid] = {"name": s["name"], "peak_rss_mib": round(s["VmHWM"] / MIB, 1)}
+            self.hwm[pid] = {"name": s["name"], "peak_rss_bytes": s["VmHWM"]}
         self.rss_sum = max(self.rss_sum, rss)
         self.pss_sum = max(self.pss_sum, sum(pss))
         self.pss_largest = max(self.pss_largest, max(pss, default=0))
@@ -93,9 +96,8 @@ class ChromiumMemory:
         self._thread.join()
 
     def report(self) -> dict:
-        procs = sorted(self.hwm.values(), key=lambda p: -p["peak_rss_mib"])
-        return {"chromium_peak_rss_sum_mib": round(self.rss_sum / MIB, 1),
-                "chromium_pss_peak_sum_bytes": self.pss_sum,
-                "chromium_pss_peak_largest_process_bytes": self.pss_largest,
-                "chromium_largest_process_peak_rss_mib": procs[0]["peak_rss_mib"] if procs else None,
-                "chromium_processes": procs[:6]}
+        procs = sorted(self.hwm.values(), key=lambda p: -p["peak_rss_bytes"])
+        return {"peak_rss_sum_bytes": self.rss_sum, "peak_pss_sum_bytes": self.pss_sum,
+                "peak_pss_largest_bytes": self.pss_largest,
+                "largest_process_peak_rss_bytes": procs[0]["peak_rss_bytes"] if procs else None,
+                "processes": procs[:6]}

@@ -1,4 +1,4 @@
-"""`python -m janusweb.bench.gpu plan|stage|step1|step2|collect|chain|rehearse` (bench/gpu/README.md)."""
+"""`janusweb bench gpu plan|stage|step1|step2|collect|chain|rehearse` (bench/gpu/README.md)."""
 
 import argparse
 import sys
@@ -10,8 +10,8 @@ from janusweb.errors import UserError
 REPO = Path(__file__).resolve().parents[2]
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m janusweb.bench.gpu", description=__doc__)
+def main(argv: list) -> int:
+    p = argparse.ArgumentParser(prog="janusweb bench gpu", description=__doc__)
     sub = p.add_subparsers(dest="what", required=True)
     sub.add_parser("plan", help="print the calls: command, carry, time limit, expected time")
     s = sub.add_parser("stage", help="here: fill .carry/gpu1 and .carry/gpu2, check each call's size")
@@ -70,6 +70,3 @@ def _run(args) -> int:
     return rehearse.rehearse(REPO, kit, Path(args.work), args.model, args.quick, args.pack and Path(args.pack),
                              args.page and Path(args.page), args.wheels and Path(args.wheels))
 
-
-if __name__ == "__main__":
-    sys.exit(main())
