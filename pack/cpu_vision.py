@@ -31,6 +31,7 @@ def _walk(path: Path) -> dict:
     graph, inits, get = _graph(path)
     found = {"norms": [], "linears": [], "conv": None, "pos": None, "scale": None, "gelus": 0}
     pending = None  # the output of the last linear layer, until its bias
+    gathered = {}  # outputs of Gathers of constants after the patch embedding
     for node in graph.node:
         op = node.op_type
         if op == "Conv":
@@ -42,8 +43,11 @@ def _walk(path: Path) -> dict:
                     or any(attrs.get("pads", [0])) or len(node.input) < 3:
                 raise UserError(f"{path.name}: the patch embedding is not a biased convolution with stride = kernel")
             found["conv"] = {"w": w, "b": get(node.input[2]), "out": None}
+        elif op == "Gather" and found["conv"] is not None and all(i in inits for i in node.input[:2]):
+            # the streamed export leaves the position table as a Gather of two constants (the whole-model one folds it)
+            gathered[node.output[0]] = np.take(get(node.input[0]), get(node.input[1]), axis=_attrs(node).get("axis", 0))
         elif op == "Add" and found["conv"] is not None and found["pos"] is None:
-            table = [get(i) for i in node.input if i in inits]
+            table = [get(i) if i in inits else gathered[i] for i in node.input if i in inits or i in gathered]
             if len(table) != 1 or table[0].ndim != 3:
                 raise UserError(f"{path.name}: the patches are not followed by a position table")
             found["pos"] = table[0].reshape(table[0].shape[1:]).astype(np.float32)

@@ -11,13 +11,16 @@ import json
 import shutil
 
 import numpy as np
+import onnx
 import onnxruntime as ort
+from onnx import numpy_helper
 import pytest
 
 import cpu_reference as ref
 from janusweb.accuracy_level import accuracy_view
 from janusweb.cli import main
 from janusweb.dtypes import graph_file
+from janusweb.manifest import file_digest
 from janusweb.metrics import cosine
 from node_kernels import assert_close, needs_node, run
 
@@ -88,3 +91,36 @@ def test_vq_decoder_matches_onnxruntime(kernels_wasm, bundle, tmp_path, threads,
     got = got.reshape(want.shape)
     assert np.abs(got - want).max() <= 1e-3, np.abs(got - want).max()
     assert np.abs(want).max() > 0.1  # an image, not a blank
+
+
+def test_vision_tower_with_the_position_table_unfolded(kernels_wasm, tiny_bundle, tmp_path):
+    """At Janus-Pro's widths (576 x 1024) the exporter leaves the position table as Gather(weight, position_ids), two
+    constants, instead of folding it as at tiny's: the pack takes that form too, and the tower still equals
+    onnxruntime on that graph."""
+    out = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, out)
+    rel = graph_file("prepare_inputs_embeds", "fp32")
+    graph = onnx.load(str(out / rel))
+    inits = {t.name: t for t in graph.graph.initializer}
+    add = next(n for n in graph.graph.node if n.op_type == "Add" and any(
+        i in inits and len(inits[i].dims) == 3 for i in n.input))
+    name = next(i for i in add.input if i in inits)
+    table = numpy_helper.to_array(inits[name])[0]  # [T, D]
+    graph.graph.initializer.remove(inits[name])
+    graph.graph.initializer.extend([numpy_helper.from_array(table, "pos.weight"),
+                                    numpy_helper.from_array(np.arange(len(table))[None], "pos.ids")])
+    at = list(graph.graph.node).index(add)
+    graph.graph.node.insert(at, onnx.helper.make_node("Gather", ["pos.weight", "pos.ids"], [name]))
+    onnx.save(graph, str(out / rel))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"][rel] |= file_digest(out / rel)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["--quiet", "pack", "cpu", str(out), "--dtype", "fp32"]) == 0
+
+    size = json.loads((out / "config.json").read_text())["janusweb"]["image_size"]
+    pixels = np.random.default_rng(5).uniform(-1, 1, (3, size, size)).astype(np.float32)
+    got = run(tmp_path, {"wasm": str(kernels_wasm / "kernels.wasm"), "op": "vision", "pack": str(out / "cpu/decoder"),
+                         "threads": 1}, pixels=pixels)
+    want = reference(out, tmp_path, "fp32", pixels)
+    assert_close(got.reshape(want.shape), want, rtol=1e-4)
+    assert_close(want, reference(tiny_bundle, tmp_path, "fp32", pixels), rtol=1e-6)  # the rewrite changed nothing
