@@ -1,0 +1,135 @@
+"""The embedded default in Chromium, as a new user meets it after `make demo`: models/shapes exported, quantized to
+int8 and packed as the Makefile does, the page opened with nothing changed. Its own default prompt draws what it
+says (the model-free scorer reads the picture the page decoded) and its own default question about a picture of the
+task is answered rightly, on each backend and engine that runs here. The README's grid (docs/shapes-grid.png: the
+page's pictures per backend, the scorer's verdict under each) and chat (docs/shapes-chat.png) are taken here."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from janusweb.cli import main
+from janusweb.image import to_uint8
+from janusweb.quality import read_task
+from janusweb.scorer import score
+from janusweb.shapes import Scene, draw, parse_prompt
+from pages import RUN_TIMEOUT_MS, needs_page, open_page
+
+pytestmark = needs_page
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+# (browser, URL query, words): each engine that runs on this machine's Chromium (WebGPU is SwiftShader here)
+ROWS = [("wasm", "engine=cpu&dtype=int8", "WASM, CPU engine, int8"),
+        ("wasm", "engine=ort-grow&dtype=fp32", "WASM, onnxruntime, fp32"),
+        ("webgpu", "backend=webgpu&engine=wgsl&dtype=fp32", "WebGPU, WGSL decoder, fp32"),
+        ("webgpu", "backend=webgpu&engine=ort-gqa&dtype=int8", "WebGPU, onnxruntime, int8")]
+GRID_PROMPTS = ["a red circle in the top left", "a blue square in the bottom right", "a yellow triangle in the centre",
+                "a white cross in the top right", "a green square in the bottom left", "a purple circle in the centre"]
+
+
+@pytest.fixture(scope="module")
+def bundle(shapes_bundle, tmp_path_factory):
+    """What `make demo` serves: the exported model with int8 variants and both engines' packs at fp32 and int8."""
+    out = tmp_path_factory.mktemp("demo") / "shapes"
+    shutil.copytree(shapes_bundle, out)
+    for packer in ("wgsl", "cpu"):
+        assert main(["--quiet", "pack", packer, str(out), "--dtype", "fp32,int8"]) == 0
+    return out
+
+
+def _page(browsers, site_url, browser: str, query: str):
+    if browser == "webgpu" and not browsers["webgpu_ok"]:
+        pytest.skip("no WebGPU adapter in this Chromium")
+    return open_page(browsers[browser], site_url, query)
+
+
+def _draw(page, prompt: str | None = None) -> np.ndarray:
+    """One picture from the page's form (its defaults unless `prompt`): [H, W, 3] uint8 of what it decoded."""
+    if prompt is not None:
+        page.fill("#prompt", prompt)
+    page.click("#generate")
+    page.wait_for_function("window.janusweb.images.done || window.janusweb.error", timeout=RUN_TIMEOUT_MS)
+    assert page.evaluate("window.janusweb.error") is None
+    decoded = np.array(page.evaluate("Array.from(janusweb.images.decoded[0])"), np.float32)
+    size = int(round((decoded.size / 3) ** 0.5))
+    return to_uint8(decoded.reshape(3, size, size))
+
+
+@pytest.mark.parametrize("browser,query,words", ROWS, ids=[r[1].replace("&", ",") for r in ROWS])
+def test_the_default_prompt_draws_what_it_says(browsers, site_url, browser, query, words):
+    page = _page(browsers, site_url, browser, query)
+    prompt = page.input_value("#prompt")
+    scene = parse_prompt(prompt)
+    assert scene is not None, f"the page's default prompt {prompt!r} is not in the task's grammar"
+    verdict = score(_draw(page))
+    assert verdict.right(scene)["all"], (words, prompt, verdict)
+    page.context.close()
+
+
+@pytest.mark.parametrize("browser,query,words", ROWS, ids=[r[1].replace("&", ",") for r in ROWS])
+def test_the_default_question_is_answered_rightly(browsers, site_url, bundle, tmp_path, browser, query, words):
+    task = read_task(bundle)
+    held_out = [tuple(p) for p in task["held_out"]]
+    page = _page(browsers, site_url, browser, query)
+    question = page.input_value("#question")
+    assert question == "What colour is the shape?"
+    for colour, shape, position in (("blue", "square", "bottom right"), ("yellow", "triangle", "centre")):
+        if (colour, shape) in held_out:
+            continue
+        scene = Scene(colour, shape, position)
+        picture = tmp_path / f"{colour}.png"
+        Image.fromarray(draw(scene, task["image_size"], np.random.default_rng(7))).save(picture)
+        page.click("#new-chat")
+        page.set_input_files("#image-input", str(picture))
+        page.click("#ask")
+        page.wait_for_function("window.janusweb.chat.done || window.janusweb.error", timeout=RUN_TIMEOUT_MS)
+        assert page.evaluate("window.janusweb.error") is None
+        assert page.evaluate("window.janusweb.chat.text").strip() == colour, words
+    page.context.close()
+
+
+def test_readme_pictures(browsers, site_url, bundle, tmp_path):
+    """docs/shapes-grid.png: GRID_PROMPTS drawn by the page at its defaults (guidance 5, seed 0) on each row's backend
+    and engine, the scorer's verdict under each; docs/shapes-chat.png: the page answering its default question."""
+    cell, image, caption, left = 150, 128, 44, 190
+    rows = [r for r in ROWS if r[0] == "wasm" or browsers["webgpu_ok"]]
+    grid = Image.new("RGB", (left + cell * len(GRID_PROMPTS), 36 + (image + caption) * len(rows)), "white")
+    pen = ImageDraw.Draw(grid)
+    for j, prompt in enumerate(GRID_PROMPTS):
+        pen.text((left + j * cell, 4), prompt.removeprefix("a ").replace(" in the ", "\nin the "), fill="black")
+    right = 0
+    for i, (browser, query, words) in enumerate(rows):
+        page = _page(browsers, site_url, browser, query)
+        top = 36 + i * (image + caption)
+        pen.text((4, top + image // 2), words, fill="black")
+        for j, prompt in enumerate(GRID_PROMPTS):
+            picture = _draw(page, prompt)
+            verdict = score(picture)
+            ok = verdict.right(parse_prompt(prompt))["all"]
+            right += ok
+            grid.paste(Image.fromarray(picture).resize((image, image), Image.NEAREST), (left + j * cell, top))
+            pen.text((left + j * cell, top + image + 2), f"{'right' if ok else 'wrong'}, scorer read:\n{verdict.text()}",
+                     fill="darkgreen" if ok else "firebrick")
+        page.context.close()
+    assert right > 0, "no picture of the grid was read as what it was asked"
+    DOCS.mkdir(exist_ok=True)
+    tmp = DOCS / ".shapes-grid.tmp.png"
+    grid.save(tmp)
+    tmp.replace(DOCS / "shapes-grid.png")
+
+    page = _page(browsers, site_url, "wasm", "engine=cpu&dtype=int8")
+    page.set_viewport_size({"width": 1000, "height": 700})
+    task = read_task(bundle)
+    picture = tmp_path / "chat.png"
+    Image.fromarray(draw(Scene("blue", "square", "bottom right"), task["image_size"],
+                         np.random.default_rng(7))).save(picture)
+    page.set_input_files("#image-input", str(picture))
+    page.click("#ask")
+    page.wait_for_function("window.janusweb.chat.done || window.janusweb.error", timeout=RUN_TIMEOUT_MS)
+    assert page.evaluate("window.janusweb.error") is None
+    page.locator("#chat").screenshot(path=str(DOCS / ".shapes-chat.tmp.png"))
+    (DOCS / ".shapes-chat.tmp.png").replace(DOCS / "shapes-chat.png")
+    page.context.close()
