@@ -5,7 +5,7 @@
 import { InputError } from './errors.js';
 
 // Positions reserved beyond the first turn's own for the turns after it (a cache of fixed capacity is allocated
-// once: 1024 positions of janus-pro-1b's cache are ~400 MB).
+// once: 1024 positions of janus-pro-1b's cache are ~400 MB), up to what the engine's cache can hold.
 const HEADROOM = 1024;
 
 export class Conversation {
@@ -34,8 +34,13 @@ export class Conversation {
   /** The cache, with room for `fresh` positions and `maxNew` tokens. @param {number} fresh @param {number} maxNew */
   reserve(fresh, maxNew) {
     const need = this.length + fresh + maxNew;
+    const most = this.g.engine.maxPositions ?? Infinity;
+    if (need > most) {
+      throw new InputError(`this turn needs ${need} positions and the model holds ${most}: ask for fewer new tokens`
+        + `${this.turns ? ' or start a new chat' : ''}`);
+    }
     if (!this.cache) {
-      this.capacity = need + HEADROOM;
+      this.capacity = Math.min(need + HEADROOM, most); // the headroom within what the model holds
       this.cache = this.g.engine.newCache(1, this.capacity);
     } else if (need > this.capacity) {
       throw new InputError(`the conversation would pass its ${this.capacity} positions: start a new chat`);

@@ -55,6 +55,8 @@ import { InputError } from '../errors.js';
  * @typedef {object} Engine
  * @property {string} kvCache how the decoder runs and holds its KV cache, in words (the page shows it)
  * @property {(rows: number, capacity: number) => KVCache} newCache
+ * @property {number} [maxPositions] the most positions one of its caches holds (its rotary table); absent: no
+ *   limit of its own
  * @property {() => void} release frees what the engine holds (not the ORT sessions: the model owns those)
  * @property {Record<string, string>} [dtypes] graphs it runs outside ORT sessions -> dtype (shown on the page)
  * @property {(rows: number[][]) => Promise<Tensor>} [embedTokens] token rows [B,S] -> embeddings [B,S,H]

@@ -92,8 +92,8 @@ export const engine = {
       ? "the CPU engine's threads need a worker (a page's main thread may not wait): use createJanusWorker" : null),
   plan: (manifest, dtype) => {
     const pack = /** @type {any} */ (manifest).cpu?.[dtype];
-    if (!pack) return `the bundle has no ${dtype} CPU pack: run janusweb cpu-pack BUNDLE --dtype ${dtype}`;
-    if (staleFormat(pack)) return `the bundle's ${dtype} CPU pack is one .bin, not parts: run janusweb cpu-pack BUNDLE --dtype ${dtype} again`;
+    if (!pack) return `the bundle has no ${dtype} CPU pack: run janusweb pack cpu BUNDLE --dtype ${dtype}`;
+    if (staleFormat(pack)) return `the bundle's ${dtype} CPU pack is one .bin, not parts: run janusweb pack cpu BUNDLE --dtype ${dtype} again`;
     const tooLarge = packRefusal(manifest, pack, dtype);
     if (tooLarge) return tooLarge;
     return { graphs: {}, replaces: ['lm_head', 'gen_step', 'prepare_inputs_embeds', 'image_decode'], data: pack };
@@ -103,11 +103,11 @@ export const engine = {
     const files = /** @type {any} */ (loader.manifest).files;
     for (const [part, src] of [['decoder', desc], ...SOURCES.map((r) => [r, desc[r]])]) {
       if (!src) {
-        throw new InputError(`the ${dtype} CPU pack has no ${part} (made by an older janusweb): run janusweb cpu-pack `
+        throw new InputError(`the ${dtype} CPU pack has no ${part} (made by an older janusweb): run janusweb pack cpu `
           + `BUNDLE --dtype ${dtype} again`);
       }
       if (files[`onnx/${src.source}`]?.sha256 !== src.source_sha256) {
-        throw new InputError(`the ${dtype} CPU pack was made from another ${src.source}: run janusweb cpu-pack `
+        throw new InputError(`the ${dtype} CPU pack was made from another ${src.source}: run janusweb pack cpu `
           + `BUNDLE --dtype ${dtype} again`);
       }
     }
@@ -132,6 +132,7 @@ export const engine = {
         prepare_inputs_embeds: desc.vision.dtype, gen_head: desc.gen_head.layers.at(-1).dtype,
         gen_img_embeds: desc.gen_img_embeds.layers.at(-1).dtype, image_decode: 'fp32' },
       newCache: (rows, capacity) => new CpuCache(model.newState(rows, capacity), H),
+      maxPositions: desc.max_positions,
       embedTokens: async (rows) => {
         const S = rows[0].length;
         return new ort.Tensor('float32', heads.embed(rows.flat()), [rows.length, S, H]);

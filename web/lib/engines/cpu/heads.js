@@ -23,7 +23,7 @@ export class CpuHeads {
   constructor(model, maxTokens) {
     const d = model.desc, rt = model.rt, at = model.at;
     for (const role of ['embed_tokens', 'gen_head', 'gen_img_embeds']) {
-      if (!d[role]) throw new Error(`this CPU pack has no ${role} (an older pack: run janusweb cpu-pack again)`);
+      if (!d[role]) throw new Error(`this CPU pack has no ${role} (an older pack: run janusweb pack cpu again)`);
     }
     this.rt = rt;
     this.H = d.hidden_size;

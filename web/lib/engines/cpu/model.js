@@ -93,11 +93,11 @@ export class CpuModel {
     this.head = head ? { dtype: /** @type {Record<string, number>} */ (DTYPE)[head.dtype], vocab: head.vocab,
       x: rt.alloc(4 * HEAD_ROWS * d.hidden_size), y: rt.alloc(4 * HEAD_ROWS * head.vocab) } : null;
     this.scratch = this.activations(rt.alloc(scratchBytes(d, MAX_TOKENS, rt.threads)));
-    /** the token embeddings and the image step (packs from cpu-pack; decoder-only packs in the kernel tests lack them) */
+    /** the token embeddings and the image step (packs from janusweb pack cpu; decoder-only packs in the kernel tests lack them) */
     this.heads = d.embed_tokens ? new CpuHeads(this, MAX_TOKENS) : null;
-    /** the vision tower (cpu-pack's; decoder-only packs in the kernel tests lack it) */
+    /** the vision tower (janusweb pack cpu; decoder-only packs in the kernel tests lack it) */
     this.vision = d.vision ? new CpuVision(this) : null;
-    /** the VQ decoder (cpu-pack's) */
+    /** the VQ decoder (janusweb pack cpu) */
     this.vq = d.vq ? new CpuVq(this) : null;
   }
 
@@ -140,7 +140,7 @@ export class CpuModel {
    */
   logits(hidden, M) {
     const h = this.head, rt = this.rt, H = this.desc.hidden_size;
-    if (!h) throw new Error('this CPU pack has no lm_head (write it with janusweb cpu-pack)');
+    if (!h) throw new Error('this CPU pack has no lm_head (write it with janusweb pack cpu)');
     const out = new Float32Array(M * h.vocab);
     for (let m0 = 0; m0 < M; m0 += HEAD_ROWS) {
       const rows = Math.min(HEAD_ROWS, M - m0);

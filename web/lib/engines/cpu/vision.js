@@ -18,7 +18,7 @@ export class CpuVision {
   /** @param {import('./model.js').CpuModel} model its weights loaded (model.at) */
   constructor(model) {
     const d = model.desc.vision, rt = model.rt, at = model.at;
-    if (!d) throw new Error('this CPU pack has no vision tower (an older pack: run janusweb cpu-pack again)');
+    if (!d) throw new Error('this CPU pack has no vision tower (an older pack: run janusweb pack cpu again)');
     if (d.aligner.length > MAX_ALIGNERS) throw new Error(`the CPU engine takes at most ${MAX_ALIGNERS} aligner layers`);
     if (d.hidden_size % 32 || d.intermediate_size % 32 || d.head_dim % 8) {
       throw new Error(`the CPU engine's vision tower takes widths that are multiples of 32 and a head_dim that is a `

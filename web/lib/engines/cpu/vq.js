@@ -16,7 +16,7 @@ export class CpuVq {
   /** @param {import('./model.js').CpuModel} model its weights loaded (model.at) */
   constructor(model) {
     const d = model.desc.vq, rt = model.rt, at = model.at;
-    if (!d) throw new Error('this CPU pack has no VQ decoder (an older pack: run janusweb cpu-pack again)');
+    if (!d) throw new Error('this CPU pack has no VQ decoder (an older pack: run janusweb pack cpu again)');
     this.rt = rt;
     this.d = d;
     this.T = d.grid * d.grid;

@@ -1,6 +1,6 @@
 // The language model's decoder layers on the page's own WGSL kernels (kernels.js), on ONNX Runtime's GPUDevice:
 // it takes the embeddings ONNX Runtime's graphs write and gives back hidden states they read, as GPU buffers.
-// The weights come from a WGSL pack (janusweb wgsl-pack: the fused graph's own int8 or 4-bit blocks and scales,
+// The weights come from a WGSL pack (janusweb pack wgsl: the fused graph's own int8 or 4-bit blocks and scales,
 // or its fp32 weights), uploaded once, tensor by tensor from the pack's parts (upload). A WgslCache is the KVCache of one request (kv-cache.js's interface): KV buffers
 // [rows, kv_heads, capacity, head_dim] per layer, activations for up to MAX_TOKENS tokens per call, and one
 // command buffer per call: 8 dispatches per layer and the final norm, no GPU->CPU read.
