@@ -4,6 +4,7 @@ says (the model-free scorer reads the picture the page decoded) and its own defa
 task is answered rightly, on each backend and engine that runs here. The README's grid (docs/shapes-grid.png: the
 page's pictures per backend, the scorer's verdict under each) and chat (docs/shapes-chat.png) are taken here."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -133,3 +134,20 @@ def test_readme_pictures(browsers, site_url, bundle, tmp_path):
     page.locator("#chat").screenshot(path=str(DOCS / ".shapes-chat.tmp.png"))
     (DOCS / ".shapes-chat.tmp.png").replace(DOCS / "shapes-chat.png")
     page.context.close()
+
+
+def test_bench_quality_scores_the_page_as_onnxruntime(bundle, tmp_path):
+    """`janusweb bench quality`'s page rows (web/bench-pages/quality.js, the library in a worker): the page on WASM
+    through onnxruntime-web at fp32 draws and answers what onnxruntime's CPU EP does on the same graphs, picture
+    for picture (the scorer's reading of each) and answer for answer."""
+    out = tmp_path / "results"
+    code = main(["--quiet", "bench", "quality", "--bundle", str(bundle), "--backend", "ort,wasm", "--engine",
+                 "ort-grow", "--dtype", "fp32", "--guidances", "5", "--out", str(out)])
+    assert code in (0, 1)  # 1: a target of the trained default not met (the report says which)
+    rows = {r["params"]["backend"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
+    assert rows["wasm"]["status"] == "ran" and rows["wasm"]["label"]["engine"] == "ort-grow", rows["wasm"]
+    ort, page = rows["ort"]["detail"]["rows"], rows["wasm"]["detail"]["rows"]
+    assert len(page["generation_guidance_5"]) == 240 and len(page["answers"]) == 240
+    assert [r["read"] for r in page["generation_guidance_5"]] == [r["read"] for r in ort["generation_guidance_5"]]
+    assert [r["answer"] for r in page["answers"]] == [r["answer"] for r in ort["answers"]]
+    assert rows["wasm"]["metrics"] == rows["ort"]["metrics"]

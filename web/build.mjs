@@ -1,7 +1,7 @@
 // Builds the static page: bundles app/ui.js (page) and lib/worker.js (inference worker) with esbuild, and copies the
 // HTML/CSS and ONNX Runtime's wasm files for its WebGPU build (served from the site, never from a CDN), with their
 // sizes in ort/files.json (the page shows the download before it starts). With --bench, the benchmark pages too
-// (bench.html, kernels.html, tjs-bench.html with transformers.js's own ORT in ort-tjs/, wllama-bench.html with
+// (bench.html, quality.html, kernels.html, tjs-bench.html with transformers.js's own ORT in ort-tjs/, wllama-bench.html with
 // llama.cpp's wasm in wllama/): `janusweb bench` builds them, the demo site (`janusweb build-web`) does not carry them.
 //   node web/build.mjs [--outdir DIR] [--bench]     (default web/dist)
 // With --assets, only the library's own files (ort/: ONNX Runtime's wasm and its sizes; cpu/: the CPU engine's
@@ -49,7 +49,7 @@ if (withBench) try {
 const entries = assetsOnly ? {} : {
   ui: 'app/ui.js', worker: 'app/worker.js',
   ...(withBench ? { bench: 'bench-pages/bench.js', kernels: 'bench-pages/kernels.js',
-    'cpu/bench': 'bench-pages/cpu-kernels.js' } : {}),
+    'cpu/bench': 'bench-pages/cpu-kernels.js', quality: 'bench-pages/quality.js' } : {}),
   ...(tjsOrtDist ? { 'tjs-bench': 'bench-pages/tjs-bench.js' } : {}),
   ...(wllamaWasm ? { 'wllama-bench': 'bench-pages/wllama-bench.js' } : {}),
 };

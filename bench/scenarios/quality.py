@@ -13,6 +13,7 @@ point of PyTorch, int8 rows within 3 points of the same backend's fp32.
 import json
 from pathlib import Path
 
+from janusweb.bench.pagerun import browser_params
 from janusweb.bench.scenario import Metric, Param, Result, Scenario, Skipped, Verdict, unique
 
 BACKENDS = ("pytorch", "ort", "webgpu", "wasm")
@@ -66,6 +67,7 @@ class Quality(Scenario):
         Param("engine", str, ("auto",), "the page's decoder engine (page rows only)",
               choices=("auto", "ort-gqa", "ort-grow", "wgsl", "cpu")),
         Param("guidances", str, "5,1", "guidance scales, each a pass over every prompt", multi=False),
+        *browser_params(),
     )
     metrics = (*_metrics(),)
 
@@ -83,24 +85,26 @@ class Quality(Scenario):
         return unique(out)
 
     def unavailable(self, ctx, case: dict) -> str | None:
-        if case["backend"] in PAGE:
-            return "the page's quality rows need web/bench-pages/quality.js (not in this checkout yet)"
-        return None
+        from janusweb.bench.browser import unavailable
+        return unavailable(case["browser"], case["driver"]) if case["backend"] in PAGE else None
 
     def run(self, ctx, case: dict, session) -> Result:
         from janusweb.log import log
         from janusweb.quality import evaluate, read_task, runner_backend
         task = read_task(case["bundle"])
         guidances = tuple(float(g) for g in case["guidances"].split(","))
-        runner = self._runner(case)
-        name = f"{case['backend']}-{case['dtype']}"
+        name = f"{case['backend']}-{case['dtype']}" + (f"-{case['engine']}" if case["engine"] else "")
 
         def progress(what, k, n):
             if k == n or k % max(1, n // 4) == 0:
                 log.info("%s %s: %d/%d", name, what, k, n)
 
-        result = evaluate(runner_backend(name, runner), task, guidances, on_progress=progress)
-        label = {"runner": "transformers (PyTorch) fp32" if case["backend"] == "pytorch" else "onnxruntime CPU EP"}
+        if case["backend"] in PAGE:
+            backend, label = page_backend(case, task, guidances)
+        else:
+            backend = runner_backend(name, self._runner(case))
+            label = {"runner": "transformers (PyTorch) fp32" if case["backend"] == "pytorch" else "onnxruntime CPU EP"}
+        result = evaluate(backend, task, guidances, on_progress=progress)
         return Result(figures(result), label, {"generation": result["generation"], "answers": result["answers"],
                                                "rows": result["rows"], "held_out": task["held_out"]})
 
@@ -153,3 +157,52 @@ def _within(what: str, row, reference: dict, points: float, name: str) -> Verdic
     worst = max(gaps) if gaps else None
     return Verdict(f"within_{points:g}", f"{what}: seen all-three (guidance 5) and exact answers", worst,
                    f"<= {points:g} points", None if worst is None else worst <= points, name)
+
+
+def page_backend(case: dict, task: dict, guidances: tuple) -> tuple:
+    """(quality.Backend, label) for a page row: every request of the evaluation asked of the library in Chromium in
+    one call (web/bench-pages/quality.js), the Backend then answering from what the page drew and said."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from janusweb.bench.browser import site_runner
+    from janusweb.image import to_uint8
+    from janusweb.log import step
+    from janusweb.quality import IMAGES_PER_PROMPT, QUESTIONS, Backend, generation_requests, question_cases
+
+    requests = [(scene.prompt, seed, g) for g in guidances for scene, seed in generation_requests()]
+    cases = [(QUESTIONS[kind], image) for _, kind, image in question_cases(task["image_size"])]
+
+    def png(image) -> str:
+        out = io.BytesIO()
+        Image.fromarray(image).save(out, format="PNG")
+        return base64.b64encode(out.getvalue()).decode()
+
+    config = {"backend": case["backend"], "engine": case["engine"], "dtype": case["dtype"], "maxNewTokens": 16,
+              "images": [{"prompt": p, "seed": s, "count": IMAGES_PER_PROMPT, "guidance": g} for p, s, g in requests],
+              "questions": [{"question": q, "imagePng": png(image)} for q, image in cases]}
+    with step(f"the page on {case['backend']} ({case['engine']}, {case['dtype']}): {len(requests)} image requests, "
+              f"{len(cases)} questions"):
+        with site_runner(case["bundle"], case["backend"], case["browser"], False, case["page"],
+                         case["driver"]) as runner:
+            raw = runner.call("quality.html", "runQuality", config)
+    info = raw["info"]
+    if info["ep"] != case["backend"] or case["engine"] != "auto" and info.get("engine") != case["engine"]:
+        raise Skipped(f"the page ran the {info.get('engine')} engine on {info['ep']}: {'; '.join(info['notes'])}")
+
+    def decoded(text: str) -> np.ndarray:
+        x = np.frombuffer(base64.b64decode(text), np.float32)
+        size = int(round((x.size / 3) ** 0.5))
+        return to_uint8(x.reshape(3, size, size))
+
+    pictures = {r: np.stack([decoded(t) for t in texts]) for r, texts in zip(requests, raw["images"])}
+    answers = {(q, image.tobytes()): text.strip() for (q, image), text in zip(cases, raw["answers"])}
+    backend = Backend(f"page-{case['backend']}-{case['engine']}-{case['dtype']}",
+                      lambda prompt, seed, n, g: pictures[(prompt, seed, g)][:n],
+                      lambda question, image: answers[(question, np.asarray(image).tobytes())])
+    label = {"runner": f"the page in Chromium {runner.version}", "ep": info["ep"], "adapter": info.get("adapter"),
+             "engine": info.get("engine"), "dtypes": info.get("dtypes"), "kv_cache": info.get("kvCache")}
+    return backend, label

@@ -4,6 +4,7 @@
 // re-implements generation.
 
 import { createJanusWorker, loadJanus } from '../lib/index.js';
+import { base64 } from './base64.js';
 
 /** @typedef {import('../lib/index.js').Janus} Janus */
 /** @typedef {{dispatches: number, submits: number, reads: number, readBytes: number}} GpuCounts */
@@ -30,14 +31,6 @@ import { createJanusWorker, loadJanus } from '../lib/index.js';
  * @property {boolean} [countGpuWork] WebGPU: count dispatches, submits, reads and bytes read, per token / step
  * @property {boolean} [mainThread] run the library on this thread instead of a worker
  */
-
-/** @param {Float32Array} x */
-function base64(x) {
-  const bytes = new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
-  let s = '';
-  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(s);
-}
 
 /** Per-event counts from cumulative ones. @param {(GpuCounts|undefined)[]} cumulative */
 function perEvent(cumulative) {
