@@ -86,7 +86,13 @@ class Quality(Scenario):
 
     def unavailable(self, ctx, case: dict) -> str | None:
         from janusweb.bench.browser import unavailable
-        return unavailable(case["browser"], case["driver"]) if case["backend"] in PAGE else None
+        from janusweb.pack import PACKERS
+        if case["backend"] not in PAGE:
+            return None
+        packer = PACKERS.get(case["engine"])
+        if packer is not None and case["dtype"] not in packer.dtypes:
+            return f"the {case['engine']} engine runs {', '.join(packer.dtypes)} packs, not {case['dtype']}"
+        return unavailable(case["browser"], case["driver"])
 
     def run(self, ctx, case: dict, session) -> Result:
         from janusweb.log import log
