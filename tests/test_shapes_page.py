@@ -146,8 +146,7 @@ def test_bench_quality_scores_the_page_as_onnxruntime(bundle, tmp_path):
     assert code in (0, 1)  # 1: a target of the trained default not met (the report says which)
     rows = {r["params"]["backend"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
     assert rows["wasm"]["status"] == "ran" and rows["wasm"]["label"]["engine"] == "ort-grow", rows["wasm"]
-    ort, page = rows["ort"]["detail"]["rows"], rows["wasm"]["detail"]["rows"]
-    assert len(page["generation_guidance_5"]) == 240 and len(page["answers"]) == 240
-    assert [r["read"] for r in page["generation_guidance_5"]] == [r["read"] for r in ort["generation_guidance_5"]]
-    assert [r["answer"] for r in page["answers"]] == [r["answer"] for r in ort["answers"]]
+    ort, page = rows["ort"]["detail"], rows["wasm"]["detail"]
+    assert len(page["read"]["generation_guidance_5"]) == 240 and len(page["answered"]) == 240
+    assert page["read"] == ort["read"] and page["answered"] == ort["answered"]
     assert rows["wasm"]["metrics"] == rows["ort"]["metrics"]

@@ -111,8 +111,14 @@ class Quality(Scenario):
             backend = runner_backend(name, self._runner(case))
             label = {"runner": "transformers (PyTorch) fp32" if case["backend"] == "pytorch" else "onnxruntime CPU EP"}
         result = evaluate(backend, task, guidances, on_progress=progress)
-        return Result(figures(result), label, {"generation": result["generation"], "answers": result["answers"],
-                                               "rows": result["rows"], "held_out": task["held_out"]})
+        # per item, compactly (the results are committed and travel to the GPU host): the scorer's reading of each
+        # picture in the order of quality.generation_requests() x IMAGES_PER_PROMPT, each answer in the order of
+        # quality.question_cases()
+        rows = result["rows"]
+        return Result(figures(result), label, {
+            "generation": result["generation"], "answers": result["answers"], "held_out": task["held_out"],
+            "read": {k: [r["read"] for r in v] for k, v in rows.items() if k.startswith("generation")},
+            "answered": [r["answer"] for r in rows["answers"]]})
 
     @staticmethod
     def _runner(case: dict):
