@@ -155,7 +155,7 @@ def test_cpu_engine_without_its_pack_is_one_line(wasm_browser, bundle, tmp_path,
         page = open_page(wasm_browser, url, "dtype=fp32&engine=cpu")
         error = page.evaluate("window.janusweb.error")
         assert error["kind"] == "input" and not page.evaluate("window.janusweb.ready"), error
-        expected = {"missing": "the bundle has no fp32 CPU pack: run janusweb cpu-pack",
+        expected = {"missing": "the bundle has no fp32 CPU pack: run janusweb pack cpu",
                     "stale": "the fp32 CPU pack was made from another lm_head.onnx",
                     "stale-gen-head": "the fp32 CPU pack was made from another gen_head.onnx",
                     "older": "the fp32 CPU pack has no embed_tokens (made by an older janusweb)"}[case]

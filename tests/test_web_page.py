@@ -181,7 +181,7 @@ def test_wgsl_decoder_without_its_pack_is_a_clear_error(browsers, bundle, tmp_pa
         page = open_page(browsers["webgpu"], url, "backend=webgpu&dtype=fp32&kv=wgsl")  # ?kv=, the old name of ?engine=
         error = page.evaluate("window.janusweb.error")
         assert error["kind"] == "input" and not page.evaluate("window.janusweb.ready")
-        expected = ("the bundle has no fp32 WGSL pack: run janusweb wgsl-pack" if case == "missing"
+        expected = ("the bundle has no fp32 WGSL pack: run janusweb pack wgsl" if case == "missing"
                     else "the fp32 WGSL pack was made from another language_model_gqa.onnx")
         assert expected in error["message"] and expected in page.inner_text("#status")
         page.context.close()

@@ -21,7 +21,7 @@ test('the resolver picks by backend, bundle and request', async () => {
   assert.deepEqual(by['auto webgpu q4'].graphs, { language_model: 'q4' });
   assert.match(by['auto webgpu q4'].note, /no q4 variant of language_model_gqa/);
   assert.deepEqual(by['auto wasm int8'], { engine: 'ort-grow', graphs: { language_model: 'int8' },
-    note: 'KV cache grown per step (language_model): the bundle has no int8 CPU pack: run janusweb cpu-pack BUNDLE '
+    note: 'KV cache grown per step (language_model): the bundle has no int8 CPU pack: run janusweb pack cpu BUNDLE '
       + '--dtype int8' });
   assert.ok(by['grow webgpu fp32'].input);
   assert.match(by['grow webgpu fp32'].error, /unknown engine grow/);
@@ -29,9 +29,9 @@ test('the resolver picks by backend, bundle and request', async () => {
   assert.equal(by['wgsl webgpu fp32'].engine, 'wgsl');
   assert.deepEqual(by['wgsl webgpu fp32'].graphs, {});
   assert.deepEqual(by['wgsl webgpu int8'], { kind: 'input', input: true,
-    error: 'the bundle has no int8 WGSL pack: run janusweb wgsl-pack BUNDLE --dtype int8' });
+    error: 'the bundle has no int8 WGSL pack: run janusweb pack wgsl BUNDLE --dtype int8' });
   assert.deepEqual(by['wgsl webgpu q4'], { kind: 'input', input: true,
-    error: "the bundle's q4 WGSL pack is one .bin, not parts: run janusweb wgsl-pack BUNDLE --dtype q4 again" });
+    error: "the bundle's q4 WGSL pack is one .bin, not parts: run janusweb pack wgsl BUNDLE --dtype q4 again" });
   assert.equal(by['wgsl wasm fp32'].engine, 'ort-grow');
   assert.match(by['wgsl wasm fp32'].note, /needs WebGPU/);
   assert.equal(by['ort-gqa wasm fp32'].engine, 'ort-grow');
@@ -52,7 +52,7 @@ test('on WASM the resolver prefers the CPU engine', async () => {
   assert.equal(got['ort-grow wasm int8'].engine, 'ort-grow');
   assert.match(got['ort-grow wasm int8'].note, /requested/);
   assert.deepEqual(got['cpu wasm fp32'], { kind: 'input', input: true,
-    error: 'the bundle has no fp32 CPU pack: run janusweb cpu-pack BUNDLE --dtype fp32' });
+    error: 'the bundle has no fp32 CPU pack: run janusweb pack cpu BUNDLE --dtype fp32' });
   assert.equal(got['cpu webgpu int8'].engine, 'ort-grow');
   assert.match(got['cpu webgpu int8'].note, /runs on WASM/);
 });
