@@ -19,7 +19,7 @@ from janusweb.image import to_uint8
 from janusweb.quality import read_task
 from janusweb.scorer import score
 from janusweb.shapes import Scene, draw, parse_prompt
-from pages import RUN_TIMEOUT_MS, needs_page, open_page
+from pages import RUN_TIMEOUT_MS, chat, needs_page, open_page
 
 pytestmark = needs_page
 
@@ -86,11 +86,7 @@ def test_the_default_question_is_answered_rightly(browsers, site_url, bundle, tm
         picture = tmp_path / f"{colour}.png"
         Image.fromarray(draw(scene, task["image_size"], np.random.default_rng(7))).save(picture)
         page.click("#new-chat")
-        page.set_input_files("#image-input", str(picture))
-        page.click("#ask")
-        page.wait_for_function("window.janusweb.chat.done || window.janusweb.error", timeout=RUN_TIMEOUT_MS)
-        assert page.evaluate("window.janusweb.error") is None
-        assert page.evaluate("window.janusweb.chat.text").strip() == colour, words
+        assert chat(page, question, picture, 64)["text"].strip() == colour, words
     page.context.close()
 
 
@@ -129,10 +125,7 @@ def test_readme_pictures(browsers, site_url, bundle, tmp_path):
     picture = tmp_path / "chat.png"
     Image.fromarray(draw(Scene("blue", "square", "bottom right"), task["image_size"],
                          np.random.default_rng(7))).save(picture)
-    page.set_input_files("#image-input", str(picture))
-    page.click("#ask")
-    page.wait_for_function("window.janusweb.chat.done || window.janusweb.error", timeout=RUN_TIMEOUT_MS)
-    assert page.evaluate("window.janusweb.error") is None
+    chat(page, page.input_value("#question"), picture, 64)
     page.locator("#chat").screenshot(path=str(DOCS / ".shapes-chat.tmp.png"))
     (DOCS / ".shapes-chat.tmp.png").replace(DOCS / "shapes-chat.png")
     page.context.close()

@@ -180,7 +180,7 @@ def page_backend(case: dict, task: dict, guidances: tuple) -> tuple:
     import numpy as np
     from PIL import Image
 
-    from janusweb.bench.browser import site_runner
+    from janusweb.bench.browser import decoded_images, site_runner
     from janusweb.image import to_uint8
     from janusweb.log import step
     from janusweb.quality import IMAGES_PER_PROMPT, QUESTIONS, Backend, generation_requests, question_cases
@@ -205,12 +205,9 @@ def page_backend(case: dict, task: dict, guidances: tuple) -> tuple:
     if info["ep"] != case["backend"] or case["engine"] != "auto" and info.get("engine") != case["engine"]:
         raise Skipped(f"the page ran the {info.get('engine')} engine on {info['ep']}: {'; '.join(info['notes'])}")
 
-    def decoded(text: str) -> np.ndarray:
-        x = np.frombuffer(base64.b64decode(text), np.float32)
-        size = int(round((x.size / 3) ** 0.5))
-        return to_uint8(x.reshape(3, size, size))
-
-    pictures = {r: np.stack([decoded(t) for t in texts]) for r, texts in zip(requests, raw["images"])}
+    size = json.loads((Path(case["bundle"]) / "config.json").read_text())["janusweb"]["decoded_image_size"]
+    pictures = {r: np.stack([to_uint8(x) for x in decoded_images({"decoded": texts}, size)])
+                for r, texts in zip(requests, raw["images"])}
     answers = {(q, image.tobytes()): text.strip() for (q, image), text in zip(cases, raw["answers"])}
     backend = Backend(f"page-{case['backend']}-{case['engine']}-{case['dtype']}",
                       lambda prompt, seed, n, g: pictures[(prompt, seed, g)][:n],
