@@ -18,7 +18,7 @@ from pathlib import Path
 from janusweb import log as logmod
 from janusweb.dtypes import dtype, spellings
 from janusweb.errors import UserError, find_os_error, os_error_line
-from janusweb.interrupt import Interrupted, signals_raise
+from janusweb.interrupt import Interrupted, exit_outside_work, signals_raise
 
 START_HERE = """start here (the `tiny` preset, random weights, takes about a minute; in a checkout, models/shapes is
 the trained embedded default that `make demo` exports the same way):
@@ -382,6 +382,7 @@ def main(argv=None) -> int:
 def entry() -> None:
     """The console script: main(), then out at once (the interpreter's teardown of torch and onnxruntime takes
     seconds, during which a signal would end the process without a word)."""
+    exit_outside_work()
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -8,6 +8,7 @@ process's signal disposition itself (the handler that ignores later signals carr
 atomic.commit's renames) and when the block ends."""
 
 import functools
+import os
 import signal
 from contextlib import contextmanager
 
@@ -57,3 +58,16 @@ def signals_raise():
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _exit_at_once(signum, _frame) -> None:
+    name = signal.Signals(signum).name
+    os.write(2, f"janusweb: stopped by {name} outside the command's work (nothing was left half-written)\n".encode())
+    os._exit(128 + signum)
+
+
+def exit_outside_work() -> None:
+    """Before `signals_raise` starts and after it ends (the interpreter's start-up, the exit), SIGINT and SIGTERM end
+    the process at once with one line and the shell's code (130, 143) instead of the default silent kill."""
+    for s in SIGNALS:
+        signal.signal(s, _exit_at_once)

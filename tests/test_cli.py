@@ -194,3 +194,20 @@ def test_sigterm_after_the_bundle_is_written(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     verify_files(out, manifest, manifest["files"])
     assert [p.name for p in tmp_path.iterdir()] == ["b"]
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_after_the_work_ends_is_one_line(sig, code):
+    """The window the test above hits only by chance, made certain: a signal after main() returned (signals_raise has
+    given the handlers back) ends the process with the shell's code and one line, not a silent kill."""
+    script = ("import os, signal, time\n"
+              "from janusweb.interrupt import exit_outside_work, signals_raise\n"
+              "exit_outside_work()\n"
+              "with signals_raise():\n"
+              "    pass\n"
+              f"os.kill(os.getpid(), {int(sig)})\n"
+              "time.sleep(30)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == code, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"janusweb: stopped by {sig.name} outside the command's work (nothing was left half-written)"]
