@@ -111,7 +111,8 @@ two CPU cores by `janusweb train --out models/shapes --seed {c.seed}`. It draws 
 size and centre jittered, anti-aliased; the held-out pairs never drawn. Each training step takes
 {c.understanding_batch} understanding rows (an image and one of the four questions, loss on the answer and EOS)
 and {c.generation_batch} generation rows (the prompt, loss on the image's {(c.image_size // c.patch) ** 2} VQ codes;
-the prompt replaced by the unconditional row for {100 * c.prompt_drop:.0f} % of them, for classifier-free guidance).
+the prompt replaced by the unconditional row for {100 * c.prompt_drop:.0f} % of them, for classifier-free guidance,
+their targets label-smoothed by {c.unconditional_smoothing:g} so that guidance pushes rare codes down, not up).
 
 ## Training
 

@@ -68,6 +68,7 @@ class Batch:
     image_positions: torch.Tensor  # [R, L] bool: where the understanding images' features go
     codes: torch.Tensor  # [G, T] the generation rows' targets (their first T-1 are fed back as inputs)
     understanding_rows: int
+    drops: torch.Tensor  # [G] bool: the generation rows whose prompt is the unconditional row
 
 
 def make_batch(examples: Examples, images: Images, und: torch.Tensor, kinds: torch.Tensor, gen: torch.Tensor,
@@ -93,4 +94,4 @@ def make_batch(examples: Examples, images: Images, und: torch.Tensor, kinds: tor
         if r < len(labels):
             target[r, length - len(seq):] = torch.tensor(labels[r])
     return Batch(input_ids, target, mask, images.pixels[und][:, None], input_ids == ids.image,
-                 images.codes[gen], len(labels))
+                 images.codes[gen], len(labels), drops.bool())

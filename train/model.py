@@ -27,8 +27,13 @@ def build(shapes: Shapes, token_ids: dict, seed: int) -> JanusForConditionalGene
     return model.train()
 
 
-def joint_loss(model: JanusForConditionalGeneration, batch: Batch) -> tuple:
-    """(text loss on the answers, image loss on the codes)."""
+def joint_loss(model: JanusForConditionalGeneration, batch: Batch, unconditional_smoothing: float = 0.0) -> tuple:
+    """(text loss on the answers, image loss on the codes). The unconditional rows' targets are label-smoothed by
+    `unconditional_smoothing`: guidance g samples from cond + (g - 1)(cond - uncond), so a code the unconditional
+    row rules out more firmly than the conditioned one is pushed up (g - 1) times that gap. Trained on the few
+    dropped rows alone, the unconditional row's rare codes sat far below the conditioned row's by chance, and
+    guidance 5 drew them (48 % of seen prompts right against 95 % at guidance 1); a smoothed unconditional row
+    keeps every code at a floor above the conditioned row's own, which guidance then pushes down, as it should."""
     U, T = batch.understanding_rows, batch.codes.shape[1]
     embeds = model.get_input_embeddings()(batch.input_ids)
     features = model.model.get_image_features(batch.pixels.flatten(0, 1)).pooler_output
@@ -41,5 +46,8 @@ def joint_loss(model: JanusForConditionalGeneration, batch: Batch) -> tuple:
     logits = model.lm_head(hidden[:U, :-1])
     text = F.cross_entropy(logits.flatten(0, 1), batch.labels[:, 1:].flatten(), ignore_index=IGNORE)
     image_logits = model.model.generation_head(hidden[U:, -T:])
-    image = F.cross_entropy(image_logits.flatten(0, 1), batch.codes.flatten())
+    image_logits = image_logits.transpose(1, 2)  # [G, codebook, T]
+    plain = F.cross_entropy(image_logits, batch.codes, reduction="none")
+    smoothed = F.cross_entropy(image_logits, batch.codes, reduction="none", label_smoothing=unconditional_smoothing)
+    image = torch.where(batch.drops[:, None], smoothed, plain).mean()
     return text, image

@@ -61,7 +61,8 @@ class Config:
     understanding_batch: int = 16
     generation_batch: int = 16
     lr: float = 1e-3
-    prompt_drop: float = 0.1
+    prompt_drop: float = 0.3
+    unconditional_smoothing: float = 0.2  # label smoothing on the unconditional rows' codes (model.joint_loss)
     # both stages
     warmup: int = 50
     weight_decay: float = 0.01
@@ -149,7 +150,8 @@ def train_joint(c: Config, model, examples: data.Examples, images: data.Images, 
         if len(new):
             images.codes[new] = vq.encode(vqvae, images.pixels[new])
             known[new] = True
-        text, image = janus.joint_loss(model, data.make_batch(examples, images, und, kinds, rows, drops))
+        text, image = janus.joint_loss(model, data.make_batch(examples, images, und, kinds, rows, drops),
+                                      c.unconditional_smoothing)
         return text + image, text, image
 
     model.train()
