@@ -169,6 +169,9 @@ export async function generateImages(g, d, run, opts) {
     phase(PHASES.decode);
     const t0 = performance.now();
     const images = await h.decodeImage(generated);
+    // a cancel that came while the decoder ran (most of a short run's time) still ends the request: a request
+    // aborted before its result is handed back rejects, as fetch's does
+    if (await opts.cancelled()) throw new Cancelled();
     return { tokens: ids, images, decodeMs: performance.now() - t0 };
   } finally {
     dispose(embeds);
