@@ -30,6 +30,7 @@ from janusweb.dtypes import DType
 from janusweb.manifest import add_files, add_variants, read_json, write_json_atomic
 from janusweb.quantize.records import update_config
 from janusweb.quantize.report import RANDOM_WEIGHTS_NOTE, Settings, measure
+from janusweb.quantize.task_quality import has_task, measure_task
 from janusweb.quantize.stream import NBITS, STREAM_BYTES, graph_bytes, quantize_large_graph
 from janusweb.quantize.table import table
 from janusweb.quantize.targets import quantizer, target
@@ -147,6 +148,9 @@ def _report(bundle, staged, manifest, variants, t, opts, settings, run_it) -> di
                 rep["graphs"][name].update(_replacement_accuracy(bundle, staged, name, replaces, variants[name]))
         rep["end_to_end"] = measured["end_to_end"]
         rep["settings"] = measured["settings"]
+        if has_task(bundle):  # a model trained on the shapes task: what the dtype costs in pictures and answers
+            with step(f"task quality: {t.name} vs fp32"):
+                rep["task_quality"] = measure_task(bundle, staged, t.name)
     return rep
 
 

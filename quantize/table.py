@@ -1,5 +1,7 @@
 """The accuracy report as the plain-text table `janusweb quantize` prints."""
 
+from janusweb.quantize.task_quality import lines as task_lines
+
 
 def table(report: dict) -> str:
     """The report as a plain-text table (what `janusweb quantize` prints)."""
@@ -30,4 +32,5 @@ def table(report: dict) -> str:
         if c:
             lines.append(f"(not shipped) VQ decoder's {c['convolutions']} convolutions with 8-bit per-channel weights: "
                          f"PSNR {c['psnr_db']:.1f} dB vs fp32")
+    lines += task_lines(report)
     return "\n".join(lines)

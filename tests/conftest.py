@@ -113,8 +113,9 @@ MODELS = REPO / "models"
 
 @pytest.fixture(scope="session")
 def shapes_bundle(tmp_path_factory) -> Path:
-    """`janusweb export models/shapes` (the trained embedded default) with int8 variants; read only."""
+    """`janusweb export models/shapes` (the trained embedded default) with int8 variants and their report, as
+    `make demo` makes it; read only."""
     out = tmp_path_factory.mktemp("bundles") / "shapes"
     assert main(["--quiet", "export", str(MODELS / "shapes"), "--out", str(out)]) == 0
-    assert main(["--quiet", "quantize", str(out), "--dtype", "int8", "--no-report"]) == 0
+    assert main(["--quiet", "quantize", str(out), "--dtype", "int8"]) == 0
     return out

@@ -1,8 +1,9 @@
 """The committed trained model (models/shapes) through its exported bundle: `janusweb generate` draws what it is
 asked (the model-free scorer reads it; guidance 1, where the model card measures 95 % of seen prompts all right),
-and `janusweb chat` answers rightly at fp32 and int8."""
+and `janusweb chat` answers rightly at fp32 and int8; the quantize report scores int8 on the task."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -44,3 +45,22 @@ def test_chat_answers_rightly(shapes_bundle, tmp_path, capsys):
                          question]) == 0
             assert capsys.readouterr().out == answer + "\n", (dtype, question)
 
+
+
+def test_quantize_report_scores_the_task(shapes_bundle):
+    """The int8 report carries the task's figures: its fp32 side is the PyTorch evaluation the training recorded
+    (models/shapes/train_log.json: onnxruntime's fp32 tokens equal PyTorch's, so every figure is equal), and int8
+    stays within 3 points of it on the seen figures."""
+    report = json.loads((shapes_bundle / "quantize_report.json").read_text())["int8"]
+    quality = report["task_quality"]
+    recorded = json.loads((Path(__file__).resolve().parents[1] / "models" / "shapes" / "train_log.json")
+                          .read_text())["scores"]
+    assert quality["fp32"]["generation"] == recorded["generation"]
+    assert quality["fp32"]["answers"] == recorded["answers"]
+    assert set(quality["points"]) == {"guidance 5, seen, all three right", "guidance 1, seen, all three right",
+                                      "answers, seen, exact", "answers, held-out, exact"}
+    for label, points in quality["points"].items():  # held-out: 40 answers, 2.5 points each; reported only
+        assert "held-out" in label or abs(points) <= 3, (label, points)
+    int8_g5 = quality["int8"]["generation"]["guidance_5"]["seen"]["all"]
+    assert quality["points"]["guidance 5, seen, all three right"] == round(
+        100 * (int8_g5 - recorded["generation"]["guidance_5"]["seen"]["all"]), 2)
