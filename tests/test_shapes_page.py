@@ -29,8 +29,9 @@ ROWS = [("wasm", "engine=cpu&dtype=int8", "WASM, CPU engine, int8"),
         ("wasm", "engine=ort-grow&dtype=fp32", "WASM, onnxruntime, fp32"),
         ("webgpu", "backend=webgpu&engine=wgsl&dtype=fp32", "WebGPU, WGSL decoder, fp32"),
         ("webgpu", "backend=webgpu&engine=ort-gqa&dtype=int8", "WebGPU, onnxruntime, int8")]
+# the README's grid: the page's default prompt first, then one prompt per other position
 GRID_PROMPTS = ["a red circle in the top left", "a blue square in the bottom right", "a yellow triangle in the centre",
-                "a white cross in the top right", "a green square in the bottom left", "a purple circle in the centre"]
+                "a white cross in the top right", "a green square in the bottom left"]
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,13 @@ def bundle(shapes_bundle, tmp_path_factory):
     for packer in ("wgsl", "cpu"):
         assert main(["--quiet", "pack", packer, str(out), "--dtype", "fp32,int8"]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def drawn() -> dict:
+    """What this module's page tests drew and showed, for the README's pictures: {row words: [(prompt, picture)]}
+    and {"chat": screenshot path}. Each page is opened once; the grid is taken from what its tests drew."""
+    return {}
 
 
 def _page(browsers, site_url, browser: str, query: str):
@@ -62,18 +70,23 @@ def _draw(page, prompt: str | None = None) -> np.ndarray:
 
 
 @pytest.mark.parametrize("browser,query,words", ROWS, ids=[r[1].replace("&", ",") for r in ROWS])
-def test_the_default_prompt_draws_what_it_says(browsers, site_url, browser, query, words):
+def test_the_default_prompt_draws_what_it_says(browsers, site_url, drawn, browser, query, words):
+    """The form's defaults draw what they say; then the grid's other prompts on the same page (for the README)."""
     page = _page(browsers, site_url, browser, query)
     prompt = page.input_value("#prompt")
     scene = parse_prompt(prompt)
     assert scene is not None, f"the page's default prompt {prompt!r} is not in the task's grammar"
-    verdict = score(_draw(page))
+    assert prompt == GRID_PROMPTS[0]
+    picture = _draw(page)
+    verdict = score(picture)
     assert verdict.right(scene)["all"], (words, prompt, verdict)
+    drawn[words] = [(prompt, picture)] + [(p, _draw(page, p)) for p in GRID_PROMPTS[1:]]
     page.context.close()
 
 
 @pytest.mark.parametrize("browser,query,words", ROWS, ids=[r[1].replace("&", ",") for r in ROWS])
-def test_the_default_question_is_answered_rightly(browsers, site_url, bundle, tmp_path, browser, query, words):
+def test_the_default_question_is_answered_rightly(browsers, site_url, bundle, drawn, tmp_path, browser, query,
+                                                  words):
     task = read_task(bundle)
     held_out = [tuple(p) for p in task["held_out"]]
     page = _page(browsers, site_url, browser, query)
@@ -87,48 +100,40 @@ def test_the_default_question_is_answered_rightly(browsers, site_url, bundle, tm
         Image.fromarray(draw(scene, task["image_size"], np.random.default_rng(7))).save(picture)
         page.click("#new-chat")
         assert chat(page, question, picture, 64)["text"].strip() == colour, words
+        if query == ROWS[0][1] and "chat" not in drawn:  # the README's chat: the first row's first answer
+            page.set_viewport_size({"width": 1000, "height": 700})
+            page.locator("#chat").screenshot(path=str(tmp_path / "chat.png"))
+            drawn["chat"] = tmp_path / "chat.png"
     page.context.close()
 
 
-def test_readme_pictures(browsers, site_url, bundle, tmp_path):
-    """docs/shapes-grid.png: GRID_PROMPTS drawn by the page at its defaults (guidance 5, seed 0) on each row's backend
-    and engine, the scorer's verdict under each; docs/shapes-chat.png: the page answering its default question."""
+def test_readme_pictures(drawn):
+    """docs/shapes-grid.png: GRID_PROMPTS as the tests above drew them at the page's defaults (guidance 5, seed 0) on
+    each row's backend and engine, the scorer's verdict under each; docs/shapes-chat.png: the page answering its
+    default question. Written only when every row that runs here was drawn (the whole module ran)."""
+    rows = [(words, drawn[words]) for _, _, words in ROWS if words in drawn]
+    if not rows or "chat" not in drawn:
+        pytest.skip("the page tests above did not run in this session: nothing to assemble")
     cell, image, caption, left = 150, 128, 44, 190
-    rows = [r for r in ROWS if r[0] == "wasm" or browsers["webgpu_ok"]]
     grid = Image.new("RGB", (left + cell * len(GRID_PROMPTS), 36 + (image + caption) * len(rows)), "white")
     pen = ImageDraw.Draw(grid)
     for j, prompt in enumerate(GRID_PROMPTS):
         pen.text((left + j * cell, 4), prompt.removeprefix("a ").replace(" in the ", "\nin the "), fill="black")
-    right = 0
-    for i, (browser, query, words) in enumerate(rows):
-        page = _page(browsers, site_url, browser, query)
+    for i, (words, pictures) in enumerate(rows):
         top = 36 + i * (image + caption)
         pen.text((4, top + image // 2), words, fill="black")
-        for j, prompt in enumerate(GRID_PROMPTS):
-            picture = _draw(page, prompt)
+        for j, (prompt, picture) in enumerate(pictures):
             verdict = score(picture)
             ok = verdict.right(parse_prompt(prompt))["all"]
-            right += ok
             grid.paste(Image.fromarray(picture).resize((image, image), Image.NEAREST), (left + j * cell, top))
             pen.text((left + j * cell, top + image + 2), f"{'right' if ok else 'wrong'}, scorer read:\n{verdict.text()}",
                      fill="darkgreen" if ok else "firebrick")
-        page.context.close()
-    assert right > 0, "no picture of the grid was read as what it was asked"
     DOCS.mkdir(exist_ok=True)
     tmp = DOCS / ".shapes-grid.tmp.png"
     grid.save(tmp)
     tmp.replace(DOCS / "shapes-grid.png")
-
-    page = _page(browsers, site_url, "wasm", "engine=cpu&dtype=int8")
-    page.set_viewport_size({"width": 1000, "height": 700})
-    task = read_task(bundle)
-    picture = tmp_path / "chat.png"
-    Image.fromarray(draw(Scene("blue", "square", "bottom right"), task["image_size"],
-                         np.random.default_rng(7))).save(picture)
-    chat(page, page.input_value("#question"), picture, 64)
-    page.locator("#chat").screenshot(path=str(DOCS / ".shapes-chat.tmp.png"))
+    shutil.copyfile(drawn["chat"], DOCS / ".shapes-chat.tmp.png")
     (DOCS / ".shapes-chat.tmp.png").replace(DOCS / "shapes-chat.png")
-    page.context.close()
 
 
 def test_bench_quality_scores_the_page_as_onnxruntime(bundle, tmp_path):
