@@ -43,10 +43,16 @@ class Runner:
         if dtype not in have:
             raise UserError(f"{bundle} has no {dtype} variant of its graphs (it has: {', '.join(have)}); "
                             f"write one with `janusweb quantize {bundle} --dtype {dtype}`")
-        config = json.loads((bundle / "config.json").read_text())
-        graphs = OrtGraphs(bundle, dtypes={name: dtype for name in GRAPH_NAMES})
+        return cls.over(bundle, bundle, dtype)
+
+    @classmethod
+    def over(cls, folder: Path, bundle: Path, dtype: str) -> "Runner":
+        """The graphs under `folder` at `dtype` (a bundle, or the staging folder of a variant being written, not
+        checked) with `bundle`'s config and tokenizer."""
+        config = json.loads((Path(bundle) / "config.json").read_text())
+        graphs = OrtGraphs(folder, dtypes={name: dtype for name in GRAPH_NAMES})
         dims = ModelDims.from_bundle_config(config["janusweb"])
-        return cls(graphs, Tokenizer.from_file(str(bundle / "tokenizer.json")), dims,
+        return cls(graphs, Tokenizer.from_file(str(Path(bundle) / "tokenizer.json")), dims,
                    config["language_config"]["max_position_embeddings"])
 
     def _check_context(self, length: int, what: str) -> None:

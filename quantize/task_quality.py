@@ -3,13 +3,8 @@ model trained on the shapes task (it carries task.json), janusweb/quality.py's e
 scorer, on the fp32 graphs and on the new variant, onnxruntime's CPU provider both. Summaries only (the bench's
 quality scenario keeps each picture's and answer's verdict)."""
 
-import json
 from pathlib import Path
 
-from tokenizers import Tokenizer
-
-from janusweb.generate import ModelDims
-from janusweb.graphs import GRAPH_NAMES, OrtGraphs
 from janusweb.log import log
 from janusweb.quality import TASK_FILE, evaluate, read_task, runner_backend
 from janusweb.runner import Runner
@@ -19,13 +14,6 @@ HEADLINE = (("guidance 5, seen, all three right", ("generation", "guidance_5", "
             ("guidance 1, seen, all three right", ("generation", "guidance_1", "seen", "all")),
             ("answers, seen, exact", ("answers", "seen", "exact")),
             ("answers, held-out, exact", ("answers", "held_out", "exact")))
-
-
-def _runner(folder: Path, bundle: Path, dtype: str) -> Runner:
-    config = json.loads((bundle / "config.json").read_text())
-    graphs = OrtGraphs(folder, dtypes={name: dtype for name in GRAPH_NAMES})
-    return Runner(graphs, Tokenizer.from_file(str(bundle / "tokenizer.json")),
-                  ModelDims.from_bundle_config(config["janusweb"]), config["language_config"]["max_position_embeddings"])
 
 
 def _value(summary: dict, path: tuple):
@@ -48,7 +36,7 @@ def measure_task(bundle: Path, staged: Path, dtype: str) -> dict:
         def progress(what, k, n, name=name):
             if k == n or k % max(1, n // 2) == 0:
                 log.info("task quality, %s, %s: %d/%d", name, what, k, n)
-        result = evaluate(runner_backend(f"ort-{name}", _runner(folder, bundle, name)), task, on_progress=progress)
+        result = evaluate(runner_backend(f"ort-{name}", Runner.over(folder, bundle, name)), task, on_progress=progress)
         out[name] = {"generation": result["generation"], "answers": result["answers"]}
     out["points"] = {label: round(100 * (_value(out[dtype], path) - _value(out["fp32"], path)), 2)
                      for label, path in HEADLINE}

@@ -46,7 +46,6 @@ def test_chat_answers_rightly(shapes_bundle, tmp_path, capsys):
             assert capsys.readouterr().out == answer + "\n", (dtype, question)
 
 
-
 def test_quantize_report_scores_the_task(shapes_bundle):
     """The int8 report carries the task's figures: its fp32 side is the PyTorch evaluation the training recorded
     (models/shapes/train_log.json: onnxruntime's fp32 tokens equal PyTorch's, so every figure is equal), and int8
