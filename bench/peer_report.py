@@ -3,8 +3,9 @@ targets are stated in, each marked met or not met.
 
 `numbers` (all times in ms, one value per round):
   read_gbps: [numpy read bandwidth before, after]
-  ours:   {threads: {"text_ms": [...], "image_ms": [...], "text_bytes": int, "image_bytes": int, "build": str}}
-  wllama: {threads: {"ms_per_token": [...]}}
+  ours:   {threads: {"text_ms": [...], "image_ms": [...], "text_bytes": int, "image_bytes": int, "build": str,
+                     "prefill_tokens_per_s": [...] (optional)}}
+  wllama: {threads: {"ms_per_token": [...], "prompt_tokens_per_s": [...] (optional)}}
   ort:    {threads: {"text_ms": [...], "image_ms": [...]}}
 """
 
@@ -14,6 +15,7 @@ TARGET_THREADS = 2
 # key, what, comparison, target
 TARGETS = [
     ("text_vs_wllama", "text decode tokens/s, ours / wllama Q8_0 (2 threads)", ">=", 1.5),
+    ("prefill_vs_wllama", "prompt prefill tokens/s, ours / wllama Q8_0 (2 threads)", ">=", 1.5),
     ("image_step_ms", "CFG image step ms, ours (2 threads)", "<=", 300.0),
     ("image_vs_text", "CFG image step / text token time, ours (2 threads)", "<=", 1.3),
     ("image_read_bw_pct", "CFG image step's weight bytes / time, % of numpy read bandwidth (2 threads)", ">=", 40.0),
@@ -41,6 +43,10 @@ def measures(numbers: dict) -> dict:
             w = spread(numbers["wllama"][t]["ms_per_token"])
             row |= {"wllama_ms_per_token": w, "wllama_tokens_per_s": 1000.0 / w["median"],
                     "text_vs_wllama": w["median"] / text["median"]}
+            if ours.get("prefill_tokens_per_s") and numbers["wllama"][t].get("prompt_tokens_per_s"):
+                ours_p, w_p = spread(ours["prefill_tokens_per_s"]), spread(numbers["wllama"][t]["prompt_tokens_per_s"])
+                row |= {"ours_prefill_tokens_per_s": ours_p, "wllama_prompt_tokens_per_s": w_p,
+                        "prefill_vs_wllama": ours_p["median"] / w_p["median"]}
         if t in numbers.get("ort", {}):
             o_text, o_image = spread(numbers["ort"][t]["text_ms"]), spread(numbers["ort"][t]["image_ms"])
             row |= {"ort_text_ms": o_text, "ort_image_ms": o_image, "text_vs_ort": o_text["median"] / text["median"],
@@ -52,7 +58,8 @@ def measures(numbers: dict) -> dict:
 def verdicts(m: dict) -> list:
     """Each target at TARGET_THREADS: its value, met (True/False) or None where the row did not run."""
     row = m.get(str(TARGET_THREADS), {})
-    values = {"text_vs_wllama": row.get("text_vs_wllama"), "image_step_ms": row.get("ours_image_ms", {}).get("median"),
+    values = {"text_vs_wllama": row.get("text_vs_wllama"), "prefill_vs_wllama": row.get("prefill_vs_wllama"),
+              "image_step_ms": row.get("ours_image_ms", {}).get("median"),
               "image_vs_text": row.get("image_vs_text"), "image_read_bw_pct": row.get("ours_image_read_bw_pct"),
               "image_vs_ort": row.get("image_vs_ort")}
     out = []

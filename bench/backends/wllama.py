@@ -3,9 +3,9 @@ n threads) decodes a GGUF with the bundle's decoder shapes and seeded random wei
 in the same Chromium as the other rows, cross-origin isolated, at the thread count asked for (0: the page's).
 
 What is measured: text decode per token after the prompt, batch 1 (llama.cpp's own `predicted_per_token_ms`
-of each greedy completion, EOS ignored), over `repeats` completions: median and spread. The prompt is plain
-ASCII (one byte token per byte with the byte vocabulary, a space being "▁", 3 bytes): `createCompletion` takes
-strings only.
+of each greedy completion, EOS ignored), and its prompt evaluation (`prompt_n` / `prompt_ms`), over `repeats`
+completions: median and spread. The prompt is plain ASCII (one byte token per byte with the byte vocabulary, a
+space being "▁", 3 bytes): `createCompletion` takes strings only.
 Speed only: the random weights' tokens are not compared with anything.
 """
 
@@ -20,6 +20,14 @@ from janusweb.bench.backends import BrowserBackend
 PAGE = "wllama-bench.html"
 GGUF_URL = "peer/model.gguf"
 PROMPT = "The quick brown fox jumps over the lazy dog. " * 2  # 130 byte tokens with BOS and the leading "▁"
+
+
+def byte_prompt(positions: int) -> str:
+    """A prompt of `positions` tokens with the byte vocabulary: BOS, the leading "▁" (3 bytes), then one letter a
+    token (llama.cpp's own prompt_n says how many it evaluated)."""
+    if positions < 8:
+        raise ValueError(f"a wllama prompt needs at least 8 positions, not {positions}")
+    return "".join(chr(ord("a") + i % 26) for i in range(positions - 4))
 
 
 def page_threads() -> int:
@@ -49,8 +57,10 @@ def aggregate(raw: dict) -> dict:
     if any(t is None or not t.get("predicted_n") for t in runs):
         raise RuntimeError(f"llama.cpp returned no decode timings: {raw['runs']}")
     per_token = [t["predicted_per_token_ms"] for t in runs]
+    prompt_rate = [t["prompt_n"] / t["prompt_ms"] * 1000 for t in runs]
     return {"figures": {"decode_ms_per_token": metrics.median(per_token),
-                        "ttft_ms": metrics.median([t["prompt_ms"] for t in runs])},
+                        "ttft_ms": metrics.median([t["prompt_ms"] for t in runs]),
+                        "prompt_tokens_per_s": metrics.median(prompt_rate)},
             "extra": {"decode_ms_per_token": metrics.spread(per_token), "generated_tokens": [t["predicted_n"] for t in runs],
                       "prompt_tokens": [t["prompt_n"] for t in runs], "prompt_ms": [t["prompt_ms"] for t in runs],
                       "note": "llama.cpp's own timings (ttft_ms: its prompt evaluation); random weights: speed "

@@ -3,16 +3,18 @@
 Per round, peer and thread count (rounds interleaved, so that every peer sees the same load drift):
 - ours: the page's CPU engine kernels on random int8 weights of janus-pro-1b's shapes (web/bench-pages/cpu-kernels.js, the
   relaxed-SIMD build the engine loads): text token = decoder 1 row + lm_head, CFG image step = decoder 2 rows +
-  image head, after 600 cached positions;
-- wllama: llama.cpp's WebAssembly build decoding a random-weight GGUF of the decoder's shapes (Q8_0, norms F32;
-  `--gguf`, default written once to the temp folder, 1.76 GB), llama.cpp's own per-token decode time after a
-  130-token prompt, median of 3 completions;
+  image head, after 600 cached positions; a prompt of `prompt` positions through the decoder in one call
+  (the engine's prefill, lm_head left out);
+- wllama: llama.cpp's WebAssembly build on a random-weight GGUF of the decoder's shapes (Q8_0, norms F32;
+  `--gguf`, default written once to the temp folder, 1.76 GB): llama.cpp's own per-token decode time and its
+  prompt evaluation (tokens/s, the last position's logits included) of a `prompt`-token prompt, median of 3
+  completions;
 - ort: onnxruntime-web's own WASM path on q4 MatMulNBits graphs of the 1B shapes that fit its heap (the 1B q4
   bundle does not): text token = 24 x one layer's matrices (M=1) + 6.25 x one 2048x16384 matrix (lm_head's 102400
   columns: ORT's WASM MatMulNBits dequantizes the whole matrix per call), image step = 24 x layer (M=2) + the image
   head; attention, norms and rotary left out, so a lower bound on its step.
 Not like for like, both ways: ours is the kernel jobs' time (no sampling, no JS between tokens) after 600 cached
-positions; wllama is llama.cpp's whole decode step attending over 130-178 positions. The WASM fallback's targets
+positions; wllama is llama.cpp's whole decode step attending over `prompt` to `prompt` + `tokens` positions. The WASM fallback's targets
 (bench/peer_report.py) are verdicts on the medians over rounds at 2 threads. ~4 GB: run it under the heavy-job lock.
 """
 
@@ -32,6 +34,8 @@ class Peers(Scenario):
         Param("threads", int, (1, 2), "WASM threads"),
         Param("repeats", int, 5, "timed calls per kernel job (ours) or graph (ort)", multi=False),
         Param("tokens", int, 16, "tokens per wllama completion", multi=False),
+        Param("prompt", int, 576, "prompt positions: ours in one prefill call, wllama's prompt (an image question's "
+                                  "576 image positions)", multi=False),
         Param("gguf", Path, None, "the wllama peer's GGUF (default: janus-pro-1b's shapes, written once to the "
                                   "temp folder)", multi=False),
         Param("layers", int, 24, "ours: decoder layers (24: Janus-Pro-1B)", multi=False),
@@ -43,6 +47,8 @@ class Peers(Scenario):
         Metric("image_vs_text", "", "image step / text token"),
         Metric("image_step_read_bw_pct", "%", "ours: the image step's weight bytes / time, of the read bandwidth "
                                              "measured before the run"),
+        Metric("prefill_tokens_per_s", "tok/s", "prompt positions / prefill time (wllama: llama.cpp's prompt "
+                                                "evaluation)"),
     )
 
     @contextlib.contextmanager
@@ -77,25 +83,31 @@ class Peers(Scenario):
     def _ours(self, ctx, case: dict) -> Result:
         from janusweb import metrics
         from janusweb.bench import cpu_engine
-        raw = cpu_engine.measure(ctx["runner"], case["threads"], True, "int8", case["repeats"], case["layers"])
+        raw = cpu_engine.measure(ctx["runner"], case["threads"], True, "int8", case["repeats"], case["layers"],
+                                 prefill=case["prompt"])
         jobs = {job: metrics.median(v["ms"]) for job, v in raw["jobs"].items()}
+        prefill = case["prompt"] / jobs[f"prefill_{case['prompt']}"] * 1000
         text, image = jobs["decoder_1row"] + jobs["lm_head_1row"], jobs["decoder_2row"] + jobs["image_head_2rows"]
         image_bytes = raw["jobs"]["decoder_2row"]["bytes"] + raw["jobs"]["image_head_2rows"]["bytes"]
         text_bytes = raw["jobs"]["decoder_1row"]["bytes"] + raw["jobs"]["lm_head_1row"]["bytes"]
         return Result({"text_ms": text, "text_tokens_per_s": 1000 / text, "image_step_ms": image,
                        "image_vs_text": image / text,
-                       "image_step_read_bw_pct": 100 * image_bytes / image / 1e6 / ctx["bandwidth"][0]},
+                       "image_step_read_bw_pct": 100 * image_bytes / image / 1e6 / ctx["bandwidth"][0],
+                       "prefill_tokens_per_s": prefill},
                       {"device": "cpu", "runner": f"CPU engine {raw['file']}", "browser": ctx["runner"].version},
                       {"text_bytes": text_bytes, "image_bytes": image_bytes, "build": raw["file"], "jobs": raw["jobs"]})
 
     def _wllama(self, ctx, case: dict) -> Result:
         from janusweb.bench.backends import wllama
-        raw = wllama.measure(ctx["runner"], case["threads"], tokens=case["tokens"], repeats=3)
+        raw = wllama.measure(ctx["runner"], case["threads"], tokens=case["tokens"], repeats=3,
+                             prompt=wllama.byte_prompt(case["prompt"]))
         if raw["threads"] != case["threads"]:
             raise RuntimeError(f"wllama asked for {case['threads']} threads ran {raw['threads']}")
         m = wllama.aggregate(raw)
         ms = m["figures"]["decode_ms_per_token"]
-        return Result({"text_ms": ms, "text_tokens_per_s": 1000 / ms}, wllama.label(raw, ctx["runner"]), m["extra"])
+        return Result({"text_ms": ms, "text_tokens_per_s": 1000 / ms,
+                       "prefill_tokens_per_s": m["figures"]["prompt_tokens_per_s"]},
+                      wllama.label(raw, ctx["runner"]), m["extra"])
 
     def _ort(self, ctx, case: dict) -> Result:
         from janusweb.bench import ort_peer
@@ -122,11 +134,15 @@ class Peers(Scenario):
             if peer == "ours":
                 o = numbers["ours"].setdefault(t, {"text_ms": [], "image_ms": [], "build": r.detail["build"],
                                                    "text_bytes": r.detail["text_bytes"],
-                                                   "image_bytes": r.detail["image_bytes"]})
+                                                   "image_bytes": r.detail["image_bytes"],
+                                                   "prefill_tokens_per_s": []})
                 o["text_ms"].append(r.metrics["text_ms"])
                 o["image_ms"].append(r.metrics["image_step_ms"])
+                o["prefill_tokens_per_s"].append(r.metrics["prefill_tokens_per_s"])
             elif peer == "wllama":
-                numbers["wllama"].setdefault(t, {"ms_per_token": []})["ms_per_token"].append(r.metrics["text_ms"])
+                o = numbers["wllama"].setdefault(t, {"ms_per_token": [], "prompt_tokens_per_s": []})
+                o["ms_per_token"].append(r.metrics["text_ms"])
+                o["prompt_tokens_per_s"].append(r.metrics["prefill_tokens_per_s"])
             else:
                 o = numbers["ort"].setdefault(t, {"text_ms": [], "image_ms": []})
                 o["text_ms"].append(r.metrics["text_ms"])
