@@ -47,6 +47,19 @@ def test_native_and_onnxruntime(tiny_bundle, tmp_path):
     assert (tmp_path / "rows.csv").read_text().count("\n") == 1 + len(report["rows"])
 
 
+def test_speed_targets_are_verdicts(tiny_bundle, tmp_path):
+    """--targets judges each ran row's own figure; one not met makes the run's exit 1."""
+    code, report = _bench(tmp_path, "--bundle", str(tiny_bundle), "--backend", "ort-cpu", "--dtype", "fp32",
+                          "--text-tokens", "4", "--images", "1", "--repeats", "1", "--reference", "none",
+                          "--targets", "s_per_image<=1000,decode_tokens_per_s>=1e9,load_s>=0")
+    assert code == 1
+    (row,) = _ran(report, backend="ort-cpu")
+    got = {v["key"]: (v["value"], v["met"]) for v in report["verdicts"]}
+    assert got == {"s_per_image": (row["metrics"]["s_per_image"], True),
+                   "decode_tokens_per_s": (row["metrics"]["decode_tokens_per_s"], False),
+                   "load_s": (row["metrics"].get("load_s"), None if "load_s" not in row["metrics"] else True)}
+
+
 def test_bad_input(tmp_path):
     assert main(["--quiet", "bench", "run", "--bundle", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert not (tmp_path / "r").exists()

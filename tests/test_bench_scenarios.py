@@ -149,6 +149,8 @@ def test_results_folder_name(tmp_path):
     (["bench", "run", "--bundle", "B", "--threads", "two"], "--threads"),
     (["bench", "run"], "--bundle is required"),
     (["bench", "run", "--bundle", "B", "--suite", "page-7c"], "page-7c"),
+    (["bench", "run", "--bundle", "B", "--targets", "ttft_ms<15"], "ttft_ms<15"),
+    (["bench", "run", "--bundle", "B", "--targets", "speed>=1"], "speed>=1"),
 ])
 def test_bad_arguments_are_one_line(argv, word, tmp_path):
     done = subprocess.run([sys.executable, "-m", "janusweb", *argv], capture_output=True, text=True, cwd=tmp_path)

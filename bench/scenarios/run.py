@@ -9,7 +9,8 @@ with a reference (bench/reference.py): `native` (transformers' model, fp32: toke
 measurements) or `ort` (onnxruntime over the row's own graphs and dtypes, optionally at another MatMulNBits
 accuracy_level: the row must give the same tokens, a verdict). `--memory yes` samples the browser's processes
 (peak RSS and PSS) while each page row runs. `--fresh-pack cpu|wgsl` runs on a scratch copy of the bundle with
-that engine's packs written by this checkout.
+that engine's packs written by this checkout. `--targets "ttft_ms<=15000,vq_decode_ms<=5000"` judges every ran
+row's figures against speed targets, one verdict each (a suite's targets are data, in bench/suites.json).
 """
 
 import contextlib
@@ -27,6 +28,30 @@ from janusweb.bench.pagerun import browser_params
 from janusweb.bench.scenario import Metric, Param, Result, Scenario, Verdict, boolean, unique
 from janusweb.bench.workload import PROMPT, QUESTION, Workload
 from janusweb.errors import UserError
+
+def targets(text: str) -> tuple:
+    """`METRIC<=VALUE,METRIC>=VALUE,...` as ((metric, op, value), ...); the metrics are run's own columns."""
+    out, known = [], {m.key for m in METRICS}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        op = "<=" if "<=" in part else ">=" if ">=" in part else None
+        key, _, value = part.partition(op) if op else (part, "", "")
+        if op is None or key.strip() not in known:
+            raise ValueError(f"{part!r} is not METRIC<=VALUE or METRIC>=VALUE with one of run's metrics")
+        out.append((key.strip(), op, float(value)))
+    return tuple(out)
+
+
+def target_verdicts(rows: list, wanted: tuple, names: list) -> list:
+    """Each wanted target on each ran row: met, not met, or None where the row has no such figure."""
+    from janusweb.bench.driver import title
+    out = []
+    for r in (r for r in rows if r.ran):
+        for key, op, goal in wanted:
+            v = r.metrics.get(key)
+            met = None if v is None else (v <= goal if op == "<=" else v >= goal)
+            out.append(Verdict(key, f"{key} target", v, f"{op} {goal:g}", met, title(r.case, names)))
+    return out
+
 
 PIXEL_TOLERANCE = 1e-3  # decoded pixels against the ort reference (both in [-1, 1])
 COUNTER_WHAT = {"dispatches": "compute dispatches", "submits": "queue submits", "reads": "GPU->CPU reads (mapAsync)",
@@ -54,6 +79,8 @@ PARAMS = (
                                        "lm_head (default: the engine's: 4 for the CPU engine's int8 activations, "
                                        "else as exported)", multi=False),
     Param("memory", boolean, False, "sample the browser's memory while each page row runs", multi=False),
+    Param("targets", targets, (), "speed targets judged on every row: METRIC<=VALUE or METRIC>=VALUE, comma-"
+                                  "separated", multi=False),
     Param("fresh_pack", str, "none", "re-pack a scratch copy for this engine first", multi=False,
           choices=("none", "cpu", "wgsl")),
     *browser_params(),
@@ -63,6 +90,7 @@ PARAMS = (
 METRICS = (
     Metric("load_s", "s", "model load (the page: fetch, sessions, engine)"),
     Metric("ttft_ms", "ms", "time to first token"),
+    Metric("prompt_tokens_per_s", "tok/s", "prompt evaluation speed (wllama: llama.cpp's own timing)"),
     Metric("decode_tokens_per_s", "tok/s", "decode speed after the first token"),
     Metric("decode_ms_per_token", "ms", "mean decode step after the first token"),
     Metric("image_prefill_ms", "ms", "to the first image step (both CFG rows' prefill)"),
@@ -241,12 +269,13 @@ class Run(Scenario):
         return Result({k: v for k, v in figures.items() if v is not None}, m.get("label", {}), detail)
 
     def verdicts(self, ctx: Context, rows: list) -> list:
-        """With the ort reference (the row's own graphs): the same text tokens, image tokens and pixels."""
-        if ctx.values["reference"] != "ort":
-            return []
+        """The targets asked for; with the ort reference (the row's own graphs): the same text tokens, image tokens
+        and pixels."""
         from janusweb.bench.driver import title, varying
         names = varying(self, [r.case for r in rows]) or ["backend", "dtype"]
-        out = []
+        out = target_verdicts(rows, ctx.values["targets"], names)
+        if ctx.values["reference"] != "ort":
+            return out
         for r in rows:
             where, fig = title(r.case, names), r.metrics
             checks = [("text_tokens_equal", "text tokens equal the reference's", "text_token_agreement_pct",
