@@ -264,13 +264,14 @@ export function janusApi(core) {
   async function generate(body) {
     const r = await core.generateImages({ prompt: body.prompt, count: body.n ?? 1, guidance: body.guidance_scale,
       temperature: body.temperature, seed: body.seed, signal: body.signal, onStep: body.onStep });
+    const seed = /** @type {number} */ (r.seed); // a seed's draws: this request gives none of its own
     const data = await Promise.all(r.images.map(async (im) => {
       const image = new ImageData(/** @type {Uint8ClampedArray<ArrayBuffer>} */ (im.rgba), im.width, im.height);
       const blob = await pngBlob(image);
-      return { image, seed: r.seed, index: im.index, tokens: im.tokens,
+      return { image, seed, index: im.index, tokens: im.tokens,
         ...(body.response_format === 'b64_json' ? { b64_json: await base64(blob) } : { blob }) };
     }));
-    return { created: Math.floor(Date.now() / 1000), seed: r.seed, data };
+    return { created: Math.floor(Date.now() / 1000), seed, data };
   }
 
   const chat = Object.assign((/** @type {ChatRequest} */ req) => {

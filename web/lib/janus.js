@@ -67,6 +67,8 @@ import { imageDraws, uniforms } from './sampling.js';
  * @property {number} [temperature] default 1; 0 is greedy
  * @property {number} [seed] an integer; the draws are janusweb.sampling's uniforms(seed, count * tokens); default
  *   random (the result says which)
+ * @property {ArrayLike<number>} [draws] the uniform draws themselves instead of a seed's: count × tokens numbers in
+ *   [0, 1), row-major (token t of image i uses draws[i * tokens + t]); to reproduce another implementation's run
  * @property {number} [steps] draw only the first this many tokens of each image (benchmarks): the rest stay 0
  * @property {number} [preview] every this many steps, decode the tokens drawn so far (onPreview; 0: none)
  * @property {number} [previewBudget] skip a preview while previews took more than this share of the time so far
@@ -103,7 +105,7 @@ import { imageDraws, uniforms } from './sampling.js';
 /**
  * @typedef {object} ImagesResult
  * @property {GeneratedImage[]} images
- * @property {number} seed
+ * @property {number|null} seed the draws' seed (null: the request gave its draws)
  * @property {number} seconds
  * @property {number} decodeSeconds the VQ decoder's time
  * @property {number} previews previews decoded
@@ -277,7 +279,7 @@ export class LocalJanus {
       const signal = req.signal;
       signal?.throwIfAborted();
       const T = m.dims.num_image_tokens, size = m.dims.decoded_image_size;
-      const { n, seed, preview, guidance, temperature } = imageNumbers(req, T);
+      const { n, seed, draws, preview, guidance, temperature } = imageNumbers(req, T);
       const promptIds = m.tokenizer.generationPrompt(req.prompt);
       const counts0 = { ...(m.gpuCounts ?? zeroCounts()) };
       const start = performance.now();
@@ -295,7 +297,7 @@ export class LocalJanus {
       let result;
       try {
         result = await generateImages(m.graphs, m.dims, {
-          promptIds, uncondIds: m.tokenizer.unconditional(promptIds), draws: imageDraws(seed, n, T), n,
+          promptIds, uncondIds: m.tokenizer.unconditional(promptIds), draws: draws ?? imageDraws(/** @type {number} */ (seed), n, T), n,
           guidance, temperature, steps: req.steps,
         }, {
           onStep: (done, total) => {

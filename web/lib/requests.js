@@ -62,13 +62,16 @@ export function chatNumbers(r) {
 
 /**
  * An image request's numbers with their defaults, or an InputError naming the first bad one.
- * @param {{count?: number, guidance?: number, temperature?: number, seed?: number, steps?: number, preview?: number}} r
+ * @param {{count?: number, guidance?: number, temperature?: number, seed?: number, draws?: ArrayLike<number>,
+ *   steps?: number, preview?: number}} r
  * @param {number} T image tokens per image
  */
 export function imageNumbers(r, T) {
-  const n = r.count ?? 1, seed = r.seed ?? randomSeed(), preview = r.preview ?? 0;
+  const n = r.count ?? 1, preview = r.preview ?? 0;
   if (!(Number.isInteger(n) && n >= 1 && n <= 4)) throw new InputError('count must be 1 to 4');
-  if (!Number.isInteger(seed)) throw new InputError('the seed must be an integer');
+  const draws = r.draws === undefined ? null : givenDraws(r, n * T);
+  const seed = draws ? null : r.seed ?? randomSeed();
+  if (!draws && !Number.isInteger(seed)) throw new InputError('the seed must be an integer');
   if (!(Number.isInteger(preview) && preview >= 0)) {
     throw new InputError('preview must be a whole number of steps (0: no previews)');
   }
@@ -79,5 +82,19 @@ export function imageNumbers(r, T) {
   if (!(Number.isFinite(guidance) && Number.isFinite(temperature) && temperature >= 0)) {
     throw new InputError('guidance must be a number and temperature a number ≥ 0');
   }
-  return { n, seed, preview, guidance, temperature };
+  return { n, seed, draws, preview, guidance, temperature };
+}
+
+/**
+ * A request's own uniform draws (instead of a seed's): count × T numbers in [0, 1), row-major [count, T].
+ * @param {{draws?: ArrayLike<number>, seed?: number}} r
+ * @param {number} length
+ */
+function givenDraws(r, length) {
+  if (r.seed !== undefined) throw new InputError('give a seed or draws, not both');
+  const d = Float32Array.from(/** @type {ArrayLike<number>} */ (r.draws));
+  if (d.length !== length || !d.every((u) => u >= 0 && u < 1)) {
+    throw new InputError(`draws must be count × tokens = ${length} numbers in [0, 1)`);
+  }
+  return d;
 }
