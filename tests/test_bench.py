@@ -97,6 +97,62 @@ def test_page_engines_give_the_reference_tokens(tiny_packed, tmp_path):
 
 
 @BROWSER
+def test_centred_draws_reach_the_page_and_the_reference(tiny_packed, tmp_path):
+    """--draws centred: the page and its ort reference get the seed's draws moved to the middle of each token's
+    interval in that reference (the CPU engine's arithmetic, accuracy_level 4); the reference then draws the very
+    tokens the seed's draws give it, and so does the page. Checked here against onnxruntime run apart, with the
+    seed's draws."""
+    import dataclasses
+
+    import numpy as np
+
+    from janusweb.accuracy_level import accuracy_view
+    from janusweb.bench.reference import LEVEL_GRAPHS, graph_dtypes
+    from janusweb.bench.workload import Workload, build_inputs
+    from janusweb.dtypes import graph_file
+    from janusweb.fused import STEM, FusedGraphs
+    from janusweb.generate import generate_images
+    from janusweb.sampling import cfg_logits
+    code, report = _bench(tmp_path / "r", "--bundle", str(tiny_packed), "--backend", "wasm", "--engine", "cpu",
+                          "--dtype", "int8", "--threads", "1", "--text-tokens", "0", "--images", "1",
+                          "--image-steps", "6", "--reference", "ort", "--warmup", "no", "--draws", "centred")
+    assert code == 0 and [(v["key"], v["met"]) for v in report["verdicts"]] == [("image_tokens_equal", True),
+                                                                                 ("pixels_close", True)]
+    (row,) = _ran(report)
+    page_tokens, centred = row["detail"]["image"]["tokens"][0], np.asarray(row["detail"]["draws"])
+    w = Workload(text_tokens=0, images=1, image_steps=6, repeats=1, warmup=False)
+    inp = build_inputs(tiny_packed, w)
+    decoder, others, _ = graph_dtypes(row["detail"]["dtypes"])
+    quantized = [graph_file(n, d) for n, d in ((STEM, decoder), *((g, others.get(g, "fp32")) for g in LEVEL_GRAPHS))
+                 if d != "fp32"]
+    cdfs = []
+
+    def keep(step, logits):
+        z = cfg_logits(logits[:1], logits[1:], w.guidance)[0].astype(np.float64) / w.temperature
+        cdf = np.cumsum(np.exp(z - z.max()))
+        cdfs.append(cdf / cdf[-1])
+
+    graphs = FusedGraphs(accuracy_view(tiny_packed, tmp_path / "view", quantized, 4), decoder, others)
+    seeded = generate_images(graphs, inp.dims, inp.ids, inp.prompt_ids, inp.draws, w.guidance, w.temperature,
+                             on_logits=keep).tokens[0]
+    assert page_tokens == seeded.tolist()  # the seed's tokens, drawn from the centred draws
+    for step, (t, cdf) in enumerate(zip(seeded, cdfs)):
+        lo, hi = (cdf[t - 1] if t else 0.0), cdf[t]
+        assert centred[0, step] == pytest.approx((lo + hi) / 2, abs=1e-6), step
+        assert centred[0, step] != inp.draws[0, step]
+    # what the page is sent: these draws for the steps drawn, the seed's after them (web/bench-pages/bench.js
+    # refuses a result drawn from a seed when draws were sent)
+    from janusweb.bench.backends.page import page_config
+    from janusweb.bench.scenarios.run import Work
+    from janusweb.sampling import uniforms
+    work = Work(tiny_packed, w, dataclasses.replace(inp, draws=centred), {}, centred_on=("int8", "cpu"))
+    sent = np.asarray(page_config("wasm", {"dtype": "int8", "engine": "cpu", "threads": 1}, work)["draws"])
+    T = inp.dims.num_image_tokens
+    assert sent.shape == (T,) and (sent[:6] == centred[0].astype(np.float32)).all()
+    assert (sent[6:] == uniforms(w.draw_seed, T)[6:].astype(np.float32)).all()
+
+
+@BROWSER
 def test_transformers_js_backends(tiny_bundle, tmp_path):
     """transformers.js on the same bundle and browser: greedy text equals the reference; images are timed per
     step (its own sampler: no image parity)."""

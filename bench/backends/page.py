@@ -26,6 +26,14 @@ def page_config(backend: str, case: dict, work) -> dict:
         config["threads"] = case["threads"]
     if w.image_steps:
         config["steps"] = w.image_steps
+    if work.centred_on:  # the draws themselves: [images, T], the steps drawn from inp.draws, the rest the seed's
+        import numpy as np
+
+        from janusweb.sampling import uniforms
+        T = inp.dims.num_image_tokens
+        full = uniforms(w.draw_seed, w.images * T).reshape(w.images, T)
+        full[:, :inp.steps] = inp.draws
+        config["draws"] = full.astype(np.float32).ravel().tolist()
     return config
 
 

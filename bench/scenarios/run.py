@@ -11,6 +11,8 @@ accuracy_level: the row must give the same tokens, a verdict). `--memory yes` sa
 (peak RSS and PSS) while each page row runs. `--fresh-pack cpu|wgsl` runs on a scratch copy of the bundle with
 that engine's packs written by this checkout. `--targets "ttft_ms<=15000,vq_decode_ms<=5000"` judges every ran
 row's figures against speed targets, one verdict each (a suite's targets are data, in bench/suites.json).
+`--draws centred` moves every image draw to the middle of its token's probability interval in the ort reference
+(bench/reference.py: centred_draws), the same draws for the row and its references.
 """
 
 import contextlib
@@ -29,7 +31,7 @@ from janusweb.bench.scenario import Metric, Param, Result, Scenario, Verdict, bo
 from janusweb.bench.workload import PROMPT, QUESTION, Workload
 from janusweb.errors import UserError
 
-def targets(text: str) -> tuple:
+def parse_targets(text: str) -> tuple:
     """`METRIC<=VALUE,METRIC>=VALUE,...` as ((metric, op, value), ...); the metrics are run's own columns."""
     out, known = [], {m.key for m in METRICS}
     for part in filter(None, (p.strip() for p in text.split(","))):
@@ -39,6 +41,12 @@ def targets(text: str) -> tuple:
             raise ValueError(f"{part!r} is not METRIC<=VALUE or METRIC>=VALUE with one of run's metrics")
         out.append((key.strip(), op, float(value)))
     return tuple(out)
+
+
+def targets(text: str) -> str:
+    """The --targets text, checked (kept as text: one parameter, not a list of cases)."""
+    parse_targets(text)
+    return text
 
 
 def target_verdicts(rows: list, wanted: tuple, names: list) -> list:
@@ -75,11 +83,15 @@ PARAMS = (
     Param("prompt", str, PROMPT, "the text-to-image prompt", multi=False),
     Param("reference", str, "native", "what rows are compared with (see above)", multi=False,
           choices=("native", "ort", "none")),
+    Param("draws", str, "seeded", "the image draws: the seed's, or centred (each moved to the middle of its "
+                                  "token's interval in the ort reference over the row's dtype and engine: image "
+                                  "tokens then differ only where the distributions do, not by a draw on an edge)",
+          multi=False, choices=("seeded", "centred")),
     Param("accuracy_level", int, None, "the ort reference's MatMulNBits accuracy_level for the decoder and "
                                        "lm_head (default: the engine's: 4 for the CPU engine's int8 activations, "
                                        "else as exported)", multi=False),
     Param("memory", boolean, False, "sample the browser's memory while each page row runs", multi=False),
-    Param("targets", targets, (), "speed targets judged on every row: METRIC<=VALUE or METRIC>=VALUE, comma-"
+    Param("targets", targets, "", "speed targets judged on every row: METRIC<=VALUE or METRIC>=VALUE, comma-"
                                   "separated", multi=False),
     Param("fresh_pack", str, "none", "re-pack a scratch copy for this engine first", multi=False,
           choices=("none", "cpu", "wgsl")),
@@ -120,6 +132,7 @@ class Work:
     workload: Workload
     inputs: object
     config: dict  # the bundle's config.json `janusweb` block
+    centred_on: tuple = ()  # (dtype, engine) whose reference the image draws were centred in (--draws centred)
 
 
 @dataclass
@@ -133,6 +146,7 @@ class Context:
     _models: dict = field(default_factory=dict)
     _inputs: dict = field(default_factory=dict)
     _refs: dict = field(default_factory=dict)
+    _centred: dict = field(default_factory=dict)
     _sources: list = field(default_factory=list)
 
     def model(self, bundle: Path):
@@ -157,14 +171,34 @@ class Context:
         if key not in self._inputs:
             self._inputs[key] = build_inputs(bundle, w)
         config = json.loads((bundle / "config.json").read_text())["janusweb"]
-        return Work(bundle, w, self._inputs[key], config)
+        work = Work(bundle, w, self._inputs[key], config)
+        if self.values["draws"] == "centred" and work.inputs.draws is not None:
+            work = self.centred(work, case)
+        return work
+
+    def centred(self, work: Work, case: dict) -> Work:
+        """The work with its image draws centred in the ort reference over the case's dtype and engine (an engine
+        left to the page's choice: the decoder as exported), computed once per (bundle, workload, dtype, engine)."""
+        from janusweb.bench import reference
+        engine = case.get("engine") if case.get("engine") not in (None, "auto") else "ort-grow"
+        on = (case["dtype"], engine)
+        key = (work.bundle, dataclasses.replace(work.workload, repeats=0, warmup=False), *on)
+        if key not in self._centred:
+            dtypes = row_dtypes(work.bundle, case["dtype"])
+            if dtypes is None:
+                raise UserError(f"--draws centred: {work.bundle} has no {case['dtype']} graphs to centre the draws in")
+            from janusweb.log import step
+            with step(f"centre the image draws in onnxruntime's {case['dtype']} reference ({engine})"):
+                self._centred[key] = reference.centred_draws(work, dtypes, engine, self.values["accuracy_level"])
+        inputs = dataclasses.replace(work.inputs, draws=self._centred[key])
+        return dataclasses.replace(work, inputs=inputs, centred_on=on)
 
     def reference(self, case: dict, work: Work, m: dict) -> dict | None:
         kind = self.values["reference"]
         if kind == "none" or not (m.get("text") or any(r.get("tokens") is not None for r in m.get("image", []))):
             return None
         from janusweb.bench import reference
-        base = (work.bundle, dataclasses.replace(work.workload, repeats=0, warmup=False))
+        base = (work.bundle, dataclasses.replace(work.workload, repeats=0, warmup=False), work.centred_on)
         if kind == "native":
             key = (*base, "native")
             if key not in self._refs:
@@ -262,6 +296,8 @@ class Run(Scenario):
         m = load(case["backend"]).run(ctx, case, work, session)
         figures = {**measures.speed(m, work.workload.images), **measures.memory(m)}
         detail = measures.detail(m)
+        if work.centred_on:
+            detail["draws"] = work.inputs.draws.tolist()
         ref = ctx.reference(case, work, m)
         if ref is not None:
             figures |= measures.parity(m, ref)
@@ -273,7 +309,7 @@ class Run(Scenario):
         and pixels."""
         from janusweb.bench.driver import title, varying
         names = varying(self, [r.case for r in rows]) or ["backend", "dtype"]
-        out = target_verdicts(rows, ctx.values["targets"], names)
+        out = target_verdicts(rows, parse_targets(ctx.values["targets"]), names)
         if ctx.values["reference"] != "ort":
             return out
         for r in rows:

@@ -24,6 +24,7 @@ import { base64 } from './base64.js';
  * @property {number} guidance
  * @property {number} temperature
  * @property {number} seed
+ * @property {number[]} [draws] the image draws themselves (count × tokens, row-major) instead of the seed's
  * @property {number} [steps] image tokens drawn per image (default all)
  * @property {number} repeats runs of each kind
  * @property {number|boolean} [warmup] warm-up runs of each kind before the timed ones (default 1; false = 0)
@@ -57,8 +58,8 @@ async function understanding(janus, c) {
 
 /**
  * @param {Janus} janus
- * @param {{prompt: string, count: number, guidance: number, temperature: number, seed: number, steps?: number,
- *   preview: number}} c
+ * @param {{prompt: string, count: number, guidance: number, temperature: number, seed: number, draws?: number[],
+ *   steps?: number, preview: number}} c
  */
 async function generation(janus, c) {
   /** @type {import('../lib/index.js').ChatResult['gpu'][]} */
@@ -67,9 +68,10 @@ async function generation(janus, c) {
   const steps = [];
   const t0 = performance.now();
   const r = await janus.generateImages({ prompt: c.prompt, count: c.count, guidance: c.guidance,
-    temperature: c.temperature, seed: c.seed, steps: c.steps, preview: c.preview,
-    onStep: (s) => { steps.push(s.ms); gpu.push(s.gpu); } });
+    temperature: c.temperature, ...(c.draws ? { draws: c.draws } : { seed: c.seed }), steps: c.steps,
+    preview: c.preview, onStep: (s) => { steps.push(s.ms); gpu.push(s.gpu); } });
   const total = performance.now() - t0;
+  if (c.draws && r.seed !== null) throw new Error('the library drew from a seed, not from the draws given');
   return { step_times_ms: steps, first_image_ms: total, total_ms: total, vq_decode_ms: r.decodeSeconds * 1000,
     preview_ms: r.previewSeconds * 1000, previews: r.previews, tokens: r.images.map((im) => im.tokens),
     decoded: r.images.map((im) => base64(im.decoded)), gpu_reads: r.gpu?.reads ?? null, gpu_per_step: perEvent(gpu) };
@@ -89,8 +91,8 @@ async function runBench(c) {
   const loadMs = performance.now() - t0;
   const warmups = c.warmup === false ? 0 : c.warmup === true || c.warmup === undefined ? 1 : c.warmup;
   const u = { question: c.question, image, tokens: c.textTokens };
-  const g = { prompt: c.prompt, guidance: c.guidance, temperature: c.temperature, seed: c.seed, steps: c.steps,
-    preview: c.preview ?? 0 };
+  const g = { prompt: c.prompt, guidance: c.guidance, temperature: c.temperature, seed: c.seed, draws: c.draws,
+    steps: c.steps, preview: c.preview ?? 0 };
   for (let w = 0; w < warmups; w++) { // shader compilation, first allocations
     if (c.textTokens > 0) await understanding(janus, { ...u, tokens: 2 });
     if (c.counts.length) await generation(janus, { ...g, count: c.counts[0] });
