@@ -50,6 +50,12 @@ def test_the_page_decodes_the_tokens_asked_for(site):
             agg = wllama.aggregate(raw)
             assert agg["extra"]["generated_tokens"] == [5, 5] and agg["figures"]["decode_ms_per_token"] > 0
             assert agg["extra"]["decode_ms_per_token"]["min"] <= agg["figures"]["decode_ms_per_token"]
+            # llama.cpp keeps the prompt's cache: a repeat evaluates only what is new, so the prompt rate is the
+            # first completion's (the one that evaluated all 130 positions)
+            assert all(r["timings"]["prompt_n"] < 130 for r in later)
+            assert agg["figures"]["prompt_tokens_per_s"] == pytest.approx(130 / first["timings"]["prompt_ms"] * 1000)
+        raw = wllama.measure(runner, 1, tokens=2, repeats=1, prompt=wllama.byte_prompt(40))
+        assert raw["runs"][0]["timings"]["prompt_n"] == 40  # byte_prompt(n): n positions, BOS and "▁" included
 
 
 def test_the_run_backend_measures_llama_cpp_decode(tmp_path, monkeypatch):
