@@ -16,6 +16,8 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { CpuRuntime, DTYPE } from '../../web/lib/engines/cpu/runtime.js';
 import { CpuModel, memoryNeeded } from '../../web/lib/engines/cpu/model.js';
+import { CpuVision, visionBuffers, visionTableBytes } from '../../web/lib/engines/cpu/vision.js';
+import { CpuVq, vqAllocations, vqBuffers } from '../../web/lib/engines/cpu/vq.js';
 
 const dir = process.argv[2];
 const spec = JSON.parse(readFileSync(path.join(dir, 'spec.json'), 'utf8'));
@@ -41,6 +43,20 @@ const packBytes = (pack, desc) => {
     into.set(parts.get(t.part).subarray(t.offset, t.offset + t.bytes));
   };
 };
+
+/**
+ * What memoryNeeded() counts for a part against what the part's constructor takes from the allocator (a second
+ * instance, made after the first): a buffer left out of the plan would make the engine reserve too little.
+ * @param {CpuRuntime} rt @param {() => unknown} make @param {number[]} plan bytes of each buffer @param {string} what
+ */
+function withinPlan(rt, make, plan, what) {
+  const before = rt.top;
+  make();
+  const took = rt.top - before, planned = plan.reduce((s, n) => s + n + 64, 0);
+  if (took > planned || took < planned - 64 * plan.length) {
+    throw new Error(`the ${what} took ${took} bytes of the engine's memory where memoryNeeded() plans ${planned}`);
+  }
+}
 
 let out;
 if (spec.op === 'decoder') {
@@ -90,12 +106,15 @@ if (spec.op === 'decoder') {
   const rt = await CpuRuntime.create(kernels, spec.threads, memoryNeeded(desc, 1, 8), spawn);
   const model = new CpuModel(rt, desc, packBytes(spec.pack, desc));
   out = /** @type {any} */ (model.vision).features(new Float32Array(file('pixels.bin').buffer));
+  withinPlan(rt, () => new CpuVision(model), [...Object.values(visionBuffers(desc.vision, rt.threads)),
+    visionTableBytes(desc.vision, rt.stride)], 'vision tower');
   rt.release();
 } else if (spec.op === 'vq') {
   const desc = JSON.parse(readFileSync(spec.pack + '.json', 'utf8'));
   const rt = await CpuRuntime.create(kernels, spec.threads, memoryNeeded(desc, 1, 8), spawn);
   const model = new CpuModel(rt, desc, packBytes(spec.pack, desc));
   out = /** @type {any} */ (model.vq).decode(new Uint32Array(file('tokens.bin').buffer), spec.n);
+  withinPlan(rt, () => new CpuVq(model), vqAllocations(vqBuffers(desc.vq, rt.threads, rt.stride)), 'VQ decoder');
   rt.release();
 } else if (['embed_rows', 'bias_act', 'cfg_sample'].includes(spec.op)) {
   const rt = await CpuRuntime.create(kernels, 1, 1 << 24, null);

@@ -6,8 +6,8 @@
 
 import { CpuHeads } from './heads.js';
 import { DTYPE, KIND, L, L_FIELDS, LAYER0, P } from './runtime.js';
-import { CpuVision } from './vision.js';
-import { CpuVq } from './vq.js';
+import { CpuVision, visionBuffers, visionTableBytes } from './vision.js';
+import { CpuVq, vqAllocations, vqBuffers } from './vq.js';
 
 /** Tokens (rows x positions) per call: longer prompts go in several calls (each reads every weight once). */
 export const MAX_TOKENS = 256;
@@ -31,13 +31,18 @@ function scratchBytes(d, tokens, threads) {
 }
 
 /**
- * Bytes of memory the model's weights take, and a request of `rows` x `capacity` positions on top.
+ * Bytes of memory the model takes (its weights, the activations of a call, the vision tower's and the VQ decoder's
+ * buffers, up to 8 threads' scratch) and a request of `rows` x `capacity` positions on top.
  * @param {any} desc the pack's JSON @param {number} rows @param {number} capacity
  */
 export function memoryNeeded(desc, rows, capacity) {
   const weights = Object.values(desc.tensors).reduce((s, /** @type {any} */ t) => s + t.bytes + 64, 0);
   const kv = 2 * desc.num_layers * rows * desc.num_key_value_heads * capacity * desc.head_dim * 4;
-  return weights + kv + scratchBytes(desc, MAX_TOKENS, 8) + 64 * 2 ** 20;
+  const sum = (/** @type {number[]} */ sizes) => sizes.reduce((s, n) => s + n + 64, 0);
+  const v = desc.vision;
+  const vision = v ? sum([...Object.values(visionBuffers(v, 8)), visionTableBytes(v, 2)]) : 0;
+  const vq = desc.vq ? sum(vqAllocations(vqBuffers(desc.vq, 8, 2))) : 0;
+  return weights + kv + scratchBytes(desc, MAX_TOKENS, 8) + vision + vq + 64 * 2 ** 20;
 }
 
 /**

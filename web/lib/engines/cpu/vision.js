@@ -14,6 +14,26 @@ const LAYER = ['ln1', 'ln1.bias', 'qkv', 'qkv.scales', 'qkv.bias', 'o', 'o.scale
 const QT = 4; // attention.c's queries per tile
 const DTYPE_CODE = /** @type {Record<string, number>} */ ({ fp32: 0, int8: 1, q4: 2 });
 
+/**
+ * The vision tower's activation buffers in the engine's memory, allocated once at load: table field -> bytes
+ * (its table, put in that memory too, is visionTableBytes).
+ * @param {any} d the pack's vision block @param {number} threads
+ * @returns {Record<number, number>}
+ */
+export function visionBuffers(d, threads) {
+  const T = d.tokens, D = d.hidden_size, I = d.intermediate_size, S = d.image_size, Pz = d.patch_size;
+  const widest = Math.max(I, ...d.aligner.map((/** @type {any} */ a) => a.N));
+  const K = Math.max(I, D, ...d.aligner.map((/** @type {any} */ a) => a.K));
+  const floats = (/** @type {number} */ n) => 4 * n;
+  return { [V.PIXELS]: floats(3 * S * S), [V.COLS]: floats(T * 3 * Pz * Pz), [V.X]: floats(T * D),
+    [V.H]: floats(T * D), [V.QKV]: floats(T * 3 * D), [V.ATT]: floats(T * D), [V.F]: floats(T * widest),
+    [V.G]: floats(T * widest), [V.XQ]: T * (2 * K + K / 4) + 128, [V.SCORES]: floats(threads * QT * (T + 4)),
+    [V.OUT]: floats(T * d.aligner.at(-1).N) };
+}
+
+/** Bytes of the vision tower's table in the engine's memory. @param {any} d @param {number} stride words a slot */
+export const visionTableBytes = (d, stride) => 4 * stride * (LAYER0 + LAYER.length * d.num_layers);
+
 export class CpuVision {
   /** @param {import('./model.js').CpuModel} model its weights loaded (model.at) */
   constructor(model) {
@@ -27,19 +47,14 @@ export class CpuVision {
     this.rt = rt;
     this.d = d;
     const T = d.tokens, D = d.hidden_size, I = d.intermediate_size, S = d.image_size, Pz = d.patch_size;
-    const widest = Math.max(I, ...d.aligner.map((/** @type {any} */ a) => a.N));
-    const K = Math.max(I, D, ...d.aligner.map((/** @type {any} */ a) => a.K));
     this.H = d.aligner.at(-1).N;
-    const floats = (/** @type {number} */ n) => rt.alloc(4 * n);
+    const buffers = /** @type {Record<number, number>} */ (Object.fromEntries(
+      Object.entries(visionBuffers(d, rt.threads)).map(([field, bytes]) => [field, rt.alloc(bytes)])));
     const u = rt.slots(LAYER0 + LAYER.length * d.num_layers);
     u.assign({ [V.T]: T, [V.D]: D, [V.HEADS]: d.num_heads, [V.HD]: d.head_dim, [V.I]: I,
-      [V.LAYERS]: d.num_layers, [V.DTYPE]: DTYPE_CODE[d.dtype], [V.PATCH]: Pz, [V.SIZE]: S,
-      [V.PIXELS]: floats(3 * S * S), [V.COLS]: floats(T * 3 * Pz * Pz), [V.X]: floats(T * D), [V.H]: floats(T * D),
-      [V.QKV]: floats(T * 3 * D), [V.ATT]: floats(T * D), [V.F]: floats(T * widest), [V.G]: floats(T * widest),
-      [V.XQ]: rt.alloc(T * (2 * K + K / 4) + 128), [V.SCORES]: floats(rt.threads * QT * (T + 4)),
+      [V.LAYERS]: d.num_layers, [V.DTYPE]: DTYPE_CODE[d.dtype], [V.PATCH]: Pz, [V.SIZE]: S, ...buffers,
       [V.PATCH_W]: at['vision.patch'], [V.PATCH_B]: at['vision.patch.bias'], [V.POS]: at['vision.pos'],
-      [V.POST]: at['vision.post'], [V.POST_B]: at['vision.post.bias'], [V.OUT]: floats(T * this.H),
-      [V.ALIGNERS]: d.aligner.length });
+      [V.POST]: at['vision.post'], [V.POST_B]: at['vision.post.bias'], [V.ALIGNERS]: d.aligner.length });
     u.float(V.EPS, d.epsilon);
     u.float(V.SCALE, d.scale);
     d.aligner.forEach((/** @type {any} */ a, /** @type {number} */ j) => {

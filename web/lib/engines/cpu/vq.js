@@ -12,6 +12,29 @@ const Q_FIELDS = 22;
 const OPS = { embed: 0, conv: 1, norm: 2, attn: 3, upsample: 4, out: 5 };
 const TB = 16, QT = 4; // conv.c's tiles per block, attention.c's queries per tile
 
+/**
+ * The VQ decoder's buffers in the engine's memory, allocated once at load (bytes): the program's activation
+ * buffers at the largest size each takes, the Winograd weights of the widest conv, per-thread scratch (of
+ * `perThread` floats), norm statistics, the tokens, the output pixels, and each op's table (`tables`).
+ * @param {any} d the pack's vq block @param {number} threads @param {number} stride words a table slot
+ */
+export function vqBuffers(d, threads, stride) {
+  const ceil4 = (/** @type {number} */ n) => Math.ceil(n / 4) * 4;
+  const convs = d.program.filter((/** @type {any} */ op) => op.op === 'conv');
+  const cin = Math.max(...convs.map((/** @type {any} */ op) => op.cin));
+  const cout4 = Math.max(...convs.map((/** @type {any} */ op) => ceil4(op.cout)));
+  const pixels = Math.max(...d.program.filter((/** @type {any} */ op) => op.op === 'attn')
+    .map((/** @type {any} */ op) => op.h * op.h), 0);
+  const perThread = Math.max(36 * TB * (cin + cout4), 32 * cout4, QT * (pixels + 4));
+  const buffers = /** @type {number[]} */ (d.buffers.map((/** @type {number} */ n) => 4 * n));
+  return { buffers, u: 4 * 36 * cin * cout4,
+    scratch: 4 * perThread * threads, perThread, stats: 8 * 32 * threads, tokens: 4 * d.grid * d.grid,
+    out: 4 * 3 * d.image_size * d.image_size, tables: d.program.map(() => 4 * stride * Q_FIELDS) };
+}
+
+/** Every allocation of a vqBuffers plan, in bytes. @param {ReturnType<typeof vqBuffers>} p */
+export const vqAllocations = (p) => [...p.buffers, ...p.tables, p.u, p.scratch, p.stats, p.tokens, p.out];
+
 export class CpuVq {
   /** @param {import('./model.js').CpuModel} model its weights loaded (model.at) */
   constructor(model) {
@@ -20,21 +43,14 @@ export class CpuVq {
     this.rt = rt;
     this.d = d;
     this.T = d.grid * d.grid;
-    const ceil4 = (/** @type {number} */ n) => Math.ceil(n / 4) * 4;
-    const buffers = d.buffers.map((/** @type {number} */ n) => rt.alloc(4 * n));
-    const convs = d.program.filter((/** @type {any} */ op) => op.op === 'conv');
-    const cin = Math.max(...convs.map((/** @type {any} */ op) => op.cin));
-    const cout4 = Math.max(...convs.map((/** @type {any} */ op) => ceil4(op.cout)));
-    const pixels = Math.max(...d.program.filter((/** @type {any} */ op) => op.op === 'attn')
-      .map((/** @type {any} */ op) => op.h * op.h), 0);
-    const perThread = Math.max(36 * TB * (cin + cout4), 32 * cout4, QT * (pixels + 4));
+    const plan = vqBuffers(d, rt.threads, rt.stride);
+    const buffers = plan.buffers.map((bytes) => rt.alloc(bytes));
     const shared = {
-      [Q.U]: rt.alloc(4 * 36 * cin * cout4), [Q.SCRATCH]: rt.alloc(4 * perThread * rt.threads),
-      [Q.SCRATCH_FLOATS]: perThread, [Q.STATS]: rt.alloc(8 * 32 * rt.threads, 8), [Q.TOKENS]: rt.alloc(4 * this.T),
-      [Q.CODEBOOK]: at['vq.codebook'],
+      [Q.U]: rt.alloc(plan.u), [Q.SCRATCH]: rt.alloc(plan.scratch), [Q.SCRATCH_FLOATS]: plan.perThread,
+      [Q.STATS]: rt.alloc(plan.stats, 8), [Q.TOKENS]: rt.alloc(plan.tokens), [Q.CODEBOOK]: at['vq.codebook'],
     };
     this.tokens = shared[Q.TOKENS];
-    this.out = rt.alloc(4 * 3 * d.image_size * d.image_size);
+    this.out = rt.alloc(plan.out);
     /** @type {number[]} each op's table */
     this.ops = d.program.map((/** @type {any} */ op) => {
       const u = rt.slots(Q_FIELDS);
