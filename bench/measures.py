@@ -44,6 +44,9 @@ def speed(m: dict, images: int) -> dict:
     text, image = m.get("text", []), m.get("image", [])
     out = {"load_s": m.get("load_s")}
     if text:
+        parts = [metrics.ttft_parts(r["token_times_ms"], r.get("phases")) for r in text]
+        out |= {k: metrics.median([p[k] for p in parts]) for k in ("image_encode_ms", "prompt_prefill_ms")
+                if all(k in p for p in parts)}
         out |= {"ttft_ms": metrics.median([metrics.ttft_ms(r["token_times_ms"]) for r in text]),
                 "decode_ms_per_token": metrics.median([metrics.decode_ms_per_token(r["token_times_ms"]) for r in text])}
         counts = counters_per_step(_last(text), len(_last(text)["token_times_ms"]))

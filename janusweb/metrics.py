@@ -16,6 +16,9 @@ How close:
 How fast (times in ms, each measured from the moment the request was sent; a run's figure is its own, a row's
 figure is the median over its runs):
 - ttft_ms: time to first token, the first token's arrival (the prompt's prefill, an image's encoding, included).
+- image_encode_ms / prompt_prefill_ms: ttft's two parts where the run reports its phases: from the start of the
+  image's encoding (the vision tower and aligner) to the start of the prompt's prefill, and from there to the
+  first token.
 - decode_ms_per_token: (t_last - t_first) / (n - 1) over one run's n token arrivals: the mean time of a decode
   step after the first token (llama.cpp's `predicted_per_token_ms` is the same mean); None below 2 tokens.
 - decode_tokens_per_s: 1000 / decode_ms_per_token.
@@ -79,6 +82,21 @@ def _times(times) -> np.ndarray:
 def ttft_ms(token_times_ms) -> float | None:
     t = _times(token_times_ms)
     return float(t[0]) if t.size else None
+
+
+def ttft_parts(token_times_ms, phases) -> dict:
+    """{image_encode_ms, prompt_prefill_ms} from a run's phases ([{name, ms}], the library's phase names
+    PHASE_ENCODE and PHASE_PREFILL) and its first token; a part the run did not report is left out."""
+    start = {p["name"]: p["ms"] for p in phases or []}
+    first, out = ttft_ms(token_times_ms), {}
+    if PHASE_ENCODE in start and PHASE_PREFILL in start:
+        out["image_encode_ms"] = float(start[PHASE_PREFILL] - start[PHASE_ENCODE])
+    if PHASE_PREFILL in start and first is not None:
+        out["prompt_prefill_ms"] = float(first - start[PHASE_PREFILL])
+    return out
+
+
+PHASE_ENCODE, PHASE_PREFILL = "encoding the image", "reading the prompt"  # web/lib/generate.js: PHASES
 
 
 def decode_ms_per_token(token_times_ms) -> float | None:

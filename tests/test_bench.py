@@ -86,6 +86,10 @@ def test_page_engines_give_the_reference_tokens(tiny_packed, tmp_path):
         assert [len(t) for t in r["detail"]["image"]["tokens"]] == [4, 4]  # 2 images, image_steps 4
     assert "accuracy_level 4" in ran[("wasm", "cpu")]["detail"]["reference"]
     assert ran[("wasm", "cpu")]["metrics"]["engine_memory_bytes"] > 0
+    for r in ran.values():  # ttft's parts from the page's phases: the image's encoding, then the prefill
+        m = r["metrics"]
+        assert m["image_encode_ms"] > 0 and m["prompt_prefill_ms"] > 0
+        assert m["image_encode_ms"] + m["prompt_prefill_ms"] <= m["ttft_ms"] + 1
     assert "reads_per_token" not in ran[("wasm", "cpu")]["metrics"]  # WASM: no GPU counters
     webgpu = ran[("webgpu", "wgsl")]
     if "swiftshader" in webgpu["label"]["adapter"].lower():

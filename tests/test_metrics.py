@@ -72,6 +72,12 @@ def test_speed_definitions():
     assert metrics.vq_decode_ms(steps, 900.0) == 340.0 and metrics.s_per_image(1000.0, 2) == 0.5
     assert metrics.median([3.0, None, 1.0, 2.0]) == 2.0 and metrics.median([None]) is None
     assert metrics.spread([4.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 4.0, "n": 3}
+    # phases: the image's encoding starts at 2 ms, the prompt's prefill at 62 ms, the first token arrives at 100 ms
+    phases = [{"name": "encoding the image", "ms": 2.0}, {"name": "reading the prompt", "ms": 62.0},
+              {"name": "writing the answer", "ms": 100.5}]
+    assert metrics.ttft_parts(times, phases) == {"image_encode_ms": 60.0, "prompt_prefill_ms": 38.0}
+    assert metrics.ttft_parts(times, phases[1:]) == {"prompt_prefill_ms": 38.0}  # a text-only question
+    assert metrics.ttft_parts(times, None) == {}
 
 
 def test_a_row_is_the_median_of_its_runs():

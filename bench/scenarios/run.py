@@ -103,6 +103,8 @@ METRICS = (
     Metric("load_s", "s", "model load (the page: fetch, sessions, engine)"),
     Metric("ttft_ms", "ms", "time to first token"),
     Metric("prompt_tokens_per_s", "tok/s", "prompt evaluation speed (wllama: llama.cpp's own timing)"),
+    Metric("image_encode_ms", "ms", "ttft's first part: the question's image through the vision tower and aligner"),
+    Metric("prompt_prefill_ms", "ms", "ttft's second part: the prompt's prefill, to the first token"),
     Metric("decode_tokens_per_s", "tok/s", "decode speed after the first token"),
     Metric("decode_ms_per_token", "ms", "mean decode step after the first token"),
     Metric("image_prefill_ms", "ms", "to the first image step (both CFG rows' prefill)"),

@@ -50,9 +50,13 @@ async function understanding(janus, c) {
   const gpu = [];
   /** @type {number[]} */
   const times = [];
+  /** @type {{name: string, ms: number}[]} */
+  const phases = [];
+  const t0 = performance.now();
   const r = await janus.chat({ question: c.question, image: c.image, maxNewTokens: c.tokens, stopAtEos: false,
-    onToken: (t) => { times.push(t.ms); gpu.push(t.gpu); } });
-  return { token_times_ms: times, ttft_ms: times[0] ?? null, tokens: r.tokens, prefill_tokens: r.prefillTokens,
+    onToken: (t) => { times.push(t.ms); gpu.push(t.gpu); },
+    onProgress: (p) => { if (p.what === 'phase') phases.push({ name: p.name, ms: performance.now() - t0 }); } });
+  return { token_times_ms: times, ttft_ms: times[0] ?? null, tokens: r.tokens, prefill_tokens: r.prefillTokens, phases,
     total_ms: r.seconds * 1000, gpu_reads: r.gpu?.reads ?? null, gpu_per_token: perEvent(gpu) };
 }
 
