@@ -31,6 +31,7 @@ from janusweb.bench.scenario import Metric, Param, Result, Scenario, Verdict, bo
 from janusweb.bench.workload import PROMPT, QUESTION, Workload
 from janusweb.errors import UserError
 
+
 def parse_targets(text: str) -> tuple:
     """`METRIC<=VALUE,METRIC>=VALUE,...` as ((metric, op, value), ...); the metrics are run's own columns."""
     out, known = [], {m.key for m in METRICS}
