@@ -198,16 +198,16 @@ export class LocalJanus {
       const m = this.loaded();
       const signal = req.signal;
       signal?.throwIfAborted();
+      const start = performance.now(); // the request's clock: its phases and tokens, the image's preparation included
       const { maxNewTokens, temperature, seed } = chatNumbers(req);
       const conv = await this.conversationFor(m, req);
-      const onPhase = phaseEvents(req.onProgress);
+      const onPhase = phaseEvents(req.onProgress, start);
       if (req.image) onPhase(PHASES.encode);
       const pixels = req.image ? await pixelValues(req.image, m.pre) : null;
       const turn = m.tokenizer.userTurn(req.question, m.dims.num_image_tokens, !!pixels, !conv?.turns);
       const prompt = { ...(conv ? conv.prompt(turn) : turn), pixels };
       const reused = conv?.length ?? 0;
       const counts0 = { ...(m.gpuCounts ?? zeroCounts()) };
-      const start = performance.now();
       let first = 0;
       /** @type {number[]} */
       const tokens = [];
@@ -293,7 +293,7 @@ export class LocalJanus {
           req.onPreview?.({ index: i, step, total: T, width: size, height: size, rgba });
         }
       };
-      const onPhase = phaseEvents(req.onProgress);
+      const onPhase = phaseEvents(req.onProgress, start);
       let result;
       try {
         result = await generateImages(m.graphs, m.dims, {
@@ -334,12 +334,12 @@ export class LocalJanus {
 /**
  * A phase callback that reports each phase once (the image is encoded before the prompt exists, so chat names
  * that phase itself and generateText names it again).
- * @param {((p: Progress) => void)|undefined} onProgress
+ * @param {((p: Progress) => void)|undefined} onProgress @param {number} start the request's performance.now()
  */
-function phaseEvents(onProgress) {
+function phaseEvents(onProgress, start) {
   let last = '';
   return (/** @type {string} */ name) => {
-    if (name !== last) onProgress?.({ what: 'phase', name });
+    if (name !== last) onProgress?.({ what: 'phase', name, ms: performance.now() - start });
     last = name;
   };
 }

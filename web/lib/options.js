@@ -31,9 +31,10 @@ import { InputError } from './errors.js';
  * A typed progress event.
  * @typedef {{what: 'download', name: string, done: number, total: number, cached?: boolean}
  *   | {what: 'session', name: string, done: number, total: number}
- *   | {what: 'phase', name: string}
+ *   | {what: 'phase', name: string, ms: number}
  *   | {what: 'step', name: 'image', done: number, total: number}} Progress `phase`: a request's phase begins
- *   (its label: generate.js's PHASES); `session`: name 'all' once the engine is being prepared
+ *   (its label: generate.js's PHASES), `ms` after the request began (the clock of its tokens' and steps' `ms`);
+ *   `session`: name 'all' once the engine is being prepared
  */
 
 const BACKENDS = ['auto', 'webgpu', 'wasm'];
