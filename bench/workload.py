@@ -46,6 +46,13 @@ class Inputs:
         return 0 if self.draws is None else self.draws.shape[1]
 
 
+def seeded_draws(w: Workload, T: int) -> np.ndarray:
+    """Every draw of the workload's images, [images, T]: image i takes draws i*T.. of uniforms(seed, images*T), as
+    the page draws them from the seed."""
+    from janusweb.sampling import uniforms
+    return uniforms(w.draw_seed, w.images * T).reshape(w.images, T)
+
+
 def build_inputs(bundle: Path, w: Workload) -> Inputs:
     from PIL import Image
     from tokenizers import Tokenizer
@@ -53,7 +60,6 @@ def build_inputs(bundle: Path, w: Workload) -> Inputs:
     from janusweb.generate import ModelDims
     from janusweb.image import preprocess
     from janusweb.prompts import SpecialIds, generation_prompt, understanding_inputs
-    from janusweb.sampling import uniforms
 
     config = json.loads((Path(bundle) / "config.json").read_text())["janusweb"]
     dims = ModelDims.from_bundle_config(config)
@@ -69,6 +75,6 @@ def build_inputs(bundle: Path, w: Workload) -> Inputs:
         png, pixels = buf.getvalue(), preprocess(image, size)[None, None]
     T = dims.num_image_tokens
     steps = min(w.image_steps or T, T)  # a shortened image draws the first `steps` of each image's T draws
-    draws = uniforms(w.draw_seed, w.images * T).reshape(w.images, T)[:, :steps] if w.images else None
+    draws = seeded_draws(w, T)[:, :steps] if w.images else None
     return Inputs(dims, ids, understanding_inputs(tok, ids, w.question, dims.num_image_tokens, w.chat_image), pixels,
                   png, generation_prompt(tok, ids, w.prompt), draws)

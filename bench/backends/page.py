@@ -29,9 +29,8 @@ def page_config(backend: str, case: dict, work) -> dict:
     if work.centred_on:  # the draws themselves: [images, T], the steps drawn from inp.draws, the rest the seed's
         import numpy as np
 
-        from janusweb.sampling import uniforms
-        T = inp.dims.num_image_tokens
-        full = uniforms(w.draw_seed, w.images * T).reshape(w.images, T)
+        from janusweb.bench.workload import seeded_draws
+        full = seeded_draws(w, inp.dims.num_image_tokens)
         full[:, :inp.steps] = inp.draws
         config["draws"] = full.astype(np.float32).ravel().tolist()
     return config

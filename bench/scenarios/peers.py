@@ -14,8 +14,9 @@ Per round, peer and thread count (rounds interleaved, so that every peer sees th
   columns: ORT's WASM MatMulNBits dequantizes the whole matrix per call), image step = 24 x layer (M=2) + the image
   head; attention, norms and rotary left out, so a lower bound on its step.
 Not like for like, both ways: ours is the kernel jobs' time (no sampling, no JS between tokens) after 600 cached
-positions; wllama is llama.cpp's whole decode step attending over `prompt` to `prompt` + `tokens` positions. The WASM fallback's targets
-(bench/peer_report.py) are verdicts on the medians over rounds at 2 threads. ~4 GB: run it under the heavy-job lock.
+positions; wllama is llama.cpp's whole decode step attending over `prompt` to `prompt` + `tokens` positions. The
+WASM fallback's targets (bench/peer_report.py) are verdicts on the medians over rounds at 2 threads. ~4 GB: run it
+under the heavy-job lock.
 """
 
 import contextlib

@@ -297,7 +297,8 @@ export class LocalJanus {
       let result;
       try {
         result = await generateImages(m.graphs, m.dims, {
-          promptIds, uncondIds: m.tokenizer.unconditional(promptIds), draws: draws ?? imageDraws(/** @type {number} */ (seed), n, T), n,
+          promptIds, uncondIds: m.tokenizer.unconditional(promptIds), n,
+          draws: draws ?? imageDraws(/** @type {number} */ (seed), n, T),
           guidance, temperature, steps: req.steps,
         }, {
           onStep: (done, total) => {
