@@ -27,6 +27,12 @@ def test_plan_fits_the_host_limits():
         assert len(call.command) <= 2000 and len(call.carry) <= 8, call
 
 
+def test_readme_pastes_the_plans_commands():
+    readme = (REPO / "bench" / "gpu" / "README.md").read_text()
+    for call in calls():
+        assert f"`{call.command}`" in readme, f"bench/gpu/README.md does not carry {call.name}'s command as plan.py has it"
+
+
 def test_rehearsal_on_tiny(tmp_path):
     try:
         find_kit(REPO)

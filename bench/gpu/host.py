@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from janusweb.bench.gpu.chain import jw
+from janusweb.bench.gpu.plan import PAGE_ARCHIVE
 from janusweb.env import versions
 
 CHROMIUM_KEYS = ("CHROMIUM", "CHROMIUM_GPU_FLAGS", "LD_LIBRARY_PATH", "VK_DRIVER_FILES", "VK_ICD_FILENAMES",
@@ -40,9 +41,12 @@ def step1(model: str, quick: bool, carry: Path) -> int:
     argv = [sys.executable, "-m", "janusweb", "bench", "gpu", "chain", "--model", model, *(["--quick"] if quick else [])]
     with open(root / "chain.log", "a") as log:
         chain = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
+    import importlib.util
     import janusweb
     lines = [f"chain started: pid {chain.pid}, session of its own; {' '.join(argv)}",
-             f"janusweb from {Path(janusweb.__file__).parent}", json.dumps(versions())]
+             f"janusweb from {Path(janusweb.__file__).parent}",
+             f"transformers from {Path(importlib.util.find_spec('transformers').origin).parent}",
+             json.dumps(versions())]
     (out_dir() / "step1.txt").write_text("\n".join(lines) + "\n")
     say("\n".join(lines))
     return 0
@@ -65,7 +69,7 @@ def step2(carry: Path, until_s: int) -> int:
     root = jw()
     page = root / "page"
     shutil.rmtree(page, ignore_errors=True)
-    with tarfile.open(carry / "page.tar.gz") as tar:
+    with tarfile.open(carry / PAGE_ARCHIVE) as tar:
         tar.extractall(page, filter="data")
     env = chromium_variables(carry)
     tmp = root / "chromium.json.tmp"

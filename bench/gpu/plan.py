@@ -10,6 +10,7 @@ CARRY1, CARRY2 = ".carry/gpu1", ".carry/gpu2"
 # measured by pack.sh (../shared/gpu-browser/README.md): Chromium part 1 is one 38,000,000-byte split
 CHROMIUM_PART1_BYTES = 38_000_000
 WHEELS = ("transformers==5.23.0",)  # the host has 5.17, whose Janus generate breaks; pure Python
+SITE_ARCHIVE, PAGE_ARCHIVE = "site.tar.xz", "page.tar.xz"  # in CARRY1 and CARRY2 (stage.py)
 UNTIL2, UNTIL3 = 540, 660  # s after call 1 started the chain: when calls 2 and 3 stop waiting and return
 # Python runs from $JW, not from the checkout: the checkout's janusweb/ folder would shadow the installed package
 PREAMBLE = ("set -o pipefail; export JW=${JW:-/tmp/jw} PYTHONUNBUFFERED=1 PYTHONPATH=${JW:-/tmp/jw}/site; R=$PWD; "
@@ -29,7 +30,8 @@ class Call:
 def calls(model: str = "janus-pro-1b", quick: bool = False) -> list:
     q = " --quick" if quick else ""
     py = "python3 -m janusweb bench gpu"
-    install = (f"python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir "
+    install = (f"python3 -m tarfile --filter data -e $R/{CARRY1}/{SITE_ARCHIVE} $JW/site && "
+               f"python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir "
                f"--upgrade --target $JW/site $R/{CARRY1}/wheels/*.whl ||exit;")
     return [
         Call("1-start", f"{PREAMBLE} {install} {py} step1 --model {model}{q} --carry $R/{CARRY1}", (CARRY1,), 120, 30,
