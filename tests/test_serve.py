@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -153,26 +152,29 @@ def test_loader_resumes_a_broken_download(site, tmp_path, ignore_range):
         assert handler.ranges == [None, f"bytes={2**20}-", f"bytes={2 * 2**20 + 5}-"]
 
 
-def _pages() -> set:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("janusweb-page-*")}
+def _pages(tmp: Path) -> set:
+    return {p.name for p in tmp.glob("janusweb-page-*")}
 
 
 @pytest.mark.skipif(NODE is None or not (REPO / "node_modules" / "esbuild").is_dir(), reason="needs node + npm ci")
-def test_serve_leaves_no_temporary_page(tiny_bundle):
-    before = _pages()
+def test_serve_leaves_no_temporary_page(tiny_bundle, tmp_path):
+    # the commands' temporary folder is this test's own (TMPDIR): a `janusweb serve` of a test running beside this
+    # one (pytest -n) neither adds a page here nor removes one
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    before = _pages(tmp_path)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
         done = subprocess.run([sys.executable, "-m", "janusweb", "serve", str(tiny_bundle), "--port", str(busy)],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and str(busy) in done.stderr
-    assert _pages() <= before
+    assert _pages(tmp_path) <= before
     proc = subprocess.Popen([sys.executable, "-m", "janusweb", "serve", str(tiny_bundle), "--port", "0", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert "http://127.0.0.1:" in proc.stdout.readline()
-    assert len(_pages() - before) == 1  # the page it built, while it runs
+    assert len(_pages(tmp_path) - before) == 1  # the page it built, while it runs
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 143 and len(err.strip().splitlines()) == 1 and "SIGTERM" in err
-    assert _pages() <= before
+    assert _pages(tmp_path) <= before
