@@ -25,11 +25,13 @@ DECODER = {"hidden_size": 64, "intermediate_size": 96, "num_heads": 4, "num_key_
 
 
 # Relaxed-SIMD builds run in Chromium, the page's browser: Node 20's V8 (11.3, the proposal behind a flag) returns
-# twice the sum from i32x4.relaxed_dot_i8x16_i7x16_add_s, where Chromium 156 gives the specified one.
+# twice the sum from i32x4.relaxed_dot_i8x16_i7x16_add_s, where Chromium 156 gives the specified one. As the
+# engine's runtime does, the page first lets the kernels choose whether int8 runs on the unsigned byte dot (qmat.h).
 MATMUL_PAGE = """async (a) => {
   const bytes = (t) => Uint8Array.from(atob(t), (c) => c.charCodeAt(0));
   const memory = new WebAssembly.Memory({ initial: 512, maximum: 65535 });
   const e = (await WebAssembly.instantiate(bytes(a.wasm), { env: { memory } })).instance.exports;
+  const unsigned = a.choose ? e.choose_u8_dot(127, 255) : 0;
   let top = e.__heap_base.value;
   const put = (t) => { if (!t) return 0; const b = bytes(t), at = Math.ceil(top / 64) * 64;
     new Uint8Array(memory.buffer, at, b.length).set(b); top = at + b.length; return at; };
@@ -40,7 +42,7 @@ MATMUL_PAGE = """async (a) => {
     if (a.op === 'matmul') e.matmul(a.dtype, x, a.M, a.K, w, put(a.s), y, a.N, n0, n1, a.mode);
     else e.gate_up(a.dtype, x, a.M, a.K, wg, put(a.sg), wu, put(a.su), y, a.N, n0, n1);
   }
-  return Array.from(new Float32Array(memory.buffer, y, a.M * a.N));
+  return [Array.from(new Float32Array(memory.buffer, y, a.M * a.N)), unsigned];
 }"""
 
 
@@ -54,17 +56,24 @@ def chromium():
         browser.close()
 
 
-def run_kernel(request, tmp_path: Path, build: str, spec: dict, **files) -> np.ndarray:
-    """One matmul / gate_up over column splits: the plain build under Node, the relaxed one in Chromium."""
+def relaxed_kernel(request, spec: dict, choose: bool = True, **files) -> tuple:
+    """One matmul / gate_up over column splits in Chromium with the relaxed build: (y, whether int8 ran on the
+    unsigned byte dot); choose=False keeps int8 on the i16 dot."""
     wasm = request.getfixturevalue("kernels_wasm")
-    if build == "plain":
-        return run(tmp_path, {**spec, "wasm": str(wasm / "kernels.wasm")}, **files)
     page = request.getfixturevalue("chromium")
     b64 = lambda a: base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()  # noqa: E731
     args = {**spec, "dtype": {"fp32": 0, "int8": 1, "q4": 2}[spec["dtype"]],  # runtime.js's DTYPE
-            "wasm": base64.b64encode((wasm / "kernels-relaxed.wasm").read_bytes()).decode(),
+            "wasm": base64.b64encode((wasm / "kernels-relaxed.wasm").read_bytes()).decode(), "choose": choose,
             **{name: b64(a) for name, a in files.items()}}
-    return np.array(page.evaluate(MATMUL_PAGE, args), np.float32)
+    y, unsigned = page.evaluate(MATMUL_PAGE, args)
+    return np.array(y, np.float32), bool(unsigned)
+
+
+def run_kernel(request, tmp_path: Path, build: str, spec: dict, **files) -> np.ndarray:
+    """One matmul / gate_up over column splits: the plain build under Node, the relaxed one in Chromium."""
+    if build == "plain":
+        return run(tmp_path, {**spec, "wasm": str(request.getfixturevalue("kernels_wasm") / "kernels.wasm")}, **files)
+    return relaxed_kernel(request, spec, **files)[0]
 
 
 def assert_rounding(got, want, magnitude, steps):
@@ -99,6 +108,38 @@ def test_matmul(request, tmp_path, dtype, M, mode, build, K):
     assert_rounding(got, want, ref.magnitude(x, w) + (np.abs(y0) if mode else 0), K // (4 if dtype == "fp32" else 32))
     if dtype != "fp32":  # the int8 activations are what the kernels compute, not the float product
         assert np.abs(got - (x.astype(np.float64) @ w.dequantized().T + (y0 if mode else 0))).max() > 1e-4
+
+
+def cpu_flags() -> set:
+    info = Path("/proc/cpuinfo")
+    line = next((ln for ln in info.read_text().splitlines() if ln.startswith("flags")), "") if info.exists() else ""
+    return set(line.split(":", 1)[-1].split())
+
+
+@pytest.mark.parametrize("M", [1, 4, 6, 17])
+def test_int8_on_the_unsigned_byte_dot(request, M):
+    """Where Chromium computes relaxed SIMD's byte dot exactly on unsigned bytes (x86 with AVX-VNNI), int8 weights
+    run on it (one instruction per 16 products) and give the same sums as the i16 path: bytes 0 and 255 in every
+    block, activations at +-127 (block maxima), K with a block after the last group; both paths in one page."""
+    rng = np.random.default_rng(40 + M)
+    N, K = 24, 288
+    arrays, w = ref.weights(rng, "int8", N, K)
+    arrays["w"][:, :, :2] = [0, 255]  # the extremes of the unsigned operand in every block
+    w = ref.Quantized((arrays["w"].astype(np.float64) - 128).reshape(N, K), arrays["scales"])
+    x = rng.standard_normal((M, K)).astype(np.float32)
+    x[:, ::32] = 50 * np.sign(rng.standard_normal((M, K // 32)))  # each block's max: +-127 after quantizing
+    spec = {"op": "matmul", "dtype": "int8", "M": M, "K": K, "N": N, "mode": 0, "splits": [[0, 11], [11, N]]}
+    files = {"x": x, "w": arrays["w"], "s": arrays["scales"]}
+    got, unsigned = relaxed_kernel(request, spec, **files)
+    i16, off = relaxed_kernel(request, spec, choose=False, **files)
+    assert not off
+    if not unsigned:
+        assert "avx_vnni" not in cpu_flags(), "this x86 CPU has AVX-VNNI, yet the kernels chose the i16 dot"
+        pytest.skip("this browser's relaxed byte dot is not exact on unsigned bytes here: int8 stays on the i16 dot")
+    want = ref.matmul(x, w)
+    assert_rounding(got, want.reshape(-1), ref.magnitude(x, w).reshape(-1), K // 32)
+    assert_rounding(i16, want.reshape(-1), ref.magnitude(x, w).reshape(-1), K // 32)
+    np.testing.assert_array_equal(got, i16)  # same integer sums, same float steps
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "int8", "q4"])

@@ -36,7 +36,9 @@ def prefill_figures(raw: dict, case: dict) -> dict:
     if not job:
         return {}
     ms = metrics.median(job["ms"])
-    instruction = "peak_dot_i8" if case["simd"] == "relaxed" and case["dtype"] == "q4" else "peak_dot_i16"
+    # relaxed SIMD's byte dot: q4 always, int8 where the kernels chose the unsigned byte dot (runtime.js)
+    on_i8 = case["simd"] == "relaxed" and (case["dtype"] == "q4" or raw.get("unsignedDot"))
+    instruction = "peak_dot_i8" if on_i8 else "peak_dot_i16"
     gmacs, peak = job["macs"] / ms / 1e6, raw["peakGmacs"][instruction]
     return {"prefill_ms": ms, "prefill_tokens_per_s": case["prefill"] / ms * 1000, "prefill_gmac_per_s": gmacs,
             "peak_gmac_per_s": peak, "prefill_peak_pct": 100 * gmacs / peak}
@@ -112,8 +114,9 @@ class CpuKernels(Scenario):
                    "image_step_read_bw_pct": 100 * gbps / ctx["bandwidth"][0],
                    **{f"{job}_ms": ms for job, ms in jobs.items() if job in JOB_METRICS},
                    "image_step_bytes": nbytes, **prefill_figures(raw, case), "memory_mib": raw["memoryMiB"]}
-        label = {"device": "cpu", "build": raw["file"], "threads": raw["threads"], "bits": raw["bits"],
-                 "cross_origin_isolated": raw["crossOriginIsolated"], "browser": ctx["runner"].version}
+        label = {"device": "cpu", "build": raw["file"], "unsigned_dot": raw["unsignedDot"], "threads": raw["threads"],
+                 "bits": raw["bits"], "cross_origin_isolated": raw["crossOriginIsolated"],
+                 "browser": ctx["runner"].version}
         return Result(figures, label, {"jobs": raw["jobs"]})
 
     def verdicts(self, ctx, rows: list) -> list:

@@ -158,7 +158,7 @@ async function cpuBench(o) {
     }, repeats * 4), bytes: bytesOf('layers.0.gate') };
   }
   rt.release();
-  return { file, dtype, threads: o.threads, bits: rt.bits, shapes: o.shapes ?? '1b',
+  return { file, dtype, threads: o.threads, bits: rt.bits, unsignedDot: rt.unsignedDot, shapes: o.shapes ?? '1b',
     crossOriginIsolated: self.crossOriginIsolated, memoryMiB: Math.round(rt.memory.buffer.byteLength / 2 ** 20),
     jobs: out, peakGmacs: await peakRates(o.threads, o.relaxed) };
 }

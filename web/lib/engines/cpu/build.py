@@ -1,7 +1,8 @@
 """Compile the CPU engine's kernels (web/lib/engines/cpu/*.c) to WebAssembly with zig's clang (PyPI `ziglang`):
 web/lib/engines/cpu/dist/kernels.wasm (SIMD128, one thread), kernels-mt.wasm (shared memory + atomics, for Web Workers), and
-kernels-relaxed.wasm / kernels-mt-relaxed.wasm (the same with relaxed SIMD: fused multiply-add, and the int8 dot
-product of q4 weights, for browsers that validate it). Each also as a Memory64 build, kernels*-m64.wasm
+kernels-relaxed.wasm / kernels-mt-relaxed.wasm (the same with relaxed SIMD: fused multiply-add, and the byte dot
+product for q4 weights, and for int8 weights where the browser computes it exactly on unsigned bytes (qmat.h), for
+browsers that validate it). Each also as a Memory64 build, kernels*-m64.wasm
 (wasm64-freestanding, -DMEMORY64: 64-bit addresses, a memory of up to 16 GiB, for packs that a 32-bit memory
 cannot hold; cpu.h's `addr`). peak.wasm / peak-relaxed.wasm (32-bit only): the benchmark's measure of the SIMD
 instructions' peak rate (peak.c).

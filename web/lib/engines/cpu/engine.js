@@ -124,7 +124,8 @@ export const engine = {
     const H = desc.hidden_size, heads = /** @type {import('./heads.js').CpuHeads} */ (model.heads);
     const vision = /** @type {import('./vision.js').CpuVision} */ (model.vision);
     const vq = /** @type {import('./vq.js').CpuVq} */ (model.vq);
-    const notes = `${hasRelaxedSimd() ? '' : ', no relaxed SIMD'}${width.bits === 64 ? ', 64-bit memory' : ''}`;
+    const notes = `${hasRelaxedSimd() ? '' : ', no relaxed SIMD'}${rt.unsignedDot ? ', int8 on the unsigned byte dot' : ''}`
+      + `${width.bits === 64 ? ', 64-bit memory' : ''}`;
     return {
       kvCache: `CPU engine (${pack.json}, ${partsNote(pack)}, ${threads} thread${threads > 1 ? 's' : ''}, ${file}${notes}; `
         + `${(rt.memory.buffer.byteLength / 2 ** 20).toFixed(0)} MiB of its own memory): KV cache preallocated`,
@@ -156,7 +157,7 @@ export const engine = {
         return model.logits(data.subarray((S - 1) * H, S * H), 1);
       },
       memoryBytes: () => rt.memory.buffer.byteLength,
-      details: { kernels: file, relaxedSimd: hasRelaxedSimd(), threads },
+      details: { kernels: file, relaxedSimd: hasRelaxedSimd(), unsignedDot: rt.unsignedDot, threads },
       release: () => rt.release(),
     };
   },

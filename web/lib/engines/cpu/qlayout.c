@@ -7,17 +7,50 @@ static inline u32 at_i16(u32 b, u32 k) { return 8 * (k / 2) + 2 * b + k % 2; }
 // ... of the i8 order
 static inline u32 at_i8(u32 b, u32 k) { return 16 * (k / 4) + 4 * b + k % 4; }
 
-// q8: a group of 4 blocks (128 bytes) in the i16 order, each byte made signed (q - 128); later blocks: signed only
+#ifdef RELAXED
+// Whether q8 runs on the unsigned byte dot (qmat.h), chosen once per memory by choose_u8_dot before any repack. It
+// lives in the engine's memory, which every thread's instance shares.
+static u32 u8_dot;
+
+// Relaxed SIMD leaves the dot product's second operand defined on 0..127 only. Where this engine computes it exactly
+// on every unsigned byte (x86 with VNNI: one vpdpbusd), q8 can use it. a = 127 and b = 255 come from JS so that the
+// compiler cannot fold the check; the lanes take the extremes of both operands and an accumulator.
+EXPORT u32 choose_u8_dot(int a, int b) {
+  v128_t x = wasm_i8x16_make((signed char)a, (signed char)-a, (signed char)(-a - 1), (signed char)a, 1, -1, 0, 7,
+                             (signed char)(-a - 1), (signed char)(-a - 1), (signed char)(-a - 1), (signed char)(-a - 1),
+                             (signed char)a, (signed char)a, (signed char)a, (signed char)a);
+  v128_t w = wasm_u8x16_make((u8)b, (u8)b, (u8)b, (u8)(b - 127), (u8)b, 3, (u8)b, 128,
+                             (u8)b, (u8)b, (u8)b, (u8)b, (u8)b, (u8)b, (u8)b, (u8)b);
+  v128_t r = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(x, w, wasm_i32x4_make(5, -5, 0, 1 << 30));
+  int want[4] = {a * b - a * b + (-a - 1) * b + a * (b - 127) + 5, b - 3 + 7 * 128 - 5, 4 * (-a - 1) * b,
+                 4 * a * b + (1 << 30)};
+  u8_dot = wasm_i32x4_extract_lane(r, 0) == want[0] && wasm_i32x4_extract_lane(r, 1) == want[1]
+        && wasm_i32x4_extract_lane(r, 2) == want[2] && wasm_i32x4_extract_lane(r, 3) == want[3];
+  return u8_dot;
+}
+
+u32 u8_dot_on(void) { return u8_dot; }
+#else
+u32 u8_dot_on(void) { return 0; }
+#endif
+
+// q8: a group of 4 blocks (128 bytes) in the i16 order, each byte made signed (q - 128); later blocks: signed only.
+// On the unsigned dot: the i8 order, the bytes as they are.
 static void repack_q8(u8 *row, size_t K) {
   size_t nb = K / BLOCK, groups = nb / GROUP;
+  u32 unsigned_dot = u8_dot_on();
   u8 tmp[GROUP * BLOCK];
   for (size_t g = 0; g < groups; g++) {
     u8 *at = row + g * GROUP * BLOCK;
     for (u32 i = 0; i < GROUP * BLOCK; i++) tmp[i] = at[i];
     for (u32 b = 0; b < GROUP; b++)
-      for (u32 k = 0; k < BLOCK; k++) at[at_i16(b, k)] = tmp[b * BLOCK + k] ^ 0x80;
+      for (u32 k = 0; k < BLOCK; k++) {
+        if (unsigned_dot) at[at_i8(b, k)] = tmp[b * BLOCK + k];
+        else at[at_i16(b, k)] = tmp[b * BLOCK + k] ^ 0x80;
+      }
   }
-  for (size_t i = groups * GROUP * BLOCK; i < K; i++) row[i] ^= 0x80;
+  if (!unsigned_dot)
+    for (size_t i = groups * GROUP * BLOCK; i < K; i++) row[i] ^= 0x80;
 }
 
 // q4: a group of 4 blocks (64 bytes). The kernels read 16 bytes at a time and split them into the low nibbles and
@@ -62,7 +95,7 @@ XQ xq_view(void *buf, size_t rows, size_t K, u32 dtype) {
   u8 *base = (u8 *)(((size_t)buf + 15) & ~(size_t)15);
   float *s = (float *)(base + ((rows * K * 2 + 15) & ~(size_t)15));
   i32 *sum = (i32 *)(s + rows * nb);
-  return (XQ){base, s, sum, K, dtype == DT_Q4 && I8_Q4};
+  return (XQ){base, s, sum, K, (dtype == DT_Q4 && I8_Q4) || (dtype == DT_Q8 && u8_dot_on())};
 }
 
 // one block of 32 floats -> its scale, its values as four i16x8 (elements 0-7, 8-15, 16-23, 24-31) and their sum

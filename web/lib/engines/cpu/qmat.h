@@ -13,8 +13,13 @@
 // last whole group (K/32 mod 4 of them) keep MatMulNBits' order and are summed one at a time.
 //   q8 weights become signed bytes (q - 128: no zero point left); q4 keeps its unsigned nibbles (0..15, inside
 //   relaxed SIMD's 7-bit operand) and the kernels subtract 8 * sum(x) per block.
+//   q8 on an unsigned byte dot (relaxed SIMD where `choose_u8_dot` found the engine's relaxed dot exact on unsigned
+//   bytes, as x86's VNNI instruction is): the weights keep their unsigned bytes q in the i8 order, meet i8
+//   activations, and the kernels subtract 128 * sum(x) per block, as q4 subtracts 8 * sum(x). One instruction per
+//   16 products instead of i16's two dots and two adds; the integer sums are the same, so are the results.
 //   Activations: per row and block of 32, scale = amax / 127, q = round-half-even(x * 127 / amax) (onnxruntime's
-//   MatMulNBits at accuracy_level 4), as i16 (or i8 for q4 with relaxed SIMD), with each block's sum of q.
+//   MatMulNBits at accuracy_level 4), as i16 (or i8 for q4 with relaxed SIMD and for q8 on the unsigned dot), with
+//   each block's sum of q.
 #pragma once
 #include <stddef.h>
 #include "cpu.h"
@@ -45,6 +50,7 @@ typedef struct {
 static inline size_t xq_bytes(size_t rows, size_t K) { return rows * (K * 2 + (K / BLOCK) * 8) + 64; }
 
 XQ xq_view(void *buf, size_t rows, size_t K, u32 dtype);
+u32 u8_dot_on(void);
 void quantize_rows(const float *x, size_t K, u32 dtype, XQ xq, size_t r0, size_t r1);
 void qmatmul(u32 dtype, XQ xq, size_t M, const u8 *w, const float *s, float *y, size_t N, size_t n0, size_t n1,
              u32 mode);

@@ -8,10 +8,14 @@
 //   q8 (signed bytes after repack): i32x4.dot_i16x8_s on i16 activations.
 //   q4: the nibbles widened to i16 for i32x4.dot_i16x8_s; with relaxed SIMD, i32x4.relaxed_dot_i8x16_i7x16_add_s
 //       on i8 activations and the unsigned nibbles (0..15: inside its 7-bit operand); then minus 8 * sum(x).
+//   q8 on the unsigned dot (qmat.h; relaxed SIMD where choose_u8_dot found it exact): the same instruction on i8
+//       activations and the unsigned bytes; then minus 128 * sum(x).
+// A tile's kind: KIND_Q8 (i16 dot), KIND_Q4, KIND_U8 (q8 on the unsigned dot).
 #include "qmat.h"
 
 #define TILE_R 4
 #define TILE_C 2
+enum { KIND_Q8 = 0, KIND_Q4 = 1, KIND_U8 = 2 };
 #define PANEL_BYTES (192 * 1024) // weights of a column panel
 
 static inline float hsum_f(v128_t v) {
@@ -42,6 +46,23 @@ static inline __attribute__((always_inline)) void group_q8(const u8 *const *wg, 
         acc[r][c] = wasm_i32x4_add(acc[r][c], wasm_i32x4_add(wasm_i32x4_dot_i16x8(a, lo[c]), wasm_i32x4_dot_i16x8(b, hi[c])));
     }
   }
+}
+
+// q8 on the unsigned dot: 16 bytes of each weight row against 16 i8 activations of each row, one instruction
+static inline __attribute__((always_inline)) void group_u8(const u8 *const *wg, const void *const *xg, u32 R, u32 C,
+                                                           u32 chunks, v128_t acc[TILE_R][TILE_C]) {
+#ifdef RELAXED
+  for (u32 t = 0; t < chunks; t++) {
+    v128_t w[TILE_C];
+    for (u32 c = 0; c < C; c++) w[c] = wasm_v128_load(wg[c] + 16 * t);
+    for (u32 r = 0; r < R; r++) {
+      v128_t a = wasm_v128_load((const signed char *)xg[r] + 16 * t);
+      for (u32 c = 0; c < C; c++) acc[r][c] = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(a, w[c], acc[r][c]);
+    }
+  }
+#else
+  (void)wg, (void)xg, (void)R, (void)C, (void)chunks, (void)acc;
+#endif
 }
 
 static inline __attribute__((always_inline)) void group_q4(const u8 *const *wg, const void *const *xg, u32 R, u32 C,
@@ -82,9 +103,10 @@ static inline __attribute__((always_inline)) void group_q4(const u8 *const *wg, 
 }
 
 // out[r][c] = row r0 + r of xq . weight row c (w[c], scales sw[c]), R x C <= TILE_R x TILE_C
-static inline __attribute__((always_inline)) void tile(u32 q4, XQ xq, size_t r0, u32 R, const u8 *const *w,
+static inline __attribute__((always_inline)) void tile(u32 kind, XQ xq, size_t r0, u32 R, const u8 *const *w,
                                                        const float *const *sw, u32 C, float out[TILE_R][TILE_C]) {
   size_t K = xq.K, nb = K / BLOCK, groups = nb / GROUP;
+  u32 q4 = kind == KIND_Q4, shift = q4 ? 3 : 7; // the unsigned weights' offset: 8 or 128
   size_t wgroup = q4 ? GROUP * BLOCK / 2 : GROUP * BLOCK, wblock = q4 ? BLOCK / 2 : BLOCK;
   size_t esize = xq.i8 ? 1 : 2; // bytes per activation
   v128_t facc[TILE_R][TILE_C];
@@ -107,12 +129,13 @@ static inline __attribute__((always_inline)) void tile(u32 q4, XQ xq, size_t r0,
       for (u32 c = 0; c < C; c++) acc[r][c] = wasm_i32x4_splat(0);
     }
     if (q4) group_q4(wg, xg, R, C, 4, acc);
+    else if (kind == KIND_U8) group_u8(wg, xg, R, C, 8, acc);
     else group_q8(wg, (const i16 *const *)xg, R, C, 8, acc);
     v128_t s4[TILE_C];
     for (u32 c = 0; c < C; c++) s4[c] = wasm_v128_load(sw[c] + g * GROUP);
     for (u32 r = 0; r < R; r++) {
       v128_t sx4 = wasm_v128_load(sx[r] + g * GROUP);
-      v128_t z = q4 ? wasm_i32x4_shl(wasm_v128_load(sumx[r] + g * GROUP), 3) : wasm_i32x4_splat(0);
+      v128_t z = kind != KIND_Q8 ? wasm_i32x4_shl(wasm_v128_load(sumx[r] + g * GROUP), shift) : wasm_i32x4_splat(0);
       for (u32 c = 0; c < C; c++)
         facc[r][c] = MADD(wasm_f32x4_convert_i32x4(wasm_i32x4_sub(acc[r][c], z)), wasm_f32x4_mul(sx4, s4[c]), facc[r][c]);
     }
@@ -129,10 +152,11 @@ static inline __attribute__((always_inline)) void tile(u32 q4, XQ xq, size_t r0,
       for (u32 c = 0; c < C; c++) acc[r][c] = wasm_i32x4_splat(0);
     }
     if (q4) group_q4(wg, xg, R, C, 1, acc);
+    else if (kind == KIND_U8) group_u8(wg, xg, R, C, 2, acc);
     else group_q8(wg, (const i16 *const *)xg, R, C, 2, acc);
     for (u32 r = 0; r < R; r++)
       for (u32 c = 0; c < C; c++) {
-        i32 v = hsum_i(acc[r][c]) - (q4 ? 8 * sumx[r][b] : 0);
+        i32 v = hsum_i(acc[r][c]) - (kind != KIND_Q8 ? sumx[r][b] * (1 << shift) : 0);
         out[r][c] += (float)v * (sx[r][b] * sw[c][b]);
       }
   }
@@ -141,22 +165,29 @@ static inline __attribute__((always_inline)) void tile(u32 q4, XQ xq, size_t r0,
 // R and C made constants, so that the tile's loops unroll and its vectors stay in registers; chosen by a switch,
 // not a table of function pointers (a function table would be a 64-bit table in the Memory64 build, which Node 20's
 // V8 does not validate)
-#define TILE_FN(q4, R, C)                                                                                       \
-  static void tile_##q4##_##R##_##C(XQ xq, size_t r0, const u8 *const *w, const float *const *sw,               \
-                                    float out[TILE_R][TILE_C]) {                                                \
-    tile(q4, xq, r0, R, w, sw, C, out);                                                                         \
+#define TILE_FN(kind, R, C)                                                                                     \
+  static void tile_##kind##_##R##_##C(XQ xq, size_t r0, const u8 *const *w, const float *const *sw,             \
+                                      float out[TILE_R][TILE_C]) {                                              \
+    tile(kind, xq, r0, R, w, sw, C, out);                                                                       \
   }
-#define TILE_ROW(q4, R) TILE_FN(q4, R, 1) TILE_FN(q4, R, 2)
-TILE_ROW(0, 1) TILE_ROW(0, 2) TILE_ROW(0, 3) TILE_ROW(0, 4) TILE_ROW(1, 1) TILE_ROW(1, 2) TILE_ROW(1, 3) TILE_ROW(1, 4)
-#define TILE_CASE(q4, R, C)                                                                                     \
-  case ((q4) * TILE_R + (R) - 1) * TILE_C + (C) - 1: tile_##q4##_##R##_##C(xq, r0, w, sw, out); break;
-#define TILE_CASES(q4, R) TILE_CASE(q4, R, 1) TILE_CASE(q4, R, 2)
+#define TILE_ROW(kind, R) TILE_FN(kind, R, 1) TILE_FN(kind, R, 2)
+#define TILE_KIND(kind) TILE_ROW(kind, 1) TILE_ROW(kind, 2) TILE_ROW(kind, 3) TILE_ROW(kind, 4)
+TILE_KIND(0) TILE_KIND(1)
+#ifdef RELAXED
+TILE_KIND(2)
+#endif
+#define TILE_CASE(kind, R, C)                                                                                   \
+  case ((kind) * TILE_R + (R) - 1) * TILE_C + (C) - 1: tile_##kind##_##R##_##C(xq, r0, w, sw, out); break;
+#define TILE_CASES(kind) TILE_CASE(kind, 1, 1) TILE_CASE(kind, 1, 2) TILE_CASE(kind, 2, 1) TILE_CASE(kind, 2, 2) \
+  TILE_CASE(kind, 3, 1) TILE_CASE(kind, 3, 2) TILE_CASE(kind, 4, 1) TILE_CASE(kind, 4, 2)
 
-static inline void tile_any(u32 q4, XQ xq, size_t r0, u32 R, const u8 *const *w, const float *const *sw, u32 C,
+static inline void tile_any(u32 kind, XQ xq, size_t r0, u32 R, const u8 *const *w, const float *const *sw, u32 C,
                             float out[TILE_R][TILE_C]) {
-  switch ((q4 * TILE_R + R - 1) * TILE_C + C - 1) {
-    TILE_CASES(0, 1) TILE_CASES(0, 2) TILE_CASES(0, 3) TILE_CASES(0, 4)
-    TILE_CASES(1, 1) TILE_CASES(1, 2) TILE_CASES(1, 3) TILE_CASES(1, 4)
+  switch ((kind * TILE_R + R - 1) * TILE_C + C - 1) {
+    TILE_CASES(0) TILE_CASES(1)
+#ifdef RELAXED
+    TILE_CASES(2)
+#endif
     default: break;
   }
 }
@@ -164,7 +195,7 @@ static inline void tile_any(u32 q4, XQ xq, size_t r0, u32 R, const u8 *const *w,
 // columns [n0, n1) in panels; in each panel, every tile of TILE_R rows against every TILE_C columns
 void qmatmul(u32 dtype, XQ xq, size_t M, const u8 *w, const float *s, float *y, size_t N, size_t n0, size_t n1,
              u32 mode) {
-  u32 q4 = dtype == DT_Q4;
+  u32 q4 = dtype == DT_Q4, kind = q4 ? KIND_Q4 : xq.i8 ? KIND_U8 : KIND_Q8;
   size_t K = xq.K, stride = q4 ? K / 2 : K, nb = K / BLOCK;
   size_t panel = PANEL_BYTES / stride;
   panel = panel < TILE_C ? TILE_C : panel - panel % TILE_C;
@@ -182,7 +213,7 @@ void qmatmul(u32 dtype, XQ xq, size_t M, const u8 *w, const float *s, float *y, 
           wr[c] = w + at * stride;
           sr[c] = s + at * nb;
         }
-        tile_any(q4, xq, r0, R, wr, sr, C, out);
+        tile_any(kind, xq, r0, R, wr, sr, C, out);
         for (u32 r = 0; r < R; r++)
           for (u32 c = 0; c < C; c++) {
             float *o = y + (r0 + r) * N + n + c;
@@ -196,7 +227,7 @@ void qmatmul(u32 dtype, XQ xq, size_t M, const u8 *w, const float *s, float *y, 
 // y = silu(x Wg) * (x Wu), columns [n0, n1): each tile's two weight rows are gate's and up's row n
 void qgate_up(u32 dtype, XQ xq, size_t M, const u8 *wg, const float *sg, const u8 *wu, const float *su, float *y,
               size_t N, size_t n0, size_t n1) {
-  u32 q4 = dtype == DT_Q4;
+  u32 q4 = dtype == DT_Q4, kind = q4 ? KIND_Q4 : xq.i8 ? KIND_U8 : KIND_Q8;
   size_t K = xq.K, stride = q4 ? K / 2 : K, nb = K / BLOCK;
   size_t panel = PANEL_BYTES / (2 * stride);
   panel = panel < 1 ? 1 : panel;
@@ -208,7 +239,7 @@ void qgate_up(u32 dtype, XQ xq, size_t M, const u8 *wg, const float *sg, const u
       for (size_t n = p0; n < p1; n++) {
         const u8 *wr[TILE_C] = {wg + n * stride, wu + n * stride};
         const float *sr[TILE_C] = {sg + n * nb, su + n * nb};
-        tile_any(q4, xq, r0, R, wr, sr, 2, out);
+        tile_any(kind, xq, r0, R, wr, sr, 2, out);
         for (u32 r = 0; r < R; r++) {
           float g = out[r][0];
           y[(r0 + r) * N + n] = g / (1.0f + expf_(-g)) * out[r][1];

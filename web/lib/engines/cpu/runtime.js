@@ -104,6 +104,9 @@ export class CpuRuntime {
     const module = await WebAssembly.compile(kernels);
     const instance = await WebAssembly.instantiate(module, { env: { memory: memory.memory } });
     const rt = new CpuRuntime(numberExports(instance.exports, info), memory, threads, bits);
+    // q8 on the unsigned byte dot where this engine computes it exactly (qmat.h); chosen before any weight is
+    // repacked, and kept in the memory every thread shares
+    rt.unsignedDot = rt.exports.choose_u8_dot ? rt.exports.choose_u8_dot(127, 255) === 1 : false;
     rt.plan = rt.alloc(4 * rt.stride * (LAYER0 + L_FIELDS * MAX_LAYERS));
     rt.fields().words.fill(0);
     rt.fields().set(P.NT, threads);
@@ -136,6 +139,8 @@ export class CpuRuntime {
     /** @type {{at: number, size: number}[]} blocks given back, by address */
     this.spare = [];
     this.plan = 0;
+    /** whether int8 weights run on the unsigned byte dot (relaxed SIMD, exact here: choose_u8_dot) */
+    this.unsignedDot = false;
     /** @type {{terminate: () => any}[]} */
     this.workers = [];
   }
