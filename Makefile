@@ -34,8 +34,11 @@ demo: setup
 	$(VENV)/bin/janusweb build-web $(OUT)/shapes --out $(OUT)/site
 	@echo "the page: $(VENV)/bin/janusweb serve $(OUT)/shapes  (or host $(OUT)/site with its _headers)"
 
+# the suite on 2 workers (pytest-xdist; tests/conftest.py hands out whole modules): much of it waits on Chromium
+# and subprocesses (3 workers on 2 cores were no faster); TEST_WORKERS=0 runs it in this one process
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 # a wheel that carries the built page and the CPU engine's kernels (janusweb/site/dist): `pip install
 # dist/janusweb-*.whl` then runs export, build-web and serve without node or this checkout

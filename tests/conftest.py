@@ -7,8 +7,12 @@ pages.py, cpu_reference.py, node_kernels.py, checkpoints.py):
   module defines its own `bundle`;
 - site_url: the page (build-web of the module's `bundle`) served on loopback, one per module;
 - playwright, browsers (Chromium with and without WebGPU), test_png (a non-square image);
-- kernels_wasm: the CPU engine's WebAssembly kernels built once."""
+- kernels_wasm: the CPU engine's WebAssembly kernels built once.
 
+Under pytest-xdist (`make test` runs `pytest -n 2`), pytest_xdist_make_scheduler hands out whole modules, the long
+ones first: a module's fixtures are built once, on one worker; a session fixture once per worker that needs it."""
+
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -20,6 +24,41 @@ from PIL import Image
 from janusweb.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
+
+# pytest -n: modules that share an expensive session fixture run on one worker, as one unit (shapes_bundle: ~60 s)
+SAME_WORKER = {"test_shapes_page.py": "test_shapes_model.py"}
+# ... and the longest units start first (about their seconds alone), so that none of them is left for last while the
+# other worker idles; the rest keep their collection order
+LONG = {"test_web_page.py": 350, "test_stream.py": 300, "test_shapes_model.py": 300, "test_page_product.py": 200,
+        "test_package.py": 150, "test_wheel.py": 120, "test_bench.py": 120, "test_gpu_rehearsal.py": 80}
+
+
+def _unit(nodeid: str) -> str:
+    """The unit of work of pytest -n that a test belongs to: its module's path, or SAME_WORKER's partner's."""
+    module = nodeid.split("::", 1)[0]
+    folder, _, name = module.rpartition("/")
+    return f"{folder}/{SAME_WORKER.get(name, name)}" if folder else SAME_WORKER.get(name, name)
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker's collection: LONG's units first (the same on each worker)
+        items.sort(key=lambda item: -LONG.get(_unit(item.nodeid).rpartition("/")[2], 0))
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: no error where it is not installed
+def pytest_xdist_make_scheduler(config, log):
+    """`-n N` with the default --dist load: whole units (_unit) to a worker, in the workers' collection order;
+    an explicit --dist other than load is left as asked."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    config.option.loadscopereorder = False  # the collection's order (LONG first), not the units' test counts
+    return UnitScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
