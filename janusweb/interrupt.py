@@ -5,9 +5,12 @@ A native layer can swallow the exception: torch's dispatcher, interrupted inside
 RuntimeError of its own, which a caller may handle and go on. So the first signal also stays recorded in the
 process's signal disposition itself (the handler that ignores later signals carries its number), and
 `raise_if_stopped` raises it again where work is about to be made final (atomic.atomic_dir's swap,
-atomic.commit's renames) and when the block ends."""
+atomic.commit's renames) and when the block ends. From the first signal until the block ends, logging is off:
+what libraries log while unwinding from it (torch's export logs the guard it was building, with a stack) would
+bury the one line."""
 
 import functools
+import logging
 import os
 import signal
 from contextlib import contextmanager
@@ -34,6 +37,9 @@ def _after_first(first: int, _signum, _frame) -> None:
 def _raise(signum, _frame) -> None:
     for s in SIGNALS:
         signal.signal(s, functools.partial(_after_first, signum))
+    # what the libraries log while they unwind from it (torch's export logs the guard it was building as an error,
+    # with a stack) is not an error of theirs: the stop is reported in the CLI's one line
+    logging.disable(logging.CRITICAL)
     raise Interrupted(signum)
 
 
@@ -58,6 +64,7 @@ def signals_raise():
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        logging.disable(logging.NOTSET)
 
 
 def _exit_at_once(signum, _frame) -> None:

@@ -93,6 +93,27 @@ def test_quantize_dtype_names(name):
     assert parser().parse_args(["quantize", "B", "--dtype", name]).dtype == name
 
 
+def test_what_libraries_log_while_unwinding_from_a_signal_is_not_shown(caplog):
+    """torch's export, stopped inside a guard, logs that guard as an error with its stack while the signal's exception
+    passes through it (seen under load: 32 lines before the CLI's one). From the signal until signals_raise ends,
+    nothing is logged; after it, logging works again."""
+    from janusweb.interrupt import Interrupted, signals_raise
+    torch_like = logging.getLogger("janusweb-test.torch._guards")
+    with caplog.at_level(logging.INFO):
+        with pytest.raises(Interrupted):
+            with signals_raise():
+                torch_like.error("before the signal")
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(5)
+                except Interrupted:
+                    torch_like.error("Error while creating guard")  # as torch does in its except block
+                    raise
+        torch_like.error("after the block")
+    assert [r.getMessage() for r in caplog.records if r.name == torch_like.name] == ["before the signal",
+                                                                                      "after the block"]
+
+
 def _leftovers(parent: Path) -> list:
     return sorted(p.name for p in parent.iterdir() if p.name.startswith(".term."))
 
