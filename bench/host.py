@@ -9,14 +9,19 @@ import subprocess
 from pathlib import Path
 
 
-def cpu_model() -> str:
+def cpuinfo(field: str) -> str | None:
+    """The first processor's `field` in /proc/cpuinfo ("model name", "flags"), or None where there is none."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.split(":", 1)[0].strip() == field:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def memory_bytes() -> int | None:

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from janusweb.bench.host import cpuinfo
+
 import cpu_reference as ref
 from node_kernels import assert_close, needs_node, run
 
@@ -110,12 +112,6 @@ def test_matmul(request, tmp_path, dtype, M, mode, build, K):
         assert np.abs(got - (x.astype(np.float64) @ w.dequantized().T + (y0 if mode else 0))).max() > 1e-4
 
 
-def cpu_flags() -> set:
-    info = Path("/proc/cpuinfo")
-    line = next((ln for ln in info.read_text().splitlines() if ln.startswith("flags")), "") if info.exists() else ""
-    return set(line.split(":", 1)[-1].split())
-
-
 @pytest.mark.parametrize("M", [1, 4, 6, 17])
 def test_int8_on_the_unsigned_byte_dot(request, M):
     """Where Chromium computes relaxed SIMD's byte dot exactly on unsigned bytes (x86 with AVX-VNNI), int8 weights
@@ -134,7 +130,8 @@ def test_int8_on_the_unsigned_byte_dot(request, M):
     i16, off = relaxed_kernel(request, spec, choose=False, **files)
     assert not off
     if not unsigned:
-        assert "avx_vnni" not in cpu_flags(), "this x86 CPU has AVX-VNNI, yet the kernels chose the i16 dot"
+        vnni = "avx_vnni" in (cpuinfo("flags") or "").split()
+        assert not vnni, "this x86 CPU has AVX-VNNI, yet the kernels chose the i16 dot"
         pytest.skip("this browser's relaxed byte dot is not exact on unsigned bytes here: int8 stays on the i16 dot")
     want = ref.matmul(x, w)
     assert_rounding(got, want.reshape(-1), ref.magnitude(x, w).reshape(-1), K // 32)
