@@ -37,7 +37,7 @@ def prefill_figures(raw: dict, case: dict) -> dict:
         return {}
     ms = metrics.median(job["ms"])
     # relaxed SIMD's byte dot: q4 always, int8 where the kernels chose the unsigned byte dot (runtime.js)
-    on_i8 = case["simd"] == "relaxed" and (case["dtype"] == "q4" or raw.get("unsignedDot"))
+    on_i8 = case["simd"] == "relaxed" and (case["dtype"] == "q4" or raw["unsignedDot"])
     instruction = "peak_dot_i8" if on_i8 else "peak_dot_i16"
     gmacs, peak = job["macs"] / ms / 1e6, raw["peakGmacs"][instruction]
     return {"prefill_ms": ms, "prefill_tokens_per_s": case["prefill"] / ms * 1000, "prefill_gmac_per_s": gmacs,
