@@ -7,9 +7,9 @@ one, Memory64), thread count and SIMD build (plain SIMD128; relaxed where Chromi
 image head), one gate matrix (5632 x 2048 at 1B), and a prompt's prefill of `prefill` positions in one call: its
 matrices' multiply-accumulates per second against the SIMD peak of the dot instruction the kernels use (i16 dot
 for int8 and plain q4, the relaxed i8 dot for q4 with relaxed SIMD; web/lib/engines/cpu/peak.c on as many
-threads, same page). Each decoding job's effective bandwidth (weight bytes / median time) is set against this
-machine's read bandwidth (a numpy sum over 1 GiB) measured before the run (and, for the notes, after). A kernel
-change's before/after: the scenario at both commits.
+threads, same page). Each decoding job's effective bandwidth (its bytes read, weights and KV cache, / median time)
+is set against this machine's read bandwidth (a numpy sum over 1 GiB) measured before the run (and, for the notes,
+after). A kernel change's before/after: the scenario at both commits.
 `--round 1,2,3` repeats every case once per round, interleaved, as the load drifts. With both widths, the notes
 give Memory64's price against the 32-bit build (medians over rounds); with a 7B row and the 1B int8 32-bit one at
 2 threads, a verdict: the 7B CFG step within 1.3x of its weight bytes / (the read bandwidth x the fraction of it
@@ -64,10 +64,11 @@ class CpuKernels(Scenario):
     metrics = (
         Metric("text_token_ms", "ms", "decoder 1 row + lm_head 1 row (medians)"),
         Metric("image_step_ms", "ms", "decoder 2 rows + image head 2 rows (medians)"),
-        Metric("image_step_gb_per_s", "GB/s", "the image step's weight bytes / its time"),
+        Metric("image_step_gb_per_s", "GB/s", "the image step's bytes read (weights, KV cache) / its time"),
         Metric("image_step_read_bw_pct", "%", "the above, of the read bandwidth measured before the run"),
         *(Metric(f"{job}_ms", "ms", f"{what}, median") for job, what in JOB_METRICS.items()),
-        Metric("image_step_bytes", "bytes", "weights one image step reads (decoder + image head)", int),
+        Metric("image_step_bytes", "bytes", "what one image step reads: the weights (decoder, image head) and the "
+               "KV cache at `past`", int),
         Metric("prefill_ms", "ms", "the prompt's positions through every layer, one call, median"),
         Metric("prefill_tokens_per_s", "tok/s", "prompt positions / prefill time"),
         Metric("prefill_gmac_per_s", "GMAC/s", "the prefill's matrix multiply-accumulates / its time"),
@@ -144,7 +145,7 @@ class CpuKernels(Scenario):
 
 def _medians(rows: list) -> dict:
     """(model, dtype, width, threads) (the SIMD build asked) -> medians over rounds of the text
-    token and the image step, and the step's weight bytes."""
+    token and the image step, and the step's bytes read."""
     from janusweb import metrics
     by = {}
     for r in rows:

@@ -46,8 +46,8 @@ class Peers(Scenario):
         Metric("text_tokens_per_s", "tok/s", "1000 / text_ms"),
         Metric("image_step_ms", "ms", "one CFG image step (2 rows)"),
         Metric("image_vs_text", "", "image step / text token"),
-        Metric("image_step_read_bw_pct", "%", "ours: the image step's weight bytes / time, of the read bandwidth "
-                                             "measured before the run"),
+        Metric("image_step_read_bw_pct", "%", "ours: the image step's bytes read (weights, KV cache) / time, of the "
+                                             "read bandwidth measured before the run"),
         Metric("prefill_tokens_per_s", "tok/s", "prompt positions / prefill time (wllama: llama.cpp's prompt "
                                                 "evaluation)"),
     )

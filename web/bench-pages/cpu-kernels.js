@@ -4,8 +4,9 @@
 // addresses) of the same kernels; `shapes`: another model's (SEVEN_B: janus-pro-7b's). Jobs: one decoder pass of 1
 // token (text decode) and of 2 rows (a CFG image step) after `past` positions, a prompt's prefill of `prefill`
 // positions (with its multiply-accumulates of the matrices, and of attention), lm_head (1 row), the image head's
-// matrices (2 rows), one matrix product (the gate's: 5632 x 2048 at 1B) for 1 and 2 rows; and the SIMD peak
-// (peak*.wasm: the integer dot instructions and the float multiply-add, on every thread at once) to set them against.
+// matrices (2 rows), one matrix product (the gate's: 5632 x 2048 at 1B) for 1 and 2 rows (the decoder passes read a
+// KV cache of `past` written positions); and the SIMD peak (peak*.wasm: the integer dot instructions and the float
+// multiply-add, on every thread at once) to set them against.
 
 import { CpuModel } from '../lib/engines/cpu/model.js';
 import { CpuRuntime, DTYPE, KIND, P } from '../lib/engines/cpu/runtime.js';
@@ -139,11 +140,15 @@ async function cpuBench(o) {
     state.release();
   }
   for (const rows of [1, 2]) {
-    const state = model.newState(rows, past + repeats + 2);
-    state.length = past; // attention over `past` cached positions (zeros: the cost is the same)
+    const capacity = past + repeats + 2, state = model.newState(rows, capacity);
+    // attention over `past` cached positions, written: memory never written reads as the one shared zero page, at
+    // no bandwidth (a page's cache is written by its prompt)
+    rt.f32(state.block, 2 * s.num_layers * rows * s.num_key_value_heads * capacity * s.head_dim).fill(0.01);
+    state.length = past;
     const x = new Float32Array(rows * H).fill(0.1);
+    const kvBytes = 2 * s.num_layers * rows * s.num_key_value_heads * past * s.head_dim * 4; // read per pass
     out[`decoder_${rows}row`] = { ms: times(() => { state.forward(x, 1); state.length -= 1; }, repeats),
-      bytes: layerBytes };
+      bytes: layerBytes + kvBytes };
     state.release();
   }
   out.lm_head_1row = { ms: times(head('lm_head', 1, s.vocab), repeats), bytes: bytesOf('lm_head') };
