@@ -196,3 +196,23 @@ def test_process_tree_memory_samples_the_browser_it_started(tmp_path):
     assert r["processes"] and r["peak_pss_sum_bytes"] > 0
     assert r["peak_pss_largest_bytes"] <= r["peak_pss_sum_bytes"] <= r["peak_rss_sum_bytes"]
     assert r["largest_process_peak_rss_bytes"] >= r["peak_pss_largest_bytes"]
+
+
+def test_process_tree_memory_reads_pss_only_at_a_new_rss_high(monkeypatch):
+    """PSS (smaps_rollup: a walk of the measured process's page tables) is read at the first sample and then only
+    when the summed RSS rises 2 % over the one at the last read; RSS and each process's peak at every sample."""
+    from janusweb.bench import memory
+
+    rss = iter([100, 101, 101, 101, 103, 90, 104, 110])  # MB of the one process, a sample each
+    reads = []
+    monkeypatch.setattr(memory, "_status", lambda pid: {"VmRSS": next(rss) * 2**20, "VmHWM": 120 * 2**20,
+                                                        "name": "chromium"})
+    monkeypatch.setattr(memory, "_pss", lambda pid: reads.append(pid) or 50 * len(reads))
+    mem = memory.ProcessTreeMemory(name="chrom")
+    monkeypatch.setattr(mem, "pids", lambda: [7])
+    for _ in range(8):
+        mem.sample()
+    assert len(reads) == 3  # at 100, 103 (over 102) and 110 (over 105.06); not at 101, 90 or 104
+    r = mem.report()
+    assert r["peak_rss_sum_bytes"] == 110 * 2**20 and r["peak_pss_sum_bytes"] == 150
+    assert r["processes"][0]["peak_rss_bytes"] == 120 * 2**20
