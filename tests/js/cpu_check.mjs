@@ -10,8 +10,7 @@
 // image steps, one per [2n, H] block of hidden.bin with u.bin's [steps, n] draws (out: the embeddings, then for
 // each step its n tokens (as floats) and their [n, H] next embeddings); {op: 'vision', pack, threads} on a
 // cpu-pack's pack: the vision tower's features [T, H] of pixels.bin [3, S, S]; {op: 'vq', pack, threads, n}: the VQ
-// decoder's pixels [n, 3, S, S] of tokens.bin (uint32 [n, T]). warm: true (decoder, heads, vision) makes the model
-// as the page does: empty, warmed up (CpuModel.warm), then filled.
+// decoder's pixels [n, 3, S, S] of tokens.bin (uint32 [n, T]).
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -46,23 +45,6 @@ const packBytes = (pack, desc) => {
 };
 
 /**
- * The pack's model: filled as it is made, or (spec.warm) made empty, warmed (CpuModel.warm) and then filled tensor
- * by tensor, as the page does.
- * @param {CpuRuntime} rt @param {string} pack @param {any} desc
- */
-function loadModel(rt, pack, desc) {
-  if (!spec.warm) return new CpuModel(rt, desc, packBytes(pack, desc));
-  const model = new CpuModel(rt, desc, null), fill = packBytes(pack, desc);
-  model.warm();
-  for (const [name, t] of Object.entries(/** @type {Record<string, any>} */ (desc.tensors))) {
-    const bytes = new Uint8Array(t.bytes);
-    fill(name, bytes);
-    model.put(name, bytes);
-  }
-  return model;
-}
-
-/**
  * What memoryNeeded() counts for a part against what the part's constructor takes from the allocator (a second
  * instance, made after the first): a buffer left out of the plan would make the engine reserve too little.
  * @param {CpuRuntime} rt @param {() => unknown} make @param {number[]} plan bytes of each buffer @param {string} what
@@ -80,7 +62,7 @@ let out;
 if (spec.op === 'decoder') {
   const desc = JSON.parse(readFileSync(spec.pack + '.json', 'utf8'));
   const rt = await CpuRuntime.create(kernels, spec.threads, memoryNeeded(desc, spec.rows, spec.capacity), spawn);
-  const model = loadModel(rt, spec.pack, desc);
+  const model = new CpuModel(rt, desc, packBytes(spec.pack, desc));
   const state = model.newState(spec.rows, spec.capacity);
   const embeds = new Float32Array(file('embeds.bin').buffer);
   const parts = [];
@@ -106,7 +88,7 @@ if (spec.op === 'decoder') {
 } else if (spec.op === 'heads') {
   const desc = JSON.parse(readFileSync(spec.pack + '.json', 'utf8'));
   const rt = await CpuRuntime.create(kernels, spec.threads, memoryNeeded(desc, 1, 8), spawn);
-  const model = loadModel(rt, spec.pack, desc);
+  const model = new CpuModel(rt, desc, packBytes(spec.pack, desc));
   const heads = /** @type {any} */ (model.heads);
   const H = desc.hidden_size, n = spec.n;
   const hidden = new Float32Array(file('hidden.bin').buffer), u = new Float32Array(file('u.bin').buffer);
@@ -122,7 +104,7 @@ if (spec.op === 'decoder') {
 } else if (spec.op === 'vision') {
   const desc = JSON.parse(readFileSync(spec.pack + '.json', 'utf8'));
   const rt = await CpuRuntime.create(kernels, spec.threads, memoryNeeded(desc, 1, 8), spawn);
-  const model = loadModel(rt, spec.pack, desc);
+  const model = new CpuModel(rt, desc, packBytes(spec.pack, desc));
   out = /** @type {any} */ (model.vision).features(new Float32Array(file('pixels.bin').buffer));
   withinPlan(rt, () => new CpuVision(model), [...Object.values(visionBuffers(desc.vision, rt.threads)),
     visionTableBytes(desc.vision, rt.stride)], 'vision tower');

@@ -119,12 +119,6 @@ export const engine = {
     const rt = await CpuRuntime.create(await (await fetch(new URL(file, base))).arrayBuffer(), threads, need,
       spawner(base));
     const model = new CpuModel(rt, desc, null); // memory for every tensor, filled part by part below
-    try {
-      model.warm(); // the kernels' hot functions optimized while the weights load
-    } catch (e) {
-      rt.release();
-      throw e;
-    }
     await loader.packTensors(pack, desc, (name, bytes) => model.put(name, bytes))
       .catch((e) => { rt.release(); throw e; }); // a failed or aborted download: the threads end
     const H = desc.hidden_size, heads = /** @type {import('./heads.js').CpuHeads} */ (model.heads);

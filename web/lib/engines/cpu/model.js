@@ -15,8 +15,6 @@ export const MAX_TOKENS = 256;
 const HEAD_ROWS = 8;
 /** Queries per attention tile (attention.c's QT): each thread's scores scratch holds that many rows. */
 const QT = 4;
-/** Tokens of a call above which decoder.c takes the prompt's path (its PREFILL_ROWS). */
-const PREFILL_ROWS = 16;
 const MATRICES = ['qkv', 'o', 'gate', 'up', 'down'];
 const floatBytes = (/** @type {number} */ n) => Math.ceil(n / 16) * 64; // n floats, 64-byte aligned
 
@@ -121,33 +119,6 @@ export class CpuModel {
   repack(name) {
     const m = this.matrices[name];
     this.rt.exports.repack(m.dtype, this.at[name], m.K, 0, m.N);
-  }
-
-  /**
-   * Every job once, on small shapes and one layer, its results thrown away: the browser compiles a WebAssembly
-   * function with its baseline compiler first and with its optimizing one only once the function has run a while,
-   * and a long call keeps the code it started with. Without this, a page's first image question ran its vision
-   * tower and the first 256 prompt positions on baseline code (1.4 s of a 14 s first token, Chromium 156). The
-   * weights need not be loaded yet: the page calls this before they arrive, so that the compiler works while they
-   * load. Leaves no state behind (its KV cache is given back, the vision tower's table restored).
-   */
-  warm() {
-    const H = this.desc.hidden_size, rows = PREFILL_ROWS + 3; // the prompt path (tiles of 4 rows and of 3)
-    /** @type {[number, number[]][]} rows of a state, its calls' tokens */
-    const jobs = [[1, [rows, 1]], [2, [1]]]; // a prompt then a text token; a CFG image step
-    for (const [B, calls] of jobs) {
-      const state = this.newState(B, rows + 1);
-      state.fields.set(P.LAYERS, 1);
-      try {
-        for (const S of calls) state.forward(new Float32Array(B * S * H), S);
-      } finally {
-        state.release();
-      }
-    }
-    if (this.head) this.logits(new Float32Array(H), 1);
-    this.heads?.imageStep(new Float32Array(2 * H), 1, 5, 1, new Float32Array([0.5]));
-    this.heads?.embed([0]);
-    this.vision?.warm(QT + 3); // a whole attention tile and a part one
   }
 
   /**

@@ -2,7 +2,7 @@
 // [3, S, S] -> the aligner's features [T, H], one row per patch, which a prompt's image positions take in place of
 // token embeddings (prepare_inputs_embeds without ONNX Runtime). Its buffers are allocated once, at load.
 
-import { KIND, P, Slots } from './runtime.js';
+import { KIND, P } from './runtime.js';
 
 // vision.c's table: fields, then the aligner's layers from ALIGNER0, the encoder's from LAYER0
 const V = Object.fromEntries(['T', 'D', 'HEADS', 'HD', 'I', 'LAYERS', 'DTYPE', 'EPS', 'SCALE', 'PATCH', 'SIZE',
@@ -67,24 +67,6 @@ export class CpuVision {
     }
     this.table = rt.put(u.words);
     this.fields = u;
-  }
-
-  /**
-   * The tower over the first `patches` patches and one layer, its output thrown away (CpuModel.warm); the table in
-   * memory is restored after.
-   * @param {number} patches
-   */
-  warm(patches) {
-    const rt = this.rt, table = new Slots(rt.memory.buffer, this.table, LAYER0, rt.stride);
-    table.set(V.T, Math.min(patches, this.d.tokens));
-    table.set(V.LAYERS, Math.min(1, this.d.num_layers));
-    try {
-      rt.fields().set(P.ARG, this.table);
-      rt.run(KIND.VISION);
-    } finally {
-      table.set(V.T, this.d.tokens);
-      table.set(V.LAYERS, this.d.num_layers);
-    }
   }
 
   /**
