@@ -11,8 +11,8 @@ and shared memory):
 
 RSS comes from /proc/PID/status, which costs next to nothing. PSS comes from /proc/PID/smaps_rollup: the kernel
 walks the process's page tables for it, holding its memory map's lock, which costs the measured process itself
-(28 ms for a renderer of 2.9 GB, 54 ms for a whole Chromium; every 0.5 s that took the CPU engine's first token
-from 12.6 to 15.8-16.4 s on 2 cores). So PSS is read only when the summed RSS reaches a new high, 2 % above the
+(28 ms for a renderer of 2.9 GB, 54 ms for a whole Chromium: at a read every 0.5 s, the CPU engine's first token
+went from 12.4 to 13.6 s on 2 cores). So PSS is read only when the summed RSS reaches a new high, 2 % above the
 one at the last read: its peak is the peak at those moments.
 """
 
