@@ -4,7 +4,8 @@ SIMD or plain) times its jobs: one decoder pass for 1 row (a text token) and 2 r
 cached positions, a prompt's prefill of `prefill` positions in one call (with its matrices' multiply-accumulates),
 lm_head for 1 row, the image head's matrices for 2 rows, one 5632 x 2048 matrix for 1 and 2 rows; each with its
 bytes read (weights, and the KV cache at `past`); and the SIMD peak of the dot instructions and the float
-multiply-add on as many threads (web/lib/engines/cpu/peak.c), measured in the same page. A kernel change's before/after: this at both commits."""
+multiply-add on as many threads (web/lib/engines/cpu/peak.c), measured in the same page. A kernel change's
+before/after: this at both commits."""
 
 JOBS = ("decoder_1row", "decoder_2row", "lm_head_1row", "image_head_2rows", "matmul_5632x2048_1row",
         "matmul_5632x2048_2row")

@@ -140,10 +140,10 @@ async function cpuBench(o) {
     state.release();
   }
   for (const rows of [1, 2]) {
-    const capacity = past + repeats + 2, state = model.newState(rows, capacity);
+    const state = model.newState(rows, past + repeats + 2);
     // attention over `past` cached positions, written: memory never written reads as the one shared zero page, at
     // no bandwidth (a page's cache is written by its prompt)
-    rt.f32(state.block, 2 * s.num_layers * rows * s.num_key_value_heads * capacity * s.head_dim).fill(0.01);
+    rt.f32(state.block, state.blockBytes / 4).fill(0.01);
     state.length = past;
     const x = new Float32Array(rows * H).fill(0.1);
     const kvBytes = 2 * s.num_layers * rows * s.num_key_value_heads * past * s.head_dim * 4; // read per pass

@@ -187,7 +187,9 @@ export class CpuState {
     this.chunk = Math.max(1, Math.floor(MAX_TOKENS / rows));
     const H = d.hidden_size, NH = d.num_heads, KVH = d.num_key_value_heads, HD = d.head_dim;
     const kv = floatBytes(rows * KVH * capacity * HD);
-    this.block = rt.take(2 * d.num_layers * kv);
+    /** bytes of its KV cache (each layer's keys, then its values), from `block` */
+    this.blockBytes = 2 * d.num_layers * kv;
+    this.block = rt.take(this.blockBytes);
     const u = rt.slots(LAYER0 + L_FIELDS * d.num_layers);
     this.fields = u;
     u.assign({ [P.CAP]: capacity, [P.H]: H, [P.I]: d.intermediate_size, [P.NH]: NH, [P.KVH]: KVH,
