@@ -16,7 +16,7 @@ typedef addr slot; // one field of the table (pointer-sized, as the plan's): an 
 
 enum { V_T, V_D, V_HEADS, V_HD, V_I, V_LAYERS, V_DTYPE, V_EPS, V_SCALE, V_PATCH, V_SIZE, V_PIXELS, V_COLS, V_X, V_H,
        V_QKV, V_ATT, V_F, V_G, V_XQ, V_SCORES, V_PATCH_W, V_PATCH_B, V_POS, V_POST, V_POST_B, V_OUT, V_ALIGNERS,
-       V_ALIGNER0 = 32, V_LAYER0 = 64 };
+       V_KV, V_ALIGNER0 = 32, V_LAYER0 = 64 };
 enum { A_DTYPE, A_W, A_S, A_B, A_N, A_K, A_GELU, A_FIELDS = 7 };
 enum { VL_LN1, VL_LN1_B, VL_QKV, VL_QKV_S, VL_QKV_B, VL_O, VL_O_S, VL_O_B, VL_LN2, VL_LN2_B, VL_FC1, VL_FC1_S, VL_FC1_B,
        VL_FC2, VL_FC2_S, VL_FC2_B, VL_FIELDS };
@@ -101,11 +101,27 @@ static void patch_rows(const float *pixels, float *cols, size_t S, size_t P, siz
   }
 }
 
+// items [i0, i1) of heads x rows: row m's key and value vectors of a head, from qkv [M, 3 D] (keys of every head
+// 12 KB apart at SigLIP-L's width: the same few cache sets, so attention's pass over them missed the caches) into
+// kv [2, heads, M, HD], each head's keys, then its values, one after the other
+static void heads_apart(const float *qkv, float *kv, size_t M, size_t D, size_t HD, size_t i0, size_t i1) {
+  size_t NH = D / HD;
+  for (size_t i = i0; i < i1; i++) {
+    size_t head = i / M, m = i % M;
+    const float *k = qkv + m * 3 * D + D + head * HD, *val = k + D;
+    float *kd = kv + (head * M + m) * HD, *vd = kv + ((NH + head) * M + m) * HD;
+    for (size_t d = 0; d < HD; d += 4) {
+      wasm_v128_store(kd + d, wasm_v128_load(k + d));
+      wasm_v128_store(vd + d, wasm_v128_load(val + d));
+    }
+  }
+}
+
 void vision_forward(const slot *v, addr *p, u32 t, u32 T) {
   size_t M = v[V_T], D = v[V_D], I = v[V_I], HD = v[V_HD], NH = v[V_HEADS], P = v[V_PATCH], S = v[V_SIZE];
   u32 dt = (u32)v[V_DTYPE];
   float eps = fslot(v[V_EPS]), *x = VF(v[V_X]), *h = VF(v[V_H]), *qkv = VF(v[V_QKV]), *att = VF(v[V_ATT]);
-  float *f = VF(v[V_F]), *scores = VF(v[V_SCORES]) + (size_t)t * QT * ((M + 4) & ~(size_t)3);
+  float *f = VF(v[V_F]), *kv = VF(v[V_KV]), *scores = VF(v[V_SCORES]) + (size_t)t * QT * ((M + 4) & ~(size_t)3);
   size_t r0, r1, c0, c1, a, b;
   share(M, t, T, &r0, &r1);
   // patches, their matrix (fp32), + bias + position table
@@ -127,12 +143,15 @@ void vision_forward(const slot *v, addr *p, u32 t, u32 T) {
     linear(dt, h, xd, M, D, VB(L[VL_QKV]), VF(L[VL_QKV_S]), VF(L[VL_QKV_B]), qkv, 3 * D, a, b, 0, 0);
     barrier(p);
     size_t tiles = (M + QT - 1) / QT;
+    share(NH * M, t, T, &a, &b);
+    heads_apart(qkv, kv, M, D, HD, a, b);
+    barrier(p);
     share(NH * tiles, t, T, &a, &b);
     for (size_t i = a; i < b; i++) {
       size_t head = i / tiles, q0 = i % tiles * QT, nq = M - q0 < QT ? M - q0 : QT;
-      const float *base = qkv + q0 * 3 * D + head * HD;
-      attend_tile(base, 3 * D, qkv + D + head * HD, qkv + 2 * D + head * HD, 3 * D, att + q0 * D + head * HD, D,
-                  (u32)nq, (u32)M, 0, (u32)HD, fslot(v[V_SCALE]), scores);
+      const float *keys = kv + head * M * HD, *values = kv + (NH + head) * M * HD;
+      attend_tile(qkv + q0 * 3 * D + head * HD, 3 * D, keys, values, HD, att + q0 * D + head * HD, D, (u32)nq,
+                  (u32)M, 0, (u32)HD, fslot(v[V_SCALE]), scores);
     }
     barrier(p);
     if (dt != DT_F32) {

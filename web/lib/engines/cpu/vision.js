@@ -7,7 +7,7 @@ import { KIND, P } from './runtime.js';
 // vision.c's table: fields, then the aligner's layers from ALIGNER0, the encoder's from LAYER0
 const V = Object.fromEntries(['T', 'D', 'HEADS', 'HD', 'I', 'LAYERS', 'DTYPE', 'EPS', 'SCALE', 'PATCH', 'SIZE',
   'PIXELS', 'COLS', 'X', 'H', 'QKV', 'ATT', 'F', 'G', 'XQ', 'SCORES', 'PATCH_W', 'PATCH_B', 'POS', 'POST', 'POST_B',
-  'OUT', 'ALIGNERS'].map((k, i) => [k, i]));
+  'OUT', 'ALIGNERS', 'KV'].map((k, i) => [k, i]));
 const ALIGNER0 = 32, A_FIELDS = 7, MAX_ALIGNERS = 4, LAYER0 = 64;
 const LAYER = ['ln1', 'ln1.bias', 'qkv', 'qkv.scales', 'qkv.bias', 'o', 'o.scales', 'o.bias', 'ln2', 'ln2.bias', 'fc1',
   'fc1.scales', 'fc1.bias', 'fc2', 'fc2.scales', 'fc2.bias'];
@@ -28,7 +28,7 @@ export function visionBuffers(d, threads) {
   return { [V.PIXELS]: floats(3 * S * S), [V.COLS]: floats(T * 3 * Pz * Pz), [V.X]: floats(T * D),
     [V.H]: floats(T * D), [V.QKV]: floats(T * 3 * D), [V.ATT]: floats(T * D), [V.F]: floats(T * widest),
     [V.G]: floats(T * widest), [V.XQ]: T * (2 * K + K / 4) + 128, [V.SCORES]: floats(threads * QT * (T + 4)),
-    [V.OUT]: floats(T * d.aligner.at(-1).N) };
+    [V.OUT]: floats(T * d.aligner.at(-1).N), [V.KV]: floats(2 * T * D) };
 }
 
 /** Bytes of the vision tower's table in the engine's memory. @param {any} d @param {number} stride words a slot */
