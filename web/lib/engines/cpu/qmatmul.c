@@ -10,7 +10,9 @@
 //       on i8 activations and the unsigned nibbles (0..15: inside its 7-bit operand); then minus 8 * sum(x).
 //   q8 on the unsigned dot (qmat.h; relaxed SIMD where choose_u8_dot found it exact): the same instruction on i8
 //       activations and the unsigned bytes; then minus 128 * sum(x).
-// A tile's kind: KIND_Q8 (i16 dot), KIND_Q4, KIND_U8 (q8 on the unsigned dot).
+// A tile's kind: KIND_Q8 (i16 dot), KIND_Q4, KIND_U8 (q8 on the unsigned dot). For the last two, each group's
+// accumulators start at minus the offset times sum(x) instead of zero (one vector a row, not a subtraction per row
+// and column after the products).
 #include "qmat.h"
 
 #define TILE_R 4
@@ -126,7 +128,9 @@ static inline __attribute__((always_inline)) void tile(u32 kind, XQ xq, size_t r
     for (u32 c = 0; c < C; c++) wg[c] = w[c] + g * wgroup;
     for (u32 r = 0; r < R; r++) {
       xg[r] = x[r] + g * GROUP * BLOCK * esize;
-      for (u32 c = 0; c < C; c++) acc[r][c] = wasm_i32x4_splat(0);
+      v128_t z = kind != KIND_Q8 ? wasm_i32x4_neg(wasm_i32x4_shl(wasm_v128_load(sumx[r] + g * GROUP), shift))
+                                 : wasm_i32x4_splat(0);
+      for (u32 c = 0; c < C; c++) acc[r][c] = z;
     }
     if (q4) group_q4(wg, xg, R, C, 4, acc);
     else if (kind == KIND_U8) group_u8(wg, xg, R, C, 8, acc);
@@ -135,9 +139,8 @@ static inline __attribute__((always_inline)) void tile(u32 kind, XQ xq, size_t r
     for (u32 c = 0; c < C; c++) s4[c] = wasm_v128_load(sw[c] + g * GROUP);
     for (u32 r = 0; r < R; r++) {
       v128_t sx4 = wasm_v128_load(sx[r] + g * GROUP);
-      v128_t z = kind != KIND_Q8 ? wasm_i32x4_shl(wasm_v128_load(sumx[r] + g * GROUP), shift) : wasm_i32x4_splat(0);
       for (u32 c = 0; c < C; c++)
-        facc[r][c] = MADD(wasm_f32x4_convert_i32x4(wasm_i32x4_sub(acc[r][c], z)), wasm_f32x4_mul(sx4, s4[c]), facc[r][c]);
+        facc[r][c] = MADD(wasm_f32x4_convert_i32x4(acc[r][c]), wasm_f32x4_mul(sx4, s4[c]), facc[r][c]);
     }
   }
   for (u32 r = 0; r < R; r++)
