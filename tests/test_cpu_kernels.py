@@ -7,6 +7,7 @@ at accuracy_level 4, the Python reference of the page's CPU engine."""
 
 import base64
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -19,6 +20,9 @@ import cpu_reference as ref
 from node_kernels import assert_close, needs_node, run
 
 REPO = Path(__file__).resolve().parent.parent
+# tokens per decoder call (model.js): a longer prompt goes in several calls
+MAX_TOKENS = int(re.search(r"export const MAX_TOKENS = (\d+);",
+                           (REPO / "web" / "lib" / "engines" / "cpu" / "model.js").read_text())[1])
 
 pytest.importorskip("ziglang", reason="the kernels are built with PyPI ziglang: pip install -e .")
 pytestmark = needs_node
@@ -203,7 +207,7 @@ def test_rmsnorm(kernels_wasm, tmp_path):
     if not (d == "q4" and "relaxed" in b)])  # Node 20's relaxed integer dot is wrong (MATMUL_PAGE): q4 in Chromium
 def test_decoder(kernels_wasm, tmp_path, dtype, threads, build, interleave):
     """A prefill of 5 positions then 3 single steps, 2 rows; 2 rows of 20 (a prompt's path: each matrix input
-    quantized once, attention by tiles of positions); a prefill of 300 positions (over MAX_TOKENS) too. The
+    quantized once, attention by tiles of positions); 3 rows of a prefill over MAX_TOKENS too (in two calls). The
     relaxed build under Node for fp32 / int8 (fused multiply-adds; int8 weights take the plain integer path); the
     Memory64 builds (64-bit addresses in the plan and at the module's boundary) with interleave. With interleave,
     another state runs between the calls (several live at once, each with its own plan fields) and is released
@@ -212,7 +216,7 @@ def test_decoder(kernels_wasm, tmp_path, dtype, threads, build, interleave):
     parts = {t["part"] for t in json.loads((tmp_path / "pack.json").read_text())["tensors"].values()}
     assert (len(parts) > 1) == interleave
     rng = np.random.default_rng(5)
-    for rows, calls in ((2, [5, 1, 1, 1]), (2, [20, 1]), (1, [300, 1])):
+    for rows, calls in ((2, [5, 1, 1, 1]), (2, [20, 1]), (3, [MAX_TOKENS // 3 + 2, 1])):
         T = sum(calls)
         x = rng.standard_normal((rows, T, DECODER["hidden_size"])).astype(np.float32)
         per_call = [x[:, sum(calls[:i]):sum(calls[:i + 1])] for i in range(len(calls))]
@@ -221,7 +225,7 @@ def test_decoder(kernels_wasm, tmp_path, dtype, threads, build, interleave):
                   embeds=np.concatenate([c.reshape(-1) for c in per_call]))
         want = ref.decoder(weights, DECODER, x.astype(np.float64))
         # each call returns its positions, except a prompt over MAX_TOKENS: its last chunk only
-        chunks, chunk = [], 256 // rows  # model.js's MAX_TOKENS
+        chunks, chunk = [], MAX_TOKENS // rows
         for i, S in enumerate(calls):
             last = S - (S - 1) // chunk * chunk
             end = sum(calls[:i + 1])

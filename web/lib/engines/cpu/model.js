@@ -9,8 +9,9 @@ import { DTYPE, KIND, L, L_FIELDS, LAYER0, P } from './runtime.js';
 import { CpuVision, visionBuffers, visionTableBytes } from './vision.js';
 import { CpuVq, vqAllocations, vqBuffers } from './vq.js';
 
-/** Tokens (rows x positions) per call: longer prompts go in several calls (each reads every weight once). */
-export const MAX_TOKENS = 256;
+/** Tokens (rows x positions) per call: longer prompts go in several calls (each reads every weight once). An image
+ * question's prompt (576 image positions and its text) fits in one. */
+export const MAX_TOKENS = 640;
 /** Rows of an lm_head call (more are done in several). */
 const HEAD_ROWS = 8;
 /** Queries per attention tile (attention.c's QT): each thread's scores scratch holds that many rows. */
