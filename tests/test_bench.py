@@ -60,6 +60,19 @@ def test_speed_targets_are_verdicts(tiny_bundle, tmp_path):
                    "load_s": (row["metrics"].get("load_s"), None if "load_s" not in row["metrics"] else True)}
 
 
+def test_greedy_images(tiny_bundle, tmp_path):
+    """--temperature 0 reaches the row and its reference: onnxruntime's image tokens equal PyTorch's greedy ones,
+    and differ from the tokens the same row draws at temperature 1."""
+    def image_tokens(out, *argv):
+        code, report = _bench(out, "--bundle", str(tiny_bundle), "--backend", "ort-cpu", "--dtype", "fp32",
+                              "--text-tokens", "2", "--images", "1", *argv)
+        assert code == 0
+        (row,) = _ran(report, backend="ort-cpu")
+        assert row["metrics"]["image_token_agreement_pct"] == 100.0, row["metrics"]
+        return row["detail"]["image"]["tokens"]
+    assert image_tokens(tmp_path / "greedy", "--temperature", "0") != image_tokens(tmp_path / "drawn")
+
+
 def test_bad_input(tmp_path):
     assert main(["--quiet", "bench", "run", "--bundle", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert not (tmp_path / "r").exists()

@@ -82,6 +82,8 @@ PARAMS = (
           multi=False, choices=("random", "none")),
     Param("question", str, QUESTION, "the question", multi=False),
     Param("prompt", str, PROMPT, "the text-to-image prompt", multi=False),
+    Param("temperature", float, 1.0, "the image tokens' sampling temperature (0: greedy, the most likely token "
+                                     "at each step)", multi=False),
     Param("reference", str, "native", "what rows are compared with (see above)", multi=False,
           choices=("native", "ort", "none")),
     Param("draws", str, "seeded", "the image draws: the seed's, or centred (each moved to the middle of its "
@@ -167,8 +169,9 @@ class Context:
     def work(self, case: dict) -> Work:
         from janusweb.bench.workload import build_inputs
         w = Workload(question=case["question"], chat_image=case["chat_image"] == "random",
-                     text_tokens=case["text_tokens"], prompt=case["prompt"], images=case["images"],
-                     image_steps=case["image_steps"] or None, repeats=case["repeats"], warmup=case["warmup"])
+                     text_tokens=case["text_tokens"], prompt=case["prompt"], temperature=case["temperature"],
+                     images=case["images"], image_steps=case["image_steps"] or None, repeats=case["repeats"],
+                     warmup=case["warmup"])
         bundle = self.bundles[case["bundle"]]
         key = (bundle, dataclasses.replace(w, repeats=0, warmup=False))
         if key not in self._inputs:
