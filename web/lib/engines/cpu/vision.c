@@ -104,8 +104,8 @@ static void patch_rows(const float *pixels, float *cols, size_t S, size_t P, siz
 // items [i0, i1) of heads x rows: row m's key and value vectors of a head, from qkv [M, 3 D] (keys of every head
 // 12 KB apart at SigLIP-L's width: the same few cache sets, so attention's pass over them missed the caches) into
 // kv [2, heads, M, HD], each head's keys, then its values, one after the other
-static void heads_apart(const float *qkv, float *kv, size_t M, size_t D, size_t HD, size_t i0, size_t i1) {
-  size_t NH = D / HD;
+static void heads_apart(const float *qkv, float *kv, size_t M, size_t D, size_t NH, size_t HD, size_t i0,
+                        size_t i1) {
   for (size_t i = i0; i < i1; i++) {
     size_t head = i / M, m = i % M;
     const float *k = qkv + m * 3 * D + D + head * HD, *val = k + D;
@@ -144,7 +144,7 @@ void vision_forward(const slot *v, addr *p, u32 t, u32 T) {
     barrier(p);
     size_t tiles = (M + QT - 1) / QT;
     share(NH * M, t, T, &a, &b);
-    heads_apart(qkv, kv, M, D, HD, a, b);
+    heads_apart(qkv, kv, M, D, NH, HD, a, b);
     barrier(p);
     share(NH * tiles, t, T, &a, &b);
     for (size_t i = a; i < b; i++) {
